@@ -1,0 +1,228 @@
+/*-------------------------------------------------------------------------
+ * http.c
+ *	  One-shot HTTP requests over libcurl, driven by zb_multi_wait().
+ *
+ * A process keeps one multi handle for REST calls, so its connection cache
+ * keeps TLS connections to the workspace alive between calls (OAuth, SQL
+ * statements, polls, chunk fetches).  Each request gets a fresh easy handle;
+ * if an interrupt raises an ERROR while we wait, the handle is detached and
+ * freed on the way out.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/memutils.h"
+
+#include "http.h"
+
+typedef struct HttpExchange
+{
+	MemoryContext cxt;
+	ZbBuf		body;
+	size_t		max_body;
+	bool		too_big;
+	bool		oom;
+	char		content_type[128];
+	long		retry_after_s;
+} HttpExchange;
+
+static ZbMulti *http_multi = NULL;
+
+static size_t
+http_write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
+{
+	HttpExchange *x = (HttpExchange *) userp;
+	size_t		n = size * nmemb;
+
+	if (x->body.len + n > x->max_body)
+	{
+		x->too_big = true;
+		return 0;
+	}
+	if (!zb_buf_reserve(x->cxt, &x->body, n + 1, true))
+	{
+		x->oom = true;
+		return 0;
+	}
+	memcpy(x->body.data + x->body.len, ptr, n);
+	x->body.len += n;
+	return n;
+}
+
+static size_t
+http_header_cb(char *buffer, size_t size, size_t nitems, void *userp)
+{
+	HttpExchange *x = (HttpExchange *) userp;
+	size_t		n = size * nitems;
+	char		line[256];
+	size_t		len = Min(n, sizeof(line) - 1);
+	char	   *v;
+
+	memcpy(line, buffer, len);
+	line[len] = '\0';
+	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
+		line[--len] = '\0';
+	if (strncmp(line, "HTTP/", 5) == 0)
+	{
+		/* a new response (after 100-continue, say): forget earlier headers */
+		x->content_type[0] = '\0';
+		x->retry_after_s = -1;
+		return n;
+	}
+	v = strchr(line, ':');
+	if (v == NULL)
+		return n;
+	*v++ = '\0';
+	while (*v == ' ')
+		v++;
+	if (pg_strcasecmp(line, "content-type") == 0)
+		strlcpy(x->content_type, v, sizeof(x->content_type));
+	else if (pg_strcasecmp(line, "retry-after") == 0)
+	{
+		char	   *end;
+		long		s = strtol(v, &end, 10);
+
+		if (end != v && s >= 0)
+			x->retry_after_s = Min(s, 3600);
+	}
+	return n;
+}
+
+/*
+ * Perform one request.  Returns true when an HTTP response arrived (any
+ * status: the caller interprets it), false with err on transport failure.
+ */
+bool
+zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
+{
+	HttpExchange x;
+	CURL	   *easy;
+	struct curl_slist *volatile headers = NULL;
+	char		errbuf[CURL_ERROR_SIZE];
+	CURLcode	result = CURLE_OK;
+	volatile TimestampTz deadline = 0;
+	bool		ok;
+	int			i;
+
+	zb_error_clear(err);
+	memset(resp, 0, sizeof(ZbHttpResponse));
+	memset(&x, 0, sizeof(x));
+	x.cxt = CurrentMemoryContext;
+	x.max_body = req->max_response_bytes ? req->max_response_bytes : 64 * 1024 * 1024;
+	x.retry_after_s = -1;
+
+	if (http_multi == NULL)
+		http_multi = zb_multi_create(TopMemoryContext);
+
+	easy = curl_easy_init();
+	if (easy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl handle")));
+
+	for (i = 0; i < req->nheaders; i++)
+		headers = curl_slist_append(headers, req->headers[i]);
+	headers = curl_slist_append(headers, "Expect:");
+
+	zb_curl_set_common(easy, req->ca_file, req->connect_timeout_ms, errbuf);
+	curl_easy_setopt(easy, CURLOPT_URL, req->url);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "zerobus_fdw/" ZEROBUS_FDW_VERSION);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, http_write_cb);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &x);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, http_header_cb);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, &x);
+	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+	if (req->timeout_ms > 0)
+	{
+		curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), req->timeout_ms + 1000);
+	}
+	if (req->basic_user)
+	{
+		curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+		curl_easy_setopt(easy, CURLOPT_USERNAME, req->basic_user);
+		curl_easy_setopt(easy, CURLOPT_PASSWORD, req->basic_password ? req->basic_password : "");
+	}
+	if (strcmp(req->method, "POST") == 0)
+	{
+		curl_easy_setopt(easy, CURLOPT_POST, 1L);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+						 (curl_off_t) (req->body ? req->body_len : 0));
+	}
+	else if (strcmp(req->method, "GET") != 0)
+		curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req->method);
+
+	PG_TRY();
+	{
+		zb_multi_add(http_multi, easy);
+		while (!zb_multi_done(http_multi, easy, &result))
+		{
+			long		wait_ms = deadline ? zb_ms_until(deadline) : -1;
+
+			if (deadline && wait_ms == 0)
+			{
+				result = CURLE_OPERATION_TIMEDOUT;
+				break;
+			}
+			zb_multi_wait(http_multi, wait_ms, req->wait_event_info);
+		}
+	}
+	PG_CATCH();
+	{
+		zb_multi_remove(http_multi, easy);
+		curl_easy_cleanup(easy);
+		curl_slist_free_all(headers);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &resp->status);
+	zb_multi_remove(http_multi, easy);
+	curl_easy_cleanup(easy);
+	curl_slist_free_all(headers);
+
+	if (x.too_big)
+	{
+		zb_error_set(err, ZB_ERR_PROTOCOL, false,
+					 "response from %s exceeds %zu bytes", req->url, x.max_body);
+		ok = false;
+	}
+	else if (x.oom)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while receiving a response from %s", req->url)));
+	else if (result != CURLE_OK)
+	{
+		zb_error_from_curl(err, result, errbuf, req->url);
+		ok = false;
+	}
+	else
+		ok = true;
+
+	if (!zb_buf_reserve(x.cxt, &x.body, 1, false))
+		elog(ERROR, "out of memory");
+	x.body.data[x.body.len] = '\0';
+	resp->body = (char *) x.body.data;
+	resp->body_len = x.body.len;
+	strlcpy(resp->content_type, x.content_type, sizeof(resp->content_type));
+	resp->retry_after_s = x.retry_after_s;
+	return ok;
+}
+
+/* application/x-www-form-urlencoded escaping of one value. */
+char *
+zb_http_form_escape(const char *s)
+{
+	char	   *e = curl_easy_escape(NULL, s, 0);
+	char	   *r;
+
+	if (e == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	r = pstrdup(e);
+	curl_free(e);
+	return r;
+}

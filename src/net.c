@@ -1,0 +1,459 @@
+/*-------------------------------------------------------------------------
+ * net.c
+ *	  libcurl's multi interface driven from a PostgreSQL WaitEventSet.
+ *
+ * libcurl tells us, through its socket and timer callbacks, which sockets
+ * it wants watched and when it next needs a tick.  zb_multi_wait() sleeps on
+ * exactly those sockets plus the latch and postmaster death, then hands the
+ * ready sockets back to curl_multi_socket_action().  The wait is the only
+ * place where an interrupt is serviced: curl's callbacks never ereport().
+ *
+ * A ZbMulti lives in a memory context; deleting or resetting that context
+ * (for instance when a query errors out) frees the curl handles and the
+ * WaitEventSet through a reset callback, so nothing leaks after an ERROR.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/wait_event.h"
+
+#include "net.h"
+
+#define ZB_MAX_SOCKETS 8
+
+typedef struct ZbSocket
+{
+	curl_socket_t fd;
+	int			what;			/* CURL_POLL_IN / OUT / INOUT */
+} ZbSocket;
+
+struct ZbMulti
+{
+	CURLM	   *multi;
+	MemoryContext cxt;
+	MemoryContextCallback reset_cb;
+	ZbSocket	sockets[ZB_MAX_SOCKETS];
+	int			nsockets;
+	bool		sockets_changed;
+	long		timer_ms;		/* from CURLMOPT_TIMERFUNCTION, -1 = none */
+	TimestampTz timer_set_at;
+	WaitEventSet *wes;
+	int			running;
+	/* completed transfers, recorded from curl_multi_info_read() */
+	CURL	   *done_easy[ZB_MAX_SOCKETS];
+	CURLcode	done_result[ZB_MAX_SOCKETS];
+	int			ndone;
+};
+
+static bool curl_initialized = false;
+
+/*
+ * Make room for 'extra' more bytes after b->len, compacting consumed bytes
+ * away first.  With no_oom, returns false rather than raising an ERROR.
+ */
+bool
+zb_buf_reserve(MemoryContext cxt, ZbBuf *b, size_t extra, bool no_oom)
+{
+	size_t		need;
+	size_t		newcap;
+	uint8	   *nd;
+
+	if (b->off > 0 && (b->off == b->len || b->off > b->cap / 2))
+	{
+		memmove(b->data, b->data + b->off, b->len - b->off);
+		b->len -= b->off;
+		b->off = 0;
+	}
+	need = b->len + extra;
+	if (need <= b->cap)
+		return true;
+	newcap = Max(b->cap * 2, 16 * 1024);
+	while (newcap < need)
+		newcap *= 2;
+	nd = MemoryContextAllocExtended(cxt, newcap,
+									MCXT_ALLOC_HUGE | (no_oom ? MCXT_ALLOC_NO_OOM : 0));
+	if (nd == NULL)
+		return false;
+	if (b->data)
+	{
+		memcpy(nd, b->data, b->len);
+		pfree(b->data);
+	}
+	b->data = nd;
+	b->cap = newcap;
+	return true;
+}
+
+void
+zb_curl_global_init(void)
+{
+	if (!curl_initialized)
+	{
+		CURLcode	rc = curl_global_init(CURL_GLOBAL_ALL);
+
+		if (rc != CURLE_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_SYSTEM_ERROR),
+					 errmsg("could not initialize libcurl: %s", curl_easy_strerror(rc))));
+		curl_initialized = true;
+	}
+}
+
+static int
+net_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	ZbMulti    *m = (ZbMulti *) userp;
+	int			i;
+
+	for (i = 0; i < m->nsockets; i++)
+		if (m->sockets[i].fd == fd)
+			break;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < m->nsockets)
+		{
+			m->sockets[i] = m->sockets[--m->nsockets];
+			m->sockets_changed = true;
+		}
+		return 0;
+	}
+	if (i == m->nsockets)
+	{
+		if (m->nsockets == ZB_MAX_SOCKETS)
+			return -1;			/* libcurl fails the transfer; never expected */
+		m->sockets[i].fd = fd;
+		m->nsockets++;
+		m->sockets[i].what = 0;
+	}
+	if (m->sockets[i].what != what)
+	{
+		m->sockets[i].what = what;
+		m->sockets_changed = true;
+	}
+	return 0;
+}
+
+static int
+net_timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	ZbMulti    *m = (ZbMulti *) userp;
+
+	m->timer_ms = timeout_ms;
+	m->timer_set_at = GetCurrentTimestamp();
+	return 0;
+}
+
+static void
+net_free_wes(ZbMulti *m)
+{
+	if (m->wes)
+	{
+		FreeWaitEventSet(m->wes);
+		m->wes = NULL;
+	}
+}
+
+/* Memory context reset callback: release everything libcurl holds. */
+static void
+net_multi_release(void *arg)
+{
+	ZbMulti    *m = (ZbMulti *) arg;
+
+	net_free_wes(m);
+	if (m->multi)
+	{
+		curl_multi_cleanup(m->multi);
+		m->multi = NULL;
+	}
+}
+
+ZbMulti *
+zb_multi_create(MemoryContext cxt)
+{
+	ZbMulti    *m;
+
+	zb_curl_global_init();
+	m = MemoryContextAllocZero(cxt, sizeof(ZbMulti));
+	m->cxt = cxt;
+	m->timer_ms = -1;
+	m->multi = curl_multi_init();
+	if (m->multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl multi handle")));
+	m->reset_cb.func = net_multi_release;
+	m->reset_cb.arg = m;
+	MemoryContextRegisterResetCallback(cxt, &m->reset_cb);
+
+	curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, net_socket_cb);
+	curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
+	curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, net_timer_cb);
+	curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
+	return m;
+}
+
+CURLM *
+zb_multi_handle(ZbMulti *m)
+{
+	return m->multi;
+}
+
+void
+zb_multi_add(ZbMulti *m, CURL *easy)
+{
+	CURLMcode	rc = curl_multi_add_handle(m->multi, easy);
+
+	if (rc != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not start a transfer: %s", curl_multi_strerror(rc))));
+}
+
+void
+zb_multi_remove(ZbMulti *m, CURL *easy)
+{
+	int			i;
+
+	curl_multi_remove_handle(m->multi, easy);
+	for (i = 0; i < m->ndone; i++)
+	{
+		if (m->done_easy[i] == easy)
+		{
+			m->done_easy[i] = m->done_easy[m->ndone - 1];
+			m->done_result[i] = m->done_result[m->ndone - 1];
+			m->ndone--;
+			break;
+		}
+	}
+}
+
+/* Collect finished transfers so callers can ask about their own handle. */
+static void
+net_collect_done(ZbMulti *m)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(m->multi, &left)) != NULL)
+	{
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		if (m->ndone < ZB_MAX_SOCKETS)
+		{
+			m->done_easy[m->ndone] = msg->easy_handle;
+			m->done_result[m->ndone] = msg->data.result;
+			m->ndone++;
+		}
+	}
+}
+
+bool
+zb_multi_done(ZbMulti *m, CURL *easy, CURLcode *result)
+{
+	int			i;
+
+	for (i = 0; i < m->ndone; i++)
+	{
+		if (m->done_easy[i] == easy)
+		{
+			if (result)
+				*result = m->done_result[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+static void
+net_socket_action(ZbMulti *m, curl_socket_t fd, int ev)
+{
+	if (fd == CURL_SOCKET_TIMEOUT)
+		m->timer_ms = -1;
+	curl_multi_socket_action(m->multi, fd, ev, &m->running);
+	net_collect_done(m);
+}
+
+/* Run curl's timeout handling now (after a pause/unpause, or a new handle). */
+void
+zb_multi_kick(ZbMulti *m)
+{
+	net_socket_action(m, CURL_SOCKET_TIMEOUT, 0);
+}
+
+static void
+net_build_wes(ZbMulti *m)
+{
+	int			i;
+
+	net_free_wes(m);
+#if PG_VERSION_NUM >= 170000
+	m->wes = CreateWaitEventSet(NULL, m->nsockets + 2);
+#else
+	m->wes = CreateWaitEventSet(m->cxt, m->nsockets + 2);
+#endif
+	AddWaitEventToSet(m->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(m->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (i = 0; i < m->nsockets; i++)
+	{
+		uint32		events = 0;
+
+		if (m->sockets[i].what & CURL_POLL_IN)
+			events |= WL_SOCKET_READABLE;
+		if (m->sockets[i].what & CURL_POLL_OUT)
+			events |= WL_SOCKET_WRITEABLE;
+		AddWaitEventToSet(m->wes, events, m->sockets[i].fd, NULL,
+						  (void *) (intptr_t) m->sockets[i].fd);
+	}
+	m->sockets_changed = false;
+}
+
+/* Milliseconds until curl's timer fires; -1 if none. */
+static long
+net_timer_remaining(ZbMulti *m)
+{
+	long		elapsed;
+
+	if (m->timer_ms < 0)
+		return -1;
+	if (m->timer_ms == 0)
+		return 0;
+	elapsed = (long) ((GetCurrentTimestamp() - m->timer_set_at) / 1000);
+	return Max(0, m->timer_ms - elapsed);
+}
+
+long
+zb_ms_until(TimestampTz deadline)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (deadline <= now)
+		return 0;
+	/* round up so that a wait never ends just short of the deadline */
+	return (long) ((deadline - now + 999) / 1000);
+}
+
+/*
+ * Wait for network progress, the latch, or timeout_ms (-1: no limit of our
+ * own).  Services interrupts (CHECK_FOR_INTERRUPTS) after a latch wake-up,
+ * so a cancel or SIGTERM ends the wait with an ERROR/FATAL as usual.
+ */
+int
+zb_multi_wait(ZbMulti *m, long timeout_ms, uint32 wait_event_info)
+{
+	WaitEvent	events[ZB_MAX_SOCKETS + 2];
+	long		curl_ms = net_timer_remaining(m);
+	long		wait_ms;
+	int			nevents;
+	int			result = 0;
+	int			i;
+
+	if (curl_ms == 0)
+	{
+		net_socket_action(m, CURL_SOCKET_TIMEOUT, 0);
+		return ZB_WAKE_IO;
+	}
+
+	if (curl_ms < 0)
+		wait_ms = timeout_ms;
+	else if (timeout_ms < 0)
+		wait_ms = curl_ms;
+	else
+		wait_ms = Min(curl_ms, timeout_ms);
+
+	if (m->wes == NULL || m->sockets_changed)
+		net_build_wes(m);
+
+	nevents = WaitEventSetWait(m->wes, wait_ms, events, lengthof(events),
+							   wait_event_info);
+
+	for (i = 0; i < nevents; i++)
+	{
+		WaitEvent  *ev = &events[i];
+
+		if (ev->events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			result |= ZB_WAKE_LATCH;
+		}
+		else if (ev->events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
+		{
+			int			flags = 0;
+
+			if (ev->events & WL_SOCKET_READABLE)
+				flags |= CURL_CSELECT_IN;
+			if (ev->events & WL_SOCKET_WRITEABLE)
+				flags |= CURL_CSELECT_OUT;
+			net_socket_action(m, (curl_socket_t) (intptr_t) ev->user_data, flags);
+			result |= ZB_WAKE_IO;
+		}
+	}
+
+	if (nevents == 0)
+	{
+		/* Timed out: curl's timer, ours, or both. */
+		if (m->timer_ms >= 0 && net_timer_remaining(m) == 0)
+		{
+			net_socket_action(m, CURL_SOCKET_TIMEOUT, 0);
+			result |= ZB_WAKE_IO;
+		}
+		if (timeout_ms >= 0 && (curl_ms < 0 || timeout_ms <= curl_ms))
+			result |= ZB_WAKE_TIMEOUT;
+	}
+
+	if (result & ZB_WAKE_LATCH)
+		CHECK_FOR_INTERRUPTS();
+	return result;
+}
+
+/* Options every Databricks-bound handle gets. */
+void
+zb_curl_set_common(CURL *easy, const char *ca_file, long connect_timeout_ms, char *errbuf)
+{
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
+	errbuf[0] = '\0';
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (ca_file && ca_file[0])
+		curl_easy_setopt(easy, CURLOPT_CAINFO, ca_file);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* never follow redirects: a token must not travel to another host */
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+}
+
+/* Turn a libcurl failure into a ZbError a user can act on. */
+void
+zb_error_from_curl(ZbError *err, CURLcode rc, const char *errbuf, const char *what)
+{
+	const char *detail = (errbuf && errbuf[0]) ? errbuf : curl_easy_strerror(rc);
+
+	switch (rc)
+	{
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_SSL_CIPHER:
+		case CURLE_SSL_ISSUER_ERROR:
+		case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+		case CURLE_SSL_INVALIDCERTSTATUS:
+			zb_error_set(err, ZB_ERR_TLS, false, "TLS failure talking to %s: %s", what, detail);
+			break;
+		case CURLE_OPERATION_TIMEDOUT:
+			zb_error_set(err, ZB_ERR_TIMEOUT, true, "timed out talking to %s: %s", what, detail);
+			break;
+		case CURLE_URL_MALFORMAT:
+		case CURLE_UNSUPPORTED_PROTOCOL:
+			zb_error_set(err, ZB_ERR_CONFIG, false, "invalid URL for %s: %s", what, detail);
+			break;
+		default:
+			zb_error_set(err, ZB_ERR_TRANSPORT, true, "could not reach %s: %s", what, detail);
+			break;
+	}
+}

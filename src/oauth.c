@@ -1,0 +1,305 @@
+/*-------------------------------------------------------------------------
+ * oauth.c
+ *	  OAuth M2M client-credentials tokens (SPEC section 5).
+ *
+ * POST {workspace_url}/oidc/v1/token with HTTP Basic client_id:secret.
+ * ZeroBus tokens are scoped with a resource naming the workspace's
+ * zerobusDirectWriteApi and authorization_details granting USE CATALOG,
+ * USE SCHEMA and SELECT+MODIFY on the one target table; SQL API tokens are
+ * plain all-apis tokens.
+ *
+ * Tokens are cached per process, keyed by (user mapping, purpose, table),
+ * and checked against a fingerprint of the credentials so that ALTER USER
+ * MAPPING takes effect at the next request.  A token is refreshed when 80%
+ * of its lifetime has passed, and on demand after UNAUTHENTICATED.
+ *
+ * 4xx answers are final (bad credentials, bad request); 5xx and network
+ * errors are retried a few times here, then reported as retryable.
+ * The secret never appears in an error message.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/hashfn.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "http.h"
+#include "json.h"
+#include "oauth.h"
+
+#define OAUTH_KEY_LEN 600		/* table names are at most 3 x 255 bytes */
+#define OAUTH_ATTEMPTS 3
+#define OAUTH_FIRST_BACKOFF_MS 250
+
+typedef struct TokenKey
+{
+	Oid			umid;
+	int			purpose;
+	char		table[OAUTH_KEY_LEN];
+} TokenKey;
+
+typedef struct TokenEntry
+{
+	TokenKey	key;			/* hash key, must be first */
+	uint32		fingerprint;
+	char	   *token;			/* in TopMemoryContext */
+	TimestampTz refresh_at;
+	TimestampTz expires_at;
+} TokenEntry;
+
+static HTAB *token_cache = NULL;
+
+static uint32
+oauth_fingerprint(const ZbCredentials *cred)
+{
+	StringInfoData s;
+	uint32		h;
+
+	initStringInfo(&s);
+	appendStringInfo(&s, "%s\n%s\n%s\n%s", cred->workspace_url,
+					 cred->workspace_id ? cred->workspace_id : "",
+					 cred->client_id, cred->client_secret);
+	h = hash_bytes((unsigned char *) s.data, s.len);
+	/* do not leave the secret lying around in freed memory */
+	memset(s.data, 0, s.len);
+	pfree(s.data);
+	return h;
+}
+
+static TokenEntry *
+oauth_lookup(const ZbCredentials *cred, ZbTokenPurpose purpose, const char *table,
+			 bool *found)
+{
+	TokenKey	key;
+
+	if (token_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(TokenKey);
+		ctl.entrysize = sizeof(TokenEntry);
+		token_cache = hash_create("zerobus OAuth tokens", 16, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	memset(&key, 0, sizeof(key));
+	key.umid = cred->umid;
+	key.purpose = purpose;
+	if (table)
+		strlcpy(key.table, table, sizeof(key.table));
+	return hash_search(token_cache, &key, HASH_ENTER, found);
+}
+
+/* Split "cat.sch.tbl" into its parts; false if it is not three parts. */
+static bool
+oauth_split_table(const char *table, char **cat, char **sch)
+{
+	const char *d1 = strchr(table, '.');
+	const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+
+	if (d1 == NULL || d2 == NULL || strchr(d2 + 1, '.') != NULL)
+		return false;
+	*cat = pnstrdup(table, d1 - table);
+	*sch = pnstrdup(table, d2 - table);
+	return true;
+}
+
+static void
+oauth_append_grant(StringInfo buf, const char *privileges, const char *type, const char *path)
+{
+	appendStringInfo(buf, "{\"type\":\"unity_catalog_privileges\",\"privileges\":%s,"
+					 "\"object_type\":\"%s\",\"object_full_path\":", privileges, type);
+	zb_json_append_string(buf, path);
+	appendStringInfoChar(buf, '}');
+}
+
+static char *
+oauth_request_body(const ZbCredentials *cred, ZbTokenPurpose purpose, const char *table)
+{
+	StringInfoData body;
+	StringInfoData details;
+	char	   *cat;
+	char	   *sch;
+
+	initStringInfo(&body);
+	appendStringInfoString(&body, "grant_type=client_credentials&scope=all-apis");
+	if (purpose == ZB_TOKEN_SQL)
+		return body.data;
+
+	if (!oauth_split_table(table, &cat, &sch))
+		elog(ERROR, "table name \"%s\" is not catalog.schema.table", table);
+
+	initStringInfo(&details);
+	appendStringInfoChar(&details, '[');
+	oauth_append_grant(&details, "[\"USE CATALOG\"]", "CATALOG", cat);
+	appendStringInfoChar(&details, ',');
+	oauth_append_grant(&details, "[\"USE SCHEMA\"]", "SCHEMA", sch);
+	appendStringInfoChar(&details, ',');
+	oauth_append_grant(&details, "[\"SELECT\",\"MODIFY\"]", "TABLE", table);
+	appendStringInfoChar(&details, ']');
+
+	appendStringInfo(&body, "&resource=%s",
+					 zb_http_form_escape(psprintf("api://databricks/workspaces/%s/zerobusDirectWriteApi",
+												  cred->workspace_id)));
+	appendStringInfo(&body, "&authorization_details=%s", zb_http_form_escape(details.data));
+	return body.data;
+}
+
+/* One POST to the token endpoint.  Fills the entry on success. */
+static bool
+oauth_fetch(const ZbCredentials *cred, ZbTokenPurpose purpose, const char *table,
+			TokenEntry *entry, ZbError *err)
+{
+	static const char *const fields[] = {
+		"access_token", "expires_in", "error", "error_description", "token_type"
+	};
+	char	   *values[lengthof(fields)];
+	const char *hdrs[] = {"Content-Type: application/x-www-form-urlencoded",
+	"Accept: application/json"};
+	ZbHttpRequest req;
+	ZbHttpResponse resp;
+	char	   *body = oauth_request_body(cred, purpose, table);
+	char	   *url = psprintf("%s/oidc/v1/token", cred->workspace_url);
+	char	   *jerr;
+	long		expires_in;
+	TimestampTz now;
+
+	memset(&req, 0, sizeof(req));
+	req.method = "POST";
+	req.url = url;
+	req.ca_file = cred->ca_file;
+	req.connect_timeout_ms = cred->connect_timeout_ms;
+	req.timeout_ms = cred->request_timeout_ms;
+	req.headers = hdrs;
+	req.nheaders = lengthof(hdrs);
+	req.body = body;
+	req.body_len = strlen(body);
+	req.basic_user = cred->client_id;
+	req.basic_password = cred->client_secret;
+	req.max_response_bytes = 1024 * 1024;
+	req.wait_event_info = PG_WAIT_EXTENSION;
+
+	if (!zb_http_request(&req, &resp, err))
+	{
+		/* name the endpoint, not the error buffer's full URL twice */
+		return false;
+	}
+
+	if (!zb_json_get_fields(resp.body, resp.body_len, lengthof(fields), fields, values, &jerr))
+	{
+		zb_error_set(err, ZB_ERR_PROTOCOL, resp.status >= 500,
+					 "token endpoint %s returned HTTP %ld with a body that is not JSON (%s)",
+					 url, resp.status, jerr);
+		err->http_status = resp.status;
+		return false;
+	}
+
+	if (resp.status != 200)
+	{
+		bool		retry = resp.status >= 500 || resp.status == 429;
+
+		zb_error_set(err, retry ? ZB_ERR_HTTP : ZB_ERR_AUTH, retry,
+					 "token endpoint %s returned HTTP %ld%s%s%s%s",
+					 url, resp.status,
+					 values[2] ? ": " : "", values[2] ? values[2] : "",
+					 values[3] ? ": " : "", values[3] ? values[3] : "");
+		err->http_status = resp.status;
+		return false;
+	}
+	if (values[0] == NULL || values[0][0] == '\0')
+	{
+		zb_error_set(err, ZB_ERR_PROTOCOL, true,
+					 "token endpoint %s returned no access_token", url);
+		return false;
+	}
+
+	expires_in = values[1] ? strtol(values[1], NULL, 10) : 3600;
+	if (expires_in <= 0)
+		expires_in = 60;
+	now = GetCurrentTimestamp();
+	if (entry->token)
+	{
+		memset(entry->token, 0, strlen(entry->token));
+		pfree(entry->token);
+	}
+	entry->token = MemoryContextStrdup(TopMemoryContext, values[0]);
+	entry->fingerprint = oauth_fingerprint(cred);
+	entry->expires_at = TimestampTzPlusMilliseconds(now, expires_in * 1000L);
+	entry->refresh_at = TimestampTzPlusMilliseconds(now, expires_in * 800L);
+	return true;
+}
+
+/*
+ * A valid token for (credentials, purpose, table), fetching one if needed.
+ * Returns NULL with err filled on failure.  The string stays valid until
+ * the next call for the same key.
+ */
+const char *
+zb_oauth_token(const ZbCredentials *cred, ZbTokenPurpose purpose, const char *table,
+			   ZbError *err)
+{
+	bool		found;
+	TokenEntry *entry;
+	int			attempt;
+	long		backoff_ms = OAUTH_FIRST_BACKOFF_MS;
+
+	zb_error_clear(err);
+	if (purpose == ZB_TOKEN_ZEROBUS && (table == NULL || strlen(table) >= OAUTH_KEY_LEN))
+	{
+		zb_error_set(err, ZB_ERR_CONFIG, false, "invalid target table name");
+		return NULL;
+	}
+	entry = oauth_lookup(cred, purpose, purpose == ZB_TOKEN_ZEROBUS ? table : NULL, &found);
+	if (!found)
+	{
+		entry->token = NULL;
+		entry->fingerprint = 0;
+	}
+	if (entry->token && entry->fingerprint == oauth_fingerprint(cred) &&
+		GetCurrentTimestamp() < entry->refresh_at)
+		return entry->token;
+
+	for (attempt = 1;; attempt++)
+	{
+		if (oauth_fetch(cred, purpose, table, entry, err))
+			return entry->token;
+		if (!err->retryable || attempt >= OAUTH_ATTEMPTS)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 backoff_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		backoff_ms *= 2;
+	}
+
+	/* A still-valid older token is better than none while the endpoint is down. */
+	if (err->retryable && entry->token && entry->fingerprint == oauth_fingerprint(cred) &&
+		GetCurrentTimestamp() < entry->expires_at)
+	{
+		zb_error_clear(err);
+		return entry->token;
+	}
+	return NULL;
+}
+
+/* Forget a token the server refused (UNAUTHENTICATED), so the next call refetches. */
+void
+zb_oauth_invalidate(const ZbCredentials *cred, ZbTokenPurpose purpose, const char *table)
+{
+	bool		found;
+	TokenEntry *entry;
+
+	if (purpose == ZB_TOKEN_ZEROBUS && (table == NULL || strlen(table) >= OAUTH_KEY_LEN))
+		return;
+	entry = oauth_lookup(cred, purpose, purpose == ZB_TOKEN_ZEROBUS ? table : NULL, &found);
+	if (found && entry->token)
+	{
+		memset(entry->token, 0, strlen(entry->token));
+		pfree(entry->token);
+	}
+	entry->token = NULL;
+}

@@ -1,0 +1,463 @@
+/*-------------------------------------------------------------------------
+ * option.c
+ *	  Option validation for zerobus_fdw objects, and resolving a server plus
+ *	  the current user's mapping into one configuration.
+ *
+ * One table says which option belongs where and what it holds; the
+ * validator rejects unknown names with a hint listing the valid ones, and
+ * malformed values with the reason.  Secrets are accepted only on user
+ * mappings, which only superusers and the mapping's user can read.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "access/reloptions.h"
+#include "catalog/pg_foreign_data_wrapper.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_foreign_table.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_user_mapping.h"
+#include "commands/defrem.h"
+#include "foreign/foreign.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/syscache.h"
+
+#include "option.h"
+#include "zerobus.h"
+
+typedef enum OptKind
+{
+	OPT_TEXT,
+	OPT_URL,
+	OPT_MS,						/* a duration: '30s', '500ms', or milliseconds */
+	OPT_NAME3,					/* catalog.schema.table */
+	OPT_IDENT,					/* a Databricks name: letters, digits, _ */
+	OPT_PATH,					/* an absolute file path (superuser only) */
+	OPT_SECRET
+} OptKind;
+
+typedef struct ZbOption
+{
+	const char *name;
+	Oid			context;		/* catalog of the object it belongs to */
+	OptKind		kind;
+} ZbOption;
+
+static const ZbOption zb_options[] = {
+	{"workspace_url", ForeignServerRelationId, OPT_URL},
+	{"zerobus_endpoint", ForeignServerRelationId, OPT_URL},
+	{"workspace_id", ForeignServerRelationId, OPT_TEXT},
+	{"warehouse_id", ForeignServerRelationId, OPT_TEXT},
+	{"catalog", ForeignServerRelationId, OPT_IDENT},
+	{"schema", ForeignServerRelationId, OPT_IDENT},
+	{"ca_file", ForeignServerRelationId, OPT_PATH},
+	{"connect_timeout", ForeignServerRelationId, OPT_MS},
+	{"request_timeout", ForeignServerRelationId, OPT_MS},
+	{"client_id", UserMappingRelationId, OPT_TEXT},
+	{"client_secret", UserMappingRelationId, OPT_SECRET},
+	{"table", ForeignTableRelationId, OPT_NAME3},
+	{"query", ForeignTableRelationId, OPT_TEXT},
+	{"column_name", AttributeRelationId, OPT_TEXT},
+	{NULL, InvalidOid, 0}
+};
+
+static const char *
+opt_context_name(Oid context)
+{
+	switch (context)
+	{
+		case ForeignDataWrapperRelationId:
+			return "foreign-data wrapper";
+		case ForeignServerRelationId:
+			return "server";
+		case UserMappingRelationId:
+			return "user mapping";
+		case ForeignTableRelationId:
+			return "foreign table";
+		case AttributeRelationId:
+			return "foreign table column";
+	}
+	return "object";
+}
+
+/* A Databricks identifier as ZeroBus accepts it: ASCII letters, digits, _ */
+bool
+zb_valid_name(const char *name)
+{
+	const char *p;
+
+	if (name == NULL || name[0] == '\0' || strlen(name) > 255)
+		return false;
+	for (p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '_'))
+			return false;
+	return true;
+}
+
+/* catalog.schema.table, each part a valid name. */
+void
+zb_check_table_name(const char *table, const char *what)
+{
+	char	   *copy = pstrdup(table);
+	char	   *parts[4];
+	int			n = 0;
+	char	   *p = copy;
+
+	while (n < 4)
+	{
+		char	   *dot = strchr(p, '.');
+
+		parts[n++] = p;
+		if (dot == NULL)
+			break;
+		*dot = '\0';
+		p = dot + 1;
+	}
+	if (n != 3 || !zb_valid_name(parts[0]) || !zb_valid_name(parts[1]) ||
+		!zb_valid_name(parts[2]))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid %s \"%s\"", what, table),
+				 errdetail("A Databricks table is named catalog.schema.table, each part made of ASCII letters, digits and underscores."),
+				 errhint("For example: main.default.events")));
+	pfree(copy);
+}
+
+static bool
+opt_is_loopback(const char *host)
+{
+	return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+		strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
+}
+
+static void
+opt_check_url(const char *name, const char *value)
+{
+	CURLU	   *u = curl_url();
+	CURLUcode	rc;
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	char	   *path = NULL;
+	char	   *query = NULL;
+	char	   *user = NULL;
+	char	   *fragment = NULL;
+	const char *problem = NULL;
+
+	if (u == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	rc = curl_url_set(u, CURLUPART_URL, value, 0);
+	if (rc != CURLUE_OK)
+		problem = curl_url_strerror(rc);
+	else
+	{
+		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+		curl_url_get(u, CURLUPART_HOST, &host, 0);
+		curl_url_get(u, CURLUPART_PATH, &path, 0);
+		curl_url_get(u, CURLUPART_QUERY, &query, 0);
+		curl_url_get(u, CURLUPART_USER, &user, 0);
+		curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0);
+		if (scheme == NULL || (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0))
+			problem = "the scheme must be https:// (or http:// for a local emulator)";
+		else if (host == NULL || host[0] == '\0')
+			problem = "it has no host";
+		else if (user != NULL)
+			problem = "credentials do not belong in the URL; put them in a user mapping";
+		else if (query != NULL || fragment != NULL)
+			problem = "it must not have a query string or fragment";
+		else if (path != NULL && strcmp(path, "/") != 0 && strcmp(path, "") != 0)
+			problem = "it must not have a path";
+		else if (strcmp(scheme, "http") == 0 && !opt_is_loopback(host))
+			problem = "plain http:// is only allowed for a loopback address (a local emulator); use https://";
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(path);
+	curl_free(query);
+	curl_free(user);
+	curl_free(fragment);
+	curl_url_cleanup(u);
+	if (problem)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
+				 errdetail("The URL is not usable: %s.", problem),
+				 errhint("For example: https://dbc-1234.cloud.databricks.com")));
+}
+
+static long
+opt_parse_ms(const char *name, const char *value)
+{
+	int			ms;
+	const char *hint = NULL;
+
+	if (!parse_int(value, &ms, GUC_UNIT_MS, &hint) || ms <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
+				 errdetail("A positive duration is required."),
+				 errhint("%s", hint ? hint : "For example: '30s', '500ms' or '2min'.")));
+	return ms;
+}
+
+static void
+opt_check_value(const ZbOption *opt, const char *value)
+{
+	switch (opt->kind)
+	{
+		case OPT_URL:
+			opt_check_url(opt->name, value);
+			break;
+		case OPT_MS:
+			(void) opt_parse_ms(opt->name, value);
+			break;
+		case OPT_NAME3:
+			zb_check_table_name(value, psprintf("value for option \"%s\"", opt->name));
+			break;
+		case OPT_IDENT:
+			if (!zb_valid_name(value))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
+						 errhint("Use ASCII letters, digits and underscores only.")));
+			break;
+		case OPT_PATH:
+			if (!superuser())
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("only superusers can set option \"%s\"", opt->name)));
+			if (!is_absolute_path(value))
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
+						 errhint("Give an absolute path to a PEM file of CA certificates.")));
+			break;
+		case OPT_TEXT:
+		case OPT_SECRET:
+			if (value[0] == '\0')
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+						 errmsg("option \"%s\" must not be empty", opt->name)));
+			break;
+	}
+}
+
+static void
+opt_reject_unknown(const char *name, Oid context)
+{
+	StringInfoData valid;
+	const ZbOption *o;
+	const char *owner = NULL;
+
+	initStringInfo(&valid);
+	for (o = zb_options; o->name; o++)
+	{
+		if (o->context == context)
+			appendStringInfo(&valid, "%s%s", valid.len ? ", " : "", o->name);
+		else if (strcmp(o->name, name) == 0)
+			owner = opt_context_name(o->context);
+	}
+	if (owner)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"%s\" belongs on a %s, not on a %s",
+						name, owner, opt_context_name(context)),
+				 strcmp(name, "client_secret") == 0 || strcmp(name, "client_id") == 0
+				 ? errhint("Credentials go in a user mapping: CREATE USER MAPPING FOR CURRENT_USER SERVER … OPTIONS (client_id '…', client_secret '…').")
+				 : errhint("Valid options here: %s.", valid.len ? valid.data : "none")));
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+			 errmsg("invalid option \"%s\" for a zerobus_fdw %s", name, opt_context_name(context)),
+			 valid.len ? errhint("Valid options here: %s.", valid.data)
+			 : errhint("A zerobus_fdw %s takes no options.", opt_context_name(context))));
+}
+
+PG_FUNCTION_INFO_V1(zerobus_fdw_validator);
+
+Datum
+zerobus_fdw_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	Oid			context = PG_GETARG_OID(1);
+	ListCell   *lc;
+	bool		has_table = false;
+	bool		has_query = false;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		const char *value = defGetString(def);
+		const ZbOption *o;
+
+		for (o = zb_options; o->name; o++)
+			if (o->context == context && strcmp(o->name, def->defname) == 0)
+				break;
+		if (o->name == NULL)
+			opt_reject_unknown(def->defname, context);
+		opt_check_value(o, value);
+		if (strcmp(def->defname, "table") == 0)
+			has_table = true;
+		if (strcmp(def->defname, "query") == 0)
+			has_query = true;
+	}
+	if (has_table && has_query)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("options \"table\" and \"query\" cannot both be set"),
+				 errhint("A foreign table reads either a Databricks table or the result of a query.")));
+	PG_RETURN_VOID();
+}
+
+/* ---------- resolved configuration ---------- */
+
+static char *
+opt_strip_slash(const char *url)
+{
+	char	   *s = pstrdup(url);
+	size_t		len = strlen(s);
+
+	while (len > 0 && s[len - 1] == '/')
+		s[--len] = '\0';
+	return s;
+}
+
+Oid
+zb_server_oid(const char *servername)
+{
+	ForeignServer *server = GetForeignServerByName(servername, false);
+	ForeignDataWrapper *fdw = GetForeignDataWrapper(server->fdwid);
+	HeapTuple	tup;
+	bool		ours = false;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fdw->fdwhandler));
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		src = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_prosrc, &isnull);
+
+		ours = !isnull && strcmp(TextDatumGetCString(src), "zerobus_fdw_handler") == 0;
+		ReleaseSysCache(tup);
+	}
+	if (!ours)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("server \"%s\" does not use the zerobus_fdw foreign-data wrapper",
+						servername),
+				 errhint("Create it with CREATE SERVER … FOREIGN DATA WRAPPER zerobus_fdw.")));
+	return server->serverid;
+}
+
+ZbServerConfig *
+zb_server_config(Oid serverid, Oid userid, bool need_mapping)
+{
+	ForeignServer *server = GetForeignServer(serverid);
+	ZbServerConfig *cfg = palloc0(sizeof(ZbServerConfig));
+	ListCell   *lc;
+
+	cfg->serverid = serverid;
+	cfg->servername = pstrdup(server->servername);
+	cfg->connect_timeout_ms = ZB_DEFAULT_CONNECT_TIMEOUT_MS;
+	cfg->request_timeout_ms = ZB_DEFAULT_REQUEST_TIMEOUT_MS;
+
+	foreach(lc, server->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		const char *v = defGetString(def);
+
+		if (strcmp(def->defname, "workspace_url") == 0)
+			cfg->workspace_url = opt_strip_slash(v);
+		else if (strcmp(def->defname, "zerobus_endpoint") == 0)
+			cfg->zerobus_endpoint = opt_strip_slash(v);
+		else if (strcmp(def->defname, "workspace_id") == 0)
+			cfg->workspace_id = pstrdup(v);
+		else if (strcmp(def->defname, "warehouse_id") == 0)
+			cfg->warehouse_id = pstrdup(v);
+		else if (strcmp(def->defname, "catalog") == 0)
+			cfg->catalog = pstrdup(v);
+		else if (strcmp(def->defname, "schema") == 0)
+			cfg->schema = pstrdup(v);
+		else if (strcmp(def->defname, "ca_file") == 0)
+			cfg->ca_file = pstrdup(v);
+		else if (strcmp(def->defname, "connect_timeout") == 0)
+			cfg->connect_timeout_ms = opt_parse_ms(def->defname, v);
+		else if (strcmp(def->defname, "request_timeout") == 0)
+			cfg->request_timeout_ms = opt_parse_ms(def->defname, v);
+	}
+	if (cfg->workspace_id == NULL && cfg->zerobus_endpoint)
+		cfg->workspace_id = zb_workspace_id_from_endpoint(cfg->zerobus_endpoint);
+
+	if (need_mapping)
+	{
+		UserMapping *um;
+
+		if (!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(userid),
+								   ObjectIdGetDatum(serverid)) &&
+			!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+								   ObjectIdGetDatum(serverid)))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("no user mapping for user \"%s\" on server \"%s\"",
+							GetUserNameFromId(userid, false), server->servername),
+					 errhint("CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (client_id '…', client_secret '…');",
+							 quote_identifier(server->servername))));
+		um = GetUserMapping(userid, serverid);
+		cfg->umid = um->umid;
+		foreach(lc, um->options)
+		{
+			DefElem    *def = (DefElem *) lfirst(lc);
+
+			if (strcmp(def->defname, "client_id") == 0)
+				cfg->client_id = pstrdup(defGetString(def));
+			else if (strcmp(def->defname, "client_secret") == 0)
+				cfg->client_secret = pstrdup(defGetString(def));
+		}
+		if (cfg->client_id == NULL || cfg->client_secret == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+					 errmsg("user mapping for server \"%s\" lacks %s",
+							server->servername,
+							cfg->client_id == NULL ? "client_id" : "client_secret"),
+					 errhint("ALTER USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (ADD %s '…');",
+							 quote_identifier(server->servername),
+							 cfg->client_id == NULL ? "client_id" : "client_secret")));
+	}
+	return cfg;
+}
+
+/* The OAuth credentials of a resolved configuration. */
+void
+zb_credentials(const ZbServerConfig *cfg, ZbCredentials *cred)
+{
+	if (cfg->workspace_url == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("server \"%s\" has no workspace_url", cfg->servername),
+				 errhint("ALTER SERVER %s OPTIONS (ADD workspace_url 'https://…cloud.databricks.com');",
+						 quote_identifier(cfg->servername))));
+	memset(cred, 0, sizeof(ZbCredentials));
+	cred->umid = cfg->umid;
+	cred->workspace_url = cfg->workspace_url;
+	cred->workspace_id = cfg->workspace_id;
+	cred->client_id = cfg->client_id;
+	cred->client_secret = cfg->client_secret;
+	cred->ca_file = cfg->ca_file;
+	cred->connect_timeout_ms = cfg->connect_timeout_ms;
+	cred->request_timeout_ms = cfg->request_timeout_ms;
+}
+
+void
+zb_require_endpoint(const ZbServerConfig *cfg)
+{
+	if (cfg->zerobus_endpoint == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+				 errmsg("server \"%s\" has no zerobus_endpoint", cfg->servername),
+				 errhint("ALTER SERVER %s OPTIONS (ADD zerobus_endpoint 'https://<workspace-id>.zerobus.<region>.cloud.databricks.com');",
+						 quote_identifier(cfg->servername))));
+}

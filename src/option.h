@@ -1,0 +1,42 @@
+/*-------------------------------------------------------------------------
+ * option.h
+ *	  Options of the zerobus_fdw server, user mapping, foreign table and
+ *	  column, their validation, and the resolved configuration.
+ *-------------------------------------------------------------------------
+ */
+#ifndef ZB_OPTION_H
+#define ZB_OPTION_H
+
+#include "nodes/pg_list.h"
+#include "oauth.h"
+
+typedef struct ZbServerConfig
+{
+	Oid			serverid;
+	char	   *servername;
+	char	   *workspace_url;	/* no trailing slash; NULL if unset */
+	char	   *zerobus_endpoint;	/* no trailing slash; NULL if unset */
+	char	   *workspace_id;	/* explicit, or the endpoint's first label */
+	char	   *warehouse_id;
+	char	   *catalog;
+	char	   *schema;
+	char	   *ca_file;
+	long		connect_timeout_ms;
+	long		request_timeout_ms;
+	/* from the user mapping */
+	Oid			umid;
+	char	   *client_id;
+	char	   *client_secret;
+} ZbServerConfig;
+
+#define ZB_DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define ZB_DEFAULT_REQUEST_TIMEOUT_MS 30000
+
+extern ZbServerConfig *zb_server_config(Oid serverid, Oid userid, bool need_mapping);
+extern Oid	zb_server_oid(const char *servername);
+extern void zb_credentials(const ZbServerConfig *cfg, ZbCredentials *cred);
+extern void zb_require_endpoint(const ZbServerConfig *cfg);
+extern bool zb_valid_name(const char *name);
+extern void zb_check_table_name(const char *table, const char *what);
+
+#endif							/* ZB_OPTION_H */
