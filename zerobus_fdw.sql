@@ -3,6 +3,8 @@
 
 CREATE SCHEMA zerobus;
 COMMENT ON SCHEMA zerobus IS 'zerobus_fdw: streams to Databricks ZeroBus, and Delta history';
+-- Everyone may look up names here; each function and table has its own grants.
+GRANT USAGE ON SCHEMA zerobus TO PUBLIC;
 
 CREATE FUNCTION zerobus.fdw_handler()
 RETURNS fdw_handler

@@ -124,7 +124,7 @@ zb_check_table_name(const char *table, const char *what)
 		!zb_valid_name(parts[2]))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid %s \"%s\"", what, table),
+				 errmsg("invalid %s: \"%s\"", what, table),
 				 errdetail("A Databricks table is named catalog.schema.table, each part made of ASCII letters, digits and underscores."),
 				 errhint("For example: main.default.events")));
 	pfree(copy);
@@ -153,8 +153,15 @@ opt_check_url(const char *name, const char *value)
 	if (u == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	rc = curl_url_set(u, CURLUPART_URL, value, 0);
-	if (rc != CURLUE_OK)
-		problem = curl_url_strerror(rc);
+	if (rc == CURLUE_BAD_SCHEME || rc == CURLUE_UNSUPPORTED_SCHEME)
+		problem = "it must start with https:// (or http:// for a local emulator)";
+	else if (rc != CURLUE_OK)
+	{
+		char	   *msg = pstrdup(curl_url_strerror(rc));
+
+		msg[0] = pg_tolower((unsigned char) msg[0]);
+		problem = msg;
+	}
 	else
 	{
 		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
@@ -164,7 +171,7 @@ opt_check_url(const char *name, const char *value)
 		curl_url_get(u, CURLUPART_USER, &user, 0);
 		curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0);
 		if (scheme == NULL || (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0))
-			problem = "the scheme must be https:// (or http:// for a local emulator)";
+			problem = "it must start with https:// (or http:// for a local emulator)";
 		else if (host == NULL || host[0] == '\0')
 			problem = "it has no host";
 		else if (user != NULL)

@@ -1,0 +1,103 @@
+--
+-- Options of zerobus_fdw objects: every typo, wrong type and malformed value
+-- is refused with a SQLSTATE and a hint; nothing is half-created.
+--
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+CREATE EXTENSION zerobus_fdw;
+SELECT extname, extversion FROM pg_extension WHERE extname = 'zerobus_fdw';
+
+-- A valid server and user mapping.
+CREATE SERVER lakehouse FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (
+    workspace_url    'https://dbc-1234.cloud.databricks.com/',
+    zerobus_endpoint 'https://1234567890.zerobus.us-west-2.cloud.databricks.com',
+    warehouse_id     'abcdef1234567890',
+    catalog 'main', schema 'default',
+    connect_timeout '5s', request_timeout '2min');
+CREATE USER MAPPING FOR CURRENT_USER SERVER lakehouse
+    OPTIONS (client_id 'my-client', client_secret 'not-a-real-secret');
+
+\set VERBOSITY verbose
+-- Unknown options, and typos of real ones.
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace 'x');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (zerobus_endpont 'https://x.example.com');
+\set VERBOSITY default
+-- Options on the wrong object.
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (client_secret 'x');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (table 'main.default.t');
+CREATE USER MAPPING FOR PUBLIC SERVER lakehouse OPTIONS (workspace_url 'https://x.example.com');
+CREATE USER MAPPING FOR PUBLIC SERVER lakehouse OPTIONS (token 'x');
+ALTER FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace_url 'https://x.example.com');
+
+-- Malformed URLs.
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace_url 'dbc-1234.cloud.databricks.com');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace_url 'ftp://dbc-1234.cloud.databricks.com');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace_url 'https://');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace_url 'https://me:pw@dbc-1234.cloud.databricks.com');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace_url 'https://dbc-1234.cloud.databricks.com/api/2.0');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace_url 'https://dbc-1234.cloud.databricks.com?o=1');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (zerobus_endpoint 'http://1234.zerobus.us-west-2.cloud.databricks.com');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (zerobus_endpoint 'https://bad host');
+-- Plain http is fine on loopback (a local emulator).
+CREATE SERVER local_emu FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (
+    workspace_url 'http://127.0.0.1:8080', zerobus_endpoint 'http://localhost:8081');
+
+-- Wrong types and out-of-range values.
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (connect_timeout 'soon');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (connect_timeout '-1');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (request_timeout '5 parsecs');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (ca_file 'certs/ca.pem');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (catalog 'my-catalog');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (warehouse_id '');
+CREATE USER MAPPING FOR PUBLIC SERVER lakehouse OPTIONS (client_id '');
+-- ALTER is validated the same way, and a failed ALTER changes nothing.
+ALTER SERVER lakehouse OPTIONS (SET connect_timeout 'never');
+ALTER SERVER lakehouse OPTIONS (ADD zerobus_endpoint 'https://x.example.com');
+SELECT srvname, srvoptions FROM pg_foreign_server WHERE srvname = 'lakehouse';
+-- Nothing half-created.
+SELECT count(*) AS bad_servers FROM pg_foreign_server WHERE srvname = 'bad';
+
+-- Foreign tables and columns.
+CREATE FOREIGN TABLE ft_bad (a int) SERVER lakehouse OPTIONS (table 'main.default');
+CREATE FOREIGN TABLE ft_bad (a int) SERVER lakehouse OPTIONS (table 'main.default.my-table');
+CREATE FOREIGN TABLE ft_bad (a int) SERVER lakehouse OPTIONS (table 'a.b.c', query 'SELECT 1');
+CREATE FOREIGN TABLE ft_bad (a int) SERVER lakehouse OPTIONS (tablename 'a.b.c');
+CREATE FOREIGN TABLE ft_bad (a int OPTIONS (colname 'x')) SERVER lakehouse OPTIONS (table 'a.b.c');
+CREATE FOREIGN TABLE ft_ok (a int OPTIONS (column_name 'A')) SERVER lakehouse
+    OPTIONS (table 'main.default.events');
+
+-- Secrets stay in the user mapping: a non-superuser sees no options.
+CREATE ROLE zb_regress_user;
+GRANT USAGE ON FOREIGN SERVER lakehouse TO zb_regress_user;
+SET ROLE zb_regress_user;
+SELECT srvname, umoptions FROM pg_user_mappings WHERE srvname = 'lakehouse';
+-- Control functions are not granted to PUBLIC.
+SELECT * FROM zerobus.check_connection('lakehouse', 'main.default.events');
+RESET ROLE;
+
+-- check_connection's own argument checks.
+SELECT * FROM zerobus.check_connection('nosuchserver', 'main.default.events');
+SELECT * FROM zerobus.check_connection('lakehouse', 'events');
+SELECT * FROM zerobus.check_connection('lakehouse', 'main.default.events', '0 seconds');
+CREATE FOREIGN DATA WRAPPER other_fdw;
+CREATE SERVER other FOREIGN DATA WRAPPER other_fdw;
+SELECT * FROM zerobus.check_connection('other', 'main.default.events');
+-- A server without a user mapping for this user.
+CREATE SERVER no_mapping FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (
+    workspace_url 'https://dbc-1234.cloud.databricks.com',
+    zerobus_endpoint 'https://1234567890.zerobus.us-west-2.cloud.databricks.com');
+SELECT * FROM zerobus.check_connection('no_mapping', 'main.default.events');
+-- A mapping without a secret.
+CREATE USER MAPPING FOR CURRENT_USER SERVER no_mapping OPTIONS (client_id 'x');
+SELECT * FROM zerobus.check_connection('no_mapping', 'main.default.events');
+-- A server without the ZeroBus endpoint.
+CREATE SERVER sql_only FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (
+    workspace_url 'https://dbc-1234.cloud.databricks.com', warehouse_id 'abc');
+CREATE USER MAPPING FOR CURRENT_USER SERVER sql_only OPTIONS (client_id 'x', client_secret 'y');
+SELECT * FROM zerobus.check_connection('sql_only', 'main.default.events');
+
+DROP SERVER other;
+DROP FOREIGN DATA WRAPPER other_fdw;
+\set VERBOSITY terse
+DROP EXTENSION zerobus_fdw CASCADE;
+DROP ROLE zb_regress_user;
