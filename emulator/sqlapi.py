@@ -8,6 +8,7 @@ rows, so large results cost bytes, not Python objects.
 """
 
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -18,6 +19,7 @@ import deltatypes as dt
 from httpfront import Response, error_response
 from sqltranslate import Executor, SqlError
 
+log = logging.getLogger("zerobus_emulator.sql")
 STATEMENTS_PATH = "/api/2.0/sql/statements"
 RESULT_TTL_S = 3600
 MAX_LOG = 10000
@@ -167,6 +169,12 @@ class StatementManager:
         with self._lock:
             self._log.clear()
 
+    def _expire_old(self):
+        """Forget statements long past their result lifetime (caller holds the lock)."""
+        horizon = time.time() - 2 * RESULT_TTL_S
+        for statement_id in [i for i, s in self._statements.items() if s.created < horizon]:
+            del self._statements[statement_id]
+
     # ------------------------------------------------------------ request checks
 
     def _authorize(self, request):
@@ -267,6 +275,10 @@ class StatementManager:
             if statement.cancel_requested.is_set():
                 return self._finish(statement, "CANCELED")
             return self._finish(statement, "FAILED", ("INTERNAL_ERROR", str(exc)))
+        except Exception as exc:  # an emulator bug must still end the statement
+            log.exception("statement %s failed unexpectedly", statement.id)
+            return self._finish(statement, "FAILED", ("INTERNAL_ERROR", "emulator error: %r"
+                                                      % exc))
         finally:
             with statement.lock:
                 statement.conn = None

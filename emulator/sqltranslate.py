@@ -668,7 +668,7 @@ def _arity(name, args, count):
 def _table_parts(table):
     if not isinstance(table, exp.Table):
         raise unsupported("this table reference")
-    return [p for p in (table.catalog, table.db, table.name) if p]
+    return [part.name for part in (table.args.get(k) for k in ("catalog", "db", "this")) if part]
 
 
 def _datatype(node):
