@@ -182,7 +182,7 @@ def record_encoder(descriptor_bytes):
                 getattr(message, key).extend(value)
             else:
                 setattr(message, key, value)
-        return message.SerializeToString()
+        return message.SerializePartialToString()
     return encode
 
 
