@@ -44,6 +44,7 @@ struct ZbGrpcCall
 	ZbBuf		send;
 	bool		send_closed;
 	bool		upload_paused;
+	bool		response_ended; /* the server finished; end our side too */
 	uint64		bytes_sent;
 
 	/* response */
@@ -109,6 +110,8 @@ grpc_read_cb(char *dest, size_t size, size_t nitems, void *userp)
 	size_t		avail = call->send.len - call->send.off;
 	size_t		n;
 
+	if (call->response_ended)
+		return 0;				/* nothing more will be read: END_STREAM */
 	if (avail == 0)
 	{
 		if (call->send_closed)
@@ -459,6 +462,22 @@ zb_grpc_wait(ZbGrpcCall *call, long timeout_ms, uint32 wait_event_info)
 	rc = zb_multi_wait(call->multi, timeout_ms, wait_event_info);
 	if (zb_multi_done(call->multi, call->easy, &call->result))
 		call->finished = true;
+	else if (call->upload_paused && zb_multi_nsockets(call->multi) == 0)
+	{
+		/*
+		 * libcurl 7.88 keeps a transfer alive while its upload is paused,
+		 * even after the response has ended (trailers, or a trailers-only
+		 * error): it then stops watching the socket and the transfer would
+		 * hang.  An upload is paused only once connected, and we never
+		 * pause the download, so no socket left means the response is
+		 * over: end our side so that libcurl completes the transfer.
+		 */
+		call->response_ended = true;
+		grpc_resume_upload(call);
+		zb_multi_kick(call->multi);
+		if (zb_multi_done(call->multi, call->easy, &call->result))
+			call->finished = true;
+	}
 	return rc;
 }
 

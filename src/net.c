@@ -195,6 +195,13 @@ zb_multi_create(MemoryContext cxt)
 	return m;
 }
 
+/* How many sockets libcurl currently wants watched. */
+int
+zb_multi_nsockets(ZbMulti *m)
+{
+	return m->nsockets;
+}
+
 CURLM *
 zb_multi_handle(ZbMulti *m)
 {
@@ -456,4 +463,5 @@ zb_error_from_curl(ZbError *err, CURLcode rc, const char *errbuf, const char *wh
 			zb_error_set(err, ZB_ERR_TRANSPORT, true, "could not reach %s: %s", what, detail);
 			break;
 	}
+	err->curl_code = rc;
 }

@@ -40,6 +40,7 @@ extern bool zb_buf_reserve(MemoryContext cxt, ZbBuf *b, size_t extra, bool no_oo
 extern void zb_curl_global_init(void);
 extern ZbMulti *zb_multi_create(MemoryContext cxt);
 extern CURLM *zb_multi_handle(ZbMulti *m);
+extern int	zb_multi_nsockets(ZbMulti *m);
 extern void zb_multi_add(ZbMulti *m, CURL *easy);
 extern void zb_multi_remove(ZbMulti *m, CURL *easy);
 extern int	zb_multi_wait(ZbMulti *m, long timeout_ms, uint32 wait_event_info);

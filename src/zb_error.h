@@ -52,6 +52,7 @@ typedef struct ZbError
 	ZbErrorKind kind;
 	int			grpc_code;		/* ZB_ERR_GRPC */
 	long		http_status;	/* ZB_ERR_HTTP, ZB_ERR_AUTH, ZB_ERR_PROTOCOL */
+	int			curl_code;		/* the libcurl result behind a transport error */
 	bool		retryable;
 	char		message[ZB_ERROR_MSG_LEN];
 } ZbError;

@@ -31,6 +31,10 @@ struct ZbStream
 {
 	MemoryContext cxt;
 	ZbGrpcCall *call;
+	ZbGrpcTarget target;
+	const char *metadata[3];
+	uint8	   *create_msg;		/* the packed CreateIngestStreamRequest */
+	size_t		create_len;
 	char	   *table;
 	char	   *stream_id;		/* NULL until created */
 	int			record_type;
@@ -89,8 +93,6 @@ zb_stream_open(const ZbStreamConfig *cfg, MemoryContext parent)
 											  ALLOCSET_SMALL_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	ZbStream   *s = palloc0(sizeof(ZbStream));
-	ZbGrpcTarget target;
-	const char *md[3];
 	Databricks__Zerobus__EphemeralStreamRequest req = DATABRICKS__ZEROBUS__EPHEMERAL_STREAM_REQUEST__INIT;
 	Databricks__Zerobus__CreateIngestStreamRequest create = DATABRICKS__ZEROBUS__CREATE_INGEST_STREAM_REQUEST__INIT;
 
@@ -100,18 +102,14 @@ zb_stream_open(const ZbStreamConfig *cfg, MemoryContext parent)
 	s->last_sent = -1;
 	s->acked = -1;
 
-	target.base_url = cfg->endpoint;
-	target.method_path = ZEROBUS_METHOD;
-	target.ca_file = cfg->ca_file;
-	target.connect_timeout_ms = cfg->connect_timeout_ms;
-	target.max_message_bytes = ZEROBUS_MAX_RESPONSE;
-
-	md[0] = psprintf("authorization: Bearer %s", cfg->token);
-	md[1] = psprintf("x-databricks-zerobus-table-name: %s", cfg->table_name);
-	md[2] = "x-zerobus-sdk: zerobus_fdw/" ZEROBUS_FDW_VERSION;
-	s->call = zb_grpc_start(&target, md, lengthof(md), cxt);
-	/* the bearer token must not outlive its use in freed memory */
-	memset((char *) md[0], 0, strlen(md[0]));
+	s->target.base_url = pstrdup(cfg->endpoint);
+	s->target.method_path = ZEROBUS_METHOD;
+	s->target.ca_file = cfg->ca_file ? pstrdup(cfg->ca_file) : NULL;
+	s->target.connect_timeout_ms = cfg->connect_timeout_ms;
+	s->target.max_message_bytes = ZEROBUS_MAX_RESPONSE;
+	s->metadata[0] = psprintf("authorization: Bearer %s", cfg->token);
+	s->metadata[1] = psprintf("x-databricks-zerobus-table-name: %s", cfg->table_name);
+	s->metadata[2] = "x-zerobus-sdk: zerobus_fdw/" ZEROBUS_FDW_VERSION;
 
 	create.table_name = s->table;
 	create.has_record_type = true;
@@ -126,7 +124,12 @@ zb_stream_open(const ZbStreamConfig *cfg, MemoryContext parent)
 	}
 	req.payload_case = DATABRICKS__ZEROBUS__EPHEMERAL_STREAM_REQUEST__PAYLOAD_CREATE_STREAM;
 	req.create_stream = &create;
-	zb_grpc_send_message(s->call, &req.base);
+	s->create_len = protobuf_c_message_get_packed_size(&req.base);
+	s->create_msg = palloc(s->create_len);
+	protobuf_c_message_pack(&req.base, s->create_msg);
+
+	s->call = zb_grpc_start(&s->target, s->metadata, lengthof(s->metadata), cxt);
+	zb_grpc_send(s->call, s->create_msg, s->create_len);
 
 	MemoryContextSwitchTo(old);
 	return s;
@@ -272,6 +275,40 @@ zb_stream_poll(ZbStream *s, long timeout_ms, int *wake, ZbError *err)
 	return true;
 }
 
+/*
+ * Learn why stream creation failed when libcurl lost the answer.
+ *
+ * A server that refuses the stream at once (unknown table, bad token)
+ * answers with a trailers-only response and, since our side of the call is
+ * still open, resets the stream.  libcurl 7.88 then drops the response
+ * headers and reports "Empty reply from server" (http2.c discards pending
+ * header bytes when a reset stream closes).  Sending the same
+ * CreateIngestStreamRequest on a new call that we half-close at once avoids
+ * the reset, so the status arrives intact.  Only the idempotent create
+ * message was sent on the failed call, so repeating it is harmless.
+ */
+static void
+zbs_probe_create_failure(ZbStream *s, TimestampTz deadline, ZbError *err)
+{
+	ZbGrpcCall *probe = zb_grpc_start(&s->target, s->metadata, lengthof(s->metadata),
+									  s->cxt);
+	ZbError		perr;
+
+	zb_grpc_send(probe, s->create_msg, s->create_len);
+	zb_grpc_close_send(probe);
+	while (!zb_grpc_finished(probe))
+	{
+		long		left = zb_ms_until(deadline);
+
+		if (left == 0)
+			break;
+		(void) zb_grpc_wait(probe, left, PG_WAIT_EXTENSION);
+	}
+	if (zb_grpc_finished(probe) && !zb_grpc_status(probe, &perr) && perr.kind == ZB_ERR_GRPC)
+		*err = perr;
+	zb_grpc_free(probe);
+}
+
 bool
 zb_stream_wait_created(ZbStream *s, long timeout_ms, ZbError *err)
 {
@@ -291,7 +328,11 @@ zb_stream_wait_created(ZbStream *s, long timeout_ms, ZbError *err)
 			return false;
 		}
 		if (!zb_stream_poll(s, left, NULL, err))
+		{
+			if (err->kind == ZB_ERR_TRANSPORT && err->curl_code == CURLE_GOT_NOTHING)
+				zbs_probe_create_failure(s, deadline, err);
 			return false;
+		}
 	}
 }
 
