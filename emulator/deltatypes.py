@@ -106,10 +106,6 @@ class DeltaType:
         return SQLITE_AFFINITY.get(self.name, "TEXT")
 
     @property
-    def is_numeric(self):
-        return self.name in NUMERIC
-
-    @property
     def is_integral(self):
         return self.name in INTEGRAL
 
@@ -126,7 +122,6 @@ BIGINT = DeltaType("BIGINT")
 INT = DeltaType("INT")
 DOUBLE = DeltaType("DOUBLE")
 BOOLEAN = DeltaType("BOOLEAN")
-DATE = DeltaType("DATE")
 TIMESTAMP = DeltaType("TIMESTAMP")
 VOID = DeltaType("VOID")
 
@@ -602,18 +597,3 @@ def _cast_from_text(text, target):
                             % (text, target)) from None
     raise ValueRejected("[DATATYPE_MISMATCH.CAST_WITHOUT_SUGGESTION] cannot cast STRING to %s."
                         % target)
-
-
-def python_type(value):
-    """The DeltaType of a raw SQLite value whose type is otherwise unknown."""
-    if value is None:
-        return VOID
-    if isinstance(value, bool):
-        return BOOLEAN
-    if isinstance(value, int):
-        return BIGINT
-    if isinstance(value, float):
-        return DOUBLE
-    if isinstance(value, bytes):
-        return DeltaType("BINARY")
-    return STRING

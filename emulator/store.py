@@ -142,12 +142,6 @@ class Store:
         with self._lock:
             return self._tables.get(key)
 
-    def require(self, name):
-        table = self.get(name)
-        if table is None:
-            raise TableError("not_found", "table %s does not exist" % name)
-        return table
-
     def tables(self):
         with self._lock:
             return sorted(self._tables.values(), key=lambda t: t.name)
