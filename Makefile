@@ -15,8 +15,7 @@ PROTO_SRCS  = proto/zerobus.proto \
 PROTO_GEN_C = $(PROTO_SRCS:.proto=.pb-c.c)
 PROTO_GEN_H = $(PROTO_SRCS:.proto=.pb-c.h)
 OBJS        = zerobus_fdw.o \
-              src/zb_error.o src/net.o src/grpc.o src/http.o src/oauth.o src/zerobus.o \
-              src/json.o src/option.o src/check.o \
+              $(patsubst %.c,%.o,$(sort $(wildcard src/*.c))) \
               $(PROTO_GEN_C:.c=.o)
 
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
@@ -29,7 +28,7 @@ SHLIB_LINK  = -lcurl -lprotobuf-c
 
 # pg_regress: a temporary instance with the library preloaded (test/regress.conf).
 # The emulator must be running and its addresses exported: test/with_emulator.sh does both.
-REGRESS      = 001_options 002_check_connection
+REGRESS      = $(sort $(basename $(notdir $(wildcard $(srcdir)/sql/*.sql))))
 REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
                --temp-config=$(srcdir)/test/regress.conf \
                --port=$(or $(ZB_REGRESS_PORT),55432)
@@ -41,8 +40,12 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(EXTENSION)--$(EXTVERSION).sql: $(EXTENSION).sql
-	cp $< $@
+# The install script is built from per-subsystem parts, in name order.
+INSTALL_PARTS = $(sort $(wildcard $(srcdir)/extension/*.sql))
+$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PARTS)
+	( echo '-- zerobus_fdw $(EXTVERSION), generated from the files in extension/: edit those'; \
+	  printf '%s\n' '\echo Use "CREATE EXTENSION zerobus_fdw" to load this file. \quit'; \
+	  for f in $(INSTALL_PARTS); do echo; echo "-- $$(basename $$f)"; grep -v '^\\echo' $$f; done ) > $@
 
 %.pb-c.c %.pb-c.h: %.proto
 	protoc-c --proto_path=$(srcdir)/proto --c_out=$(srcdir)/proto $<

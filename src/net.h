@@ -14,23 +14,10 @@
 
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "buf.h"
 #include "zb_error.h"
 
 typedef struct ZbMulti ZbMulti;
-
-/*
- * A growable byte buffer that libcurl callbacks may fill: with no_oom, a
- * failed allocation returns false instead of throwing through libcurl.
- */
-typedef struct ZbBuf
-{
-	uint8	   *data;
-	size_t		off;			/* first unconsumed byte */
-	size_t		len;			/* bytes filled */
-	size_t		cap;
-} ZbBuf;
-
-extern bool zb_buf_reserve(MemoryContext cxt, ZbBuf *b, size_t extra, bool no_oom);
 
 /* Results of zb_multi_wait(), a bit mask. */
 #define ZB_WAKE_IO		0x01		/* curl made progress (or may have) */

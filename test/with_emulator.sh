@@ -15,7 +15,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/zb-emu.XXXXXX")
 
 /usr/bin/python3 "$root/emulator/zerobus_emulator.py" \
   --ports-file "$work/ports.json" --tls-dir "$work/tls" --log "$work/emulator.log" \
-  ${ZB_EMU_ARGS:-} &
+  ${ZB_EMU_ARGS:-} >>"$work/emulator.stderr" 2>&1 &
 emu_pid=$!
 cleanup() { kill "$emu_pid" 2>/dev/null || true; wait "$emu_pid" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

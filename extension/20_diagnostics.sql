@@ -1,24 +1,4 @@
-/* zerobus_fdw install script */
-\echo Use "CREATE EXTENSION zerobus_fdw" to load this file. \quit
-
-CREATE SCHEMA zerobus;
-COMMENT ON SCHEMA zerobus IS 'zerobus_fdw: streams to Databricks ZeroBus, and Delta history';
--- Everyone may look up names here; each function and table has its own grants.
-GRANT USAGE ON SCHEMA zerobus TO PUBLIC;
-
-CREATE FUNCTION zerobus.fdw_handler()
-RETURNS fdw_handler
-AS 'MODULE_PATHNAME', 'zerobus_fdw_handler'
-LANGUAGE C STRICT;
-
-CREATE FUNCTION zerobus.fdw_validator(text[], oid)
-RETURNS void
-AS 'MODULE_PATHNAME', 'zerobus_fdw_validator'
-LANGUAGE C STRICT;
-
-CREATE FOREIGN DATA WRAPPER zerobus_fdw
-  HANDLER zerobus.fdw_handler
-  VALIDATOR zerobus.fdw_validator;
+-- Diagnostics: connection check and transport benchmark.
 
 CREATE FUNCTION zerobus.check_connection(
     server name,

@@ -1,0 +1,75 @@
+/*-------------------------------------------------------------------------
+ * record.h
+ *	  Rows of a queue table as ZeroBus records: the DescriptorProto built
+ *	  from the table's columns, and each row encoded as protobuf or JSON.
+ *-------------------------------------------------------------------------
+ */
+#ifndef ZB_RECORD_H
+#define ZB_RECORD_H
+
+#include "access/tupdesc.h"
+#include "fmgr.h"
+
+typedef enum ZbColKind
+{
+	ZB_COL_INT32,				/* smallint, integer */
+	ZB_COL_INT64,				/* bigint */
+	ZB_COL_BOOL,
+	ZB_COL_FLOAT4,
+	ZB_COL_FLOAT8,
+	ZB_COL_TEXT,				/* text, varchar, char, json: bytes as stored */
+	ZB_COL_NAME,
+	ZB_COL_NUMERIC,				/* decimal text */
+	ZB_COL_DATE,				/* int32 days since 1970-01-01 */
+	ZB_COL_TIMESTAMP,			/* int64 µs since the Unix epoch */
+	ZB_COL_BYTEA,
+	ZB_COL_OUTPUT				/* the type's text output (jsonb, uuid) */
+} ZbColKind;
+
+typedef struct ZbRecordCol
+{
+	char	   *name;
+	int			index;			/* position in the values/isnull arrays */
+	int			field;			/* protobuf field number */
+	bool		not_null;
+	bool		is_array;
+	ZbColKind	kind;
+	Oid			typid;			/* base type (element type for arrays) */
+	int16		elmlen;			/* arrays: element storage */
+	bool		elmbyval;
+	char		elmalign;
+	FmgrInfo	outfunc;		/* ZB_COL_NUMERIC, ZB_COL_OUTPUT */
+} ZbRecordCol;
+
+typedef struct ZbRecordSchema
+{
+	int			ncols;
+	ZbRecordCol *cols;
+	uint8	   *descriptor;		/* serialized DescriptorProto */
+	size_t		descriptor_len;
+	uint32		fingerprint;	/* changes when columns change */
+} ZbRecordSchema;
+
+/* The largest number of columns ZeroBus accepts. */
+#define ZB_MAX_COLUMNS 2000
+
+extern ZbRecordSchema *zb_record_schema(TupleDesc tupdesc, const char *message_name,
+										int first_index);
+extern uint32 zb_record_fingerprint(TupleDesc tupdesc);
+extern void zb_record_check_columns(TupleDesc tupdesc, const char *relname);
+
+/*
+ * Encode one row.  Returns the record's length, written at *out (allocated
+ * from the caller's arena through 'reserve'), or -1 with *error set when a
+ * value cannot be represented (NaN, infinite dates, NULL array elements).
+ */
+typedef uint8 *(*zb_reserve_fn) (void *arena, size_t max_len);
+
+extern ssize_t zb_record_encode_proto(const ZbRecordSchema *schema, Datum *values,
+									  bool *isnull, zb_reserve_fn reserve, void *arena,
+									  uint8 **out, const char **error);
+extern ssize_t zb_record_encode_json(const ZbRecordSchema *schema, Datum *values,
+									 bool *isnull, zb_reserve_fn reserve, void *arena,
+									 uint8 **out, const char **error);
+
+#endif							/* ZB_RECORD_H */
