@@ -34,11 +34,13 @@ REGRESS_OPTS = --temp-instance=$(CURDIR)/tmp_check_regress \
                --port=$(or $(ZB_REGRESS_PORT),55432)
 
 TAP_TESTS   = 1
-PROVE_FLAGS = -I $(srcdir)/t -I $(srcdir)/test/perl
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# after the include: Makefile.global resets PROVE_FLAGS
+PROVE_FLAGS = -I $(srcdir)/test/perl
 
 # The install script is built from per-subsystem parts, in name order.
 INSTALL_PARTS = $(sort $(wildcard $(srcdir)/extension/*.sql))
@@ -56,15 +58,16 @@ $(PROTO_GEN_C:.c=.o): override CFLAGS += -Wno-missing-braces
 # Every object may include a generated header.
 $(OBJS): $(PROTO_GEN_H)
 
-.PHONY: deps regress tap emulator-test test
+.PHONY: deps regress tap emulator-test
 deps:
 	$(srcdir)/scripts/deps.sh
 
-regress: install
-	$(srcdir)/test/with_emulator.sh $(MAKE) installcheck
+# pg_regress only (PGXS's installcheck would run the TAP tests too).
+regress:
+	$(srcdir)/test/with_emulator.sh $(MAKE) installcheck TAP_TESTS=
 
-tap: install
-	$(MAKE) prove_installcheck
+tap:
+	$(prove_installcheck)
 
 emulator-test:
-	/usr/bin/python3 -m unittest discover -s $(srcdir)/emulator/tests -t $(srcdir) -v
+	cd $(srcdir) && /usr/bin/python3 -m unittest discover -s emulator/tests -t . -v

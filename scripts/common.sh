@@ -1,12 +1,18 @@
-# Shared by scripts/test.sh and scripts/demo.sh (sourced, not run).
+# Shared by scripts/test.sh and scripts/bench (sourced, not run).
 #
 # PostgreSQL refuses to run as root, so as root we stage the source into a
-# build directory owned by the unprivileged "postgres" user, build and test
-# there as that user, and install as root.  As any other user, the same
-# steps run as that user (with sudo for the install if needed).
+# build directory owned by the unprivileged "postgres" user and build and
+# test there as that user.  The extension is installed into a private copy
+# of the PostgreSQL 15 tree inside the build directory (PostgreSQL installs
+# are relocatable), so tests never touch the system installation and two
+# checkouts can be tested at the same time.
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILD_DIR=${ZB_BUILD_DIR:-/tmp/zerobus_fdw-build}
+BUILD_DIR=${ZB_BUILD_DIR:-/tmp/zerobus_fdw-build-$(printf '%s' "$REPO" | md5sum | cut -c1-8)}
+PG_SYSTEM=/usr/lib/postgresql/15
+PG_ROOT=$BUILD_DIR/pg
+PG_BIN=$PG_ROOT$PG_SYSTEM/bin
+PG_CONFIG=$PG_BIN/pg_config
 
 if [ "$(id -u)" -eq 0 ]; then
   TEST_USER=${ZB_TEST_USER:-postgres}
@@ -22,24 +28,20 @@ as_user() {
   fi
 }
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
-
 stage_and_build() {
   "$REPO/scripts/deps.sh"
-  export PATH="/usr/lib/postgresql/15/bin:$PATH"
-  mkdir -p "$BUILD_DIR"
+  mkdir -p "$BUILD_DIR/src" "$PG_ROOT/usr/lib/postgresql" "$PG_ROOT/usr/share/postgresql" "$PG_ROOT/usr/include"
+  # private PostgreSQL tree (refreshed if the system's minor release changed)
+  rsync -a "$PG_SYSTEM" "$PG_ROOT/usr/lib/postgresql/"
+  rsync -a /usr/share/postgresql/15 "$PG_ROOT/usr/share/postgresql/"
+  rsync -a /usr/include/postgresql "$PG_ROOT/usr/include/"
   rsync -a --delete \
     --exclude .git --exclude '*.o' --exclude '*.so' --exclude '*.pb-c.[ch]' \
     --exclude results --exclude tmp_check --exclude 'tmp_check_*' --exclude log \
     --exclude regression.diffs --exclude regression.out --exclude __pycache__ \
-    "$REPO/" "$BUILD_DIR/"
+    "$REPO/" "$BUILD_DIR/src/"
   if [ "$(id -u)" -eq 0 ]; then chown -R "$TEST_USER" "$BUILD_DIR"; fi
-  as_user make -C "$BUILD_DIR" -s -j2
-  if [ -w "$(pg_config --pkglibdir)" ]; then
-    make -C "$BUILD_DIR" -s install
-  else
-    as_root make -C "$BUILD_DIR" -s install PG_CONFIG="$(command -v pg_config)"
-  fi
+  export PATH="$PG_BIN:$PATH"
+  as_user make -C "$BUILD_DIR/src" -s -j2 PG_CONFIG="$PG_CONFIG" &&
+    as_user make -C "$BUILD_DIR/src" -s install PG_CONFIG="$PG_CONFIG"
 }

@@ -25,11 +25,11 @@ run_suite() {
 for s in "${suites[@]}"; do
   case $s in
     emulator)
-      run_suite emulator bash -c "cd '$BUILD_DIR' && /usr/bin/python3 -m unittest discover -s emulator/tests -t . 2>&1 | tail -n 25; exit \${PIPESTATUS[0]}" ;;
+      run_suite emulator bash -c "cd '$BUILD_DIR/src' && /usr/bin/python3 -m unittest discover -s emulator/tests -t . 2>&1 | tail -n 25; exit \${PIPESTATUS[0]}" ;;
     regress)
-      run_suite regress bash -c "cd '$BUILD_DIR' && test/with_emulator.sh make -s installcheck || { cat regression.diffs 2>/dev/null | head -n 300; exit 1; }" ;;
+      run_suite regress bash -c "cd '$BUILD_DIR/src' && make -s regress PG_CONFIG='$PG_CONFIG' || { cat regression.diffs 2>/dev/null | head -n 300; exit 1; }" ;;
     tap)
-      run_suite tap bash -c "cd '$BUILD_DIR' && make -s prove_installcheck PROVE_TESTS='${PROVE_TESTS:-t/*.pl}' || { for f in tmp_check/log/regress_log_*; do echo \"--- \$f\"; tail -n 60 \"\$f\"; done; exit 1; }" ;;
+      run_suite tap bash -c "cd '$BUILD_DIR/src' && make -s tap PG_CONFIG='$PG_CONFIG' PROVE_TESTS='${PROVE_TESTS:-t/*.pl}' || { for f in tmp_check/log/regress_log_*; do echo \"--- \$f\"; tail -n 60 \"\$f\"; done; exit 1; }" ;;
     *) echo "unknown suite $s"; exit 2 ;;
   esac
 done
@@ -41,5 +41,5 @@ for s in "${suites[@]}"; do
   printf '%-10s %s\n' "$s" "${status[$s]}"
   [ "${status[$s]}" = ok ] || rc=1
 done
-[ $rc -eq 0 ] && echo "all test suites passed" || echo "some test suites FAILED (build tree: $BUILD_DIR)"
+[ $rc -eq 0 ] && echo "all test suites passed" || echo "some test suites FAILED (build tree: $BUILD_DIR/src)"
 exit $rc

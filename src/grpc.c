@@ -560,6 +560,9 @@ zb_grpc_status(ZbGrpcCall *call, ZbError *err)
 		for (p = call->body_excerpt; *p; p++)
 			if (!isprint((unsigned char) *p))
 				*p = ' ';
+		while (call->body_excerpt_len > 0 &&
+			   call->body_excerpt[call->body_excerpt_len - 1] == ' ')
+			call->body_excerpt[--call->body_excerpt_len] = '\0';
 		zb_error_set(err, ZB_ERR_PROTOCOL, zb_grpc_code_retryable(code),
 					 "%s is not a gRPC endpoint: HTTP %ld, content-type \"%s\"%s%s%s",
 					 call->url, call->http_status,
