@@ -72,6 +72,7 @@
 int			zb_poll_interval_ms = 1000;
 
 #define CHUNK_BLOCKS 64			/* the unit of the queue split among workers */
+#define MAX_SPAN_CHUNKS 64		/* one claim covers at most this many chunks */
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 30000
 #define BACKOFF_FATAL_MS 60000	/* between attempts after a non-retryable error */
@@ -1076,6 +1077,7 @@ worker_fill(Relation rel)
 	int			nworkers = W.row.workers;
 	BlockNumber mine;			/* chunks c with c % nworkers == widx */
 	BlockNumber visited = 0;
+	BlockNumber last_span = 1;
 	BlockNumber c;
 
 	if (nchunks <= (BlockNumber) W.widx)
@@ -1093,13 +1095,20 @@ worker_fill(Relation rel)
 		ZbError		err;
 		int			wake;
 
-		/* a single worker claims consecutive chunks at once, sized to the room left */
+		/*
+		 * A single worker claims consecutive chunks at once, sized to the
+		 * room left by the observed row density; the span at most doubles
+		 * from one claim to the next, so a sparse region cannot lead to a
+		 * huge claim in a dense one.
+		 */
 		if (nworkers == 1)
 		{
 			double		room = W.row.max_inflight - (W.nrows + W.ndead);
 			double		per_chunk = Max(W.rows_per_block, 1.0) * CHUNK_BLOCKS;
 
 			span = (BlockNumber) Max(1.0, Min(room / per_chunk, (double) (nchunks - c)));
+			span = Min(span, Min(last_span * 2, MAX_SPAN_CHUNKS));
+			last_span = span;
 		}
 		to = Min((c + span) * CHUNK_BLOCKS, nblocks);
 		got = worker_claim(from, to);
@@ -1298,8 +1307,10 @@ worker_await_acks(void)
 		if (oldest != 0 && now - oldest > W.row.ack_timeout_ms * 1000)
 		{
 			zb_error_set(&err, ZB_ERR_TIMEOUT, true,
-						 "no durable acknowledgement within %lld ms",
-						 (long long) W.row.ack_timeout_ms);
+						 "no durable acknowledgement within %lld ms (acked up to offset " INT64_FORMAT
+						 " of " INT64_FORMAT ", %zu bytes not yet sent)",
+						 (long long) W.row.ack_timeout_ms, zb_stream_acked(W.stream),
+						 zb_stream_last_sent(W.stream), zb_stream_send_pending(W.stream));
 			failed = true;
 		}
 		else
