@@ -291,9 +291,14 @@ zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
 	MemoryContext caller = CurrentMemoryContext;
+	Oid			save_userid;
+	int			save_sec;
 	int			rc;
 	bool		found = false;
 
+	/* the row lock needs the catalog owner's rights; privileges are checked by callers */
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(zb_catalog_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	SPI_connect();
 	rc = SPI_execute_with_args(psprintf("SELECT queue::oid, server, target, owner::oid, record_format,"
 										" batch_rows, batch_bytes, workers, max_inflight,"
@@ -326,6 +331,7 @@ zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row)
 		found = true;
 	}
 	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
 	return found;
 }
 
