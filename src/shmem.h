@@ -79,6 +79,15 @@ typedef struct ZbStreamSlot
 	uint32		generation;		/* bumped on every configuration change */
 	ZbWorkerSlot workers[ZB_MAX_STREAM_WORKERS];
 
+	/* the built-in generator: configuration under ZbShared->lock */
+	bool		gen_enabled;
+	char		gen_profile[32];
+	double		gen_rate;		/* rows/s; changes apply without a restart */
+	int			gen_throttle;	/* 1-100, or 0 when set by rate */
+	uint32		gen_generation; /* bumped when the profile or on/off changes */
+	TimestampTz gen_started_at;
+	pid_t		gen_pid;
+
 	/* metrics: under mutex */
 	slock_t		mutex;
 	int			state;			/* ZbState, the latest any worker reported */
@@ -88,6 +97,8 @@ typedef struct ZbStreamSlot
 	double		rate_ema;		/* acked rows/s, exponential moving average */
 	TimestampTz rate_at;
 	uint64		rate_rows;		/* rows_acked at rate_at */
+	double		gen_rate_ema;	/* generated rows/s, the same way */
+	uint64		gen_rate_rows;	/* rows_generated at rate_at */
 	TimestampTz started_at;
 	TimestampTz last_ack_at;
 	TimestampTz last_error_at;

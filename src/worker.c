@@ -88,13 +88,6 @@ int			zb_poll_interval_ms = 1000;
 #define MY_PROCNO() (MyProc->pgprocno)
 #endif
 
-/* What a stream worker is told at start, in bgw_extra. */
-typedef struct WorkerExtra
-{
-	uint32		generation;
-	Oid			dboid;
-	char		name[ZB_NAMELEN];
-} WorkerExtra;
 
 /* ======================================================================
  * Launcher
@@ -112,6 +105,7 @@ typedef struct LauncherWorker
 } LauncherWorker;
 
 static LauncherWorker *launcher_workers;	/* [max_streams][ZB_MAX_STREAM_WORKERS] */
+static LauncherWorker *launcher_generators; /* [max_streams] */
 
 #define LW(slot, w) (&launcher_workers[(slot) * ZB_MAX_STREAM_WORKERS + (w)])
 
@@ -226,11 +220,99 @@ launcher_backoff_ms(int failures)
 	return Min(ms, WORKER_RESTART_MAX_MS);
 }
 
-/* Keep the wanted stream workers running, and only those. */
+/*
+ * Keep one background worker in the wanted state: start it if wanted (after
+ * its restart backoff), ask it to leave if not wanted or outdated (then
+ * terminate it after a grace period), and notice when it exits.
+ * 'generation' identifies the configuration it must run with.
+ */
+static void
+launcher_keep(LauncherWorker *lw, bool wanted, uint32 generation, int slot,
+			  const char *function, const char *name, const char *type,
+			  int32 main_arg, const WorkerExtra *extra, long *next_ms)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	pid_t		pid;
+
+	if (lw->handle)
+	{
+		if (GetBackgroundWorkerPid(lw->handle, &pid) == BGWH_STOPPED)
+		{
+			pfree(lw->handle);
+			lw->handle = NULL;
+			if (wanted && lw->generation == generation && lw->stop_requested_at == 0)
+			{
+				/* it exited on its own: restart, backing off if it keeps dying */
+				if (now - lw->started_at < 10 * USECS_PER_SEC)
+					lw->failures++;
+				else
+					lw->failures = 0;
+				lw->next_start = TimestampTzPlusMilliseconds(now, launcher_backoff_ms(lw->failures));
+			}
+			else
+			{
+				lw->failures = 0;
+				lw->next_start = 0;
+			}
+			lw->stop_requested_at = 0;
+		}
+		else if (!wanted || lw->generation != generation)
+		{
+			/* ask it to leave at a batch boundary; insist after a grace period */
+			if (lw->stop_requested_at == 0)
+			{
+				lw->stop_requested_at = now;
+				zb_wake_stream(slot);
+			}
+			else if (now - lw->stop_requested_at > STOP_GRACE_MS * 1000L)
+				TerminateBackgroundWorker(lw->handle);
+		}
+	}
+
+	if (lw->handle == NULL && wanted)
+	{
+		BackgroundWorker bgw;
+
+		if (lw->next_start > now)
+		{
+			*next_ms = Min(*next_ms, (long) ((lw->next_start - now) / 1000) + 1);
+			return;
+		}
+		memset(&bgw, 0, sizeof(bgw));
+		strlcpy(bgw.bgw_function_name, function, BGW_MAXLEN);
+		strlcpy(bgw.bgw_name, name, BGW_MAXLEN);
+		strlcpy(bgw.bgw_type, type, BGW_MAXLEN);
+		bgw.bgw_main_arg = Int32GetDatum(main_arg);
+		memcpy(bgw.bgw_extra, extra, sizeof(*extra));
+		if (launcher_start(&bgw, &lw->handle))
+		{
+			lw->generation = generation;
+			lw->started_at = now;
+			lw->stop_requested_at = 0;
+			lw->warned = false;
+		}
+		else
+		{
+			lw->handle = NULL;
+			lw->next_start = TimestampTzPlusMilliseconds(now, 1000);
+			if (!lw->warned)
+			{
+				ereport(WARNING,
+						(errmsg("zerobus_fdw could not start %s: no background worker slot is free", name),
+						 errhint("Raise max_worker_processes (now %d): the launcher, each stream worker and each generator need one.",
+								 max_worker_processes)));
+				zb_metrics_error(&zb_shared->streams[slot],
+								 "no background worker slot is free: raise max_worker_processes");
+				lw->warned = true;
+			}
+		}
+	}
+}
+
+/* Keep the wanted stream and generator workers running, and only those. */
 static long
 launcher_reconcile(void)
 {
-	TimestampTz now = GetCurrentTimestamp();
 	long		next_ms = 1000;
 	int			i;
 
@@ -239,106 +321,33 @@ launcher_reconcile(void)
 		ZbStreamSlot *s = &zb_shared->streams[i];
 		bool		in_use;
 		bool		enabled;
+		bool		gen_enabled;
 		int			nworkers;
-		uint32		generation;
-		Oid			dboid;
-		char		name[ZB_NAMELEN];
+		WorkerExtra extra;
 		int			w;
 
+		memset(&extra, 0, sizeof(extra));
 		LWLockAcquire(zb_shared->lock, LW_SHARED);
 		in_use = s->in_use;
 		enabled = s->enabled;
+		gen_enabled = s->gen_enabled;
 		nworkers = s->nworkers;
-		generation = s->generation;
-		dboid = s->dboid;
-		strlcpy(name, s->name, sizeof(name));
+		extra.generation = s->generation;
+		extra.gen_generation = s->gen_generation;
+		extra.dboid = s->dboid;
+		strlcpy(extra.name, s->name, sizeof(extra.name));
 		LWLockRelease(zb_shared->lock);
 
 		for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
-		{
-			LauncherWorker *lw = LW(i, w);
-			bool		wanted = in_use && enabled && w < nworkers;
-			pid_t		pid;
-
-			if (lw->handle)
-			{
-				if (GetBackgroundWorkerPid(lw->handle, &pid) == BGWH_STOPPED)
-				{
-					pfree(lw->handle);
-					lw->handle = NULL;
-					if (wanted && lw->generation == generation && lw->stop_requested_at == 0)
-					{
-						/* it exited on its own: restart, backing off if it keeps dying */
-						if (now - lw->started_at < 10 * USECS_PER_SEC)
-							lw->failures++;
-						else
-							lw->failures = 0;
-						lw->next_start = TimestampTzPlusMilliseconds(now, launcher_backoff_ms(lw->failures));
-					}
-					else
-					{
-						lw->failures = 0;
-						lw->next_start = 0;
-					}
-					lw->stop_requested_at = 0;
-				}
-				else if (!wanted || lw->generation != generation)
-				{
-					/* ask it to leave at a batch boundary; insist after a grace period */
-					if (lw->stop_requested_at == 0)
-					{
-						lw->stop_requested_at = now;
-						zb_wake_stream(i);
-					}
-					else if (now - lw->stop_requested_at > STOP_GRACE_MS * 1000L)
-						TerminateBackgroundWorker(lw->handle);
-				}
-			}
-
-			if (lw->handle == NULL && wanted)
-			{
-				BackgroundWorker bgw;
-				WorkerExtra extra;
-
-				if (lw->next_start > now)
-				{
-					next_ms = Min(next_ms, (long) ((lw->next_start - now) / 1000) + 1);
-					continue;
-				}
-				memset(&bgw, 0, sizeof(bgw));
-				strlcpy(bgw.bgw_function_name, "zerobus_stream_main", BGW_MAXLEN);
-				snprintf(bgw.bgw_name, BGW_MAXLEN, "zerobus_fdw stream %s worker %d", name, w);
-				strlcpy(bgw.bgw_type, "zerobus_fdw stream", BGW_MAXLEN);
-				bgw.bgw_main_arg = Int32GetDatum(i * ZB_MAX_STREAM_WORKERS + w);
-				memset(&extra, 0, sizeof(extra));
-				extra.generation = generation;
-				extra.dboid = dboid;
-				strlcpy(extra.name, name, sizeof(extra.name));
-				memcpy(bgw.bgw_extra, &extra, sizeof(extra));
-				if (launcher_start(&bgw, &lw->handle))
-				{
-					lw->generation = generation;
-					lw->started_at = now;
-					lw->stop_requested_at = 0;
-					lw->warned = false;
-				}
-				else
-				{
-					lw->handle = NULL;
-					lw->next_start = TimestampTzPlusMilliseconds(now, 1000);
-					if (!lw->warned)
-					{
-						ereport(WARNING,
-								(errmsg("zerobus_fdw could not start worker %d of stream \"%s\": no background worker slot is free",
-										w, name),
-								 errhint("Raise max_worker_processes (now %d): the launcher, each stream worker and each generator need one.",
-										 max_worker_processes)));
-						zb_metrics_error(s, "no background worker slot is free: raise max_worker_processes");
-						lw->warned = true;
-					}
-				}
-			}
-		}
+			launcher_keep(LW(i, w), in_use && enabled && w < nworkers, extra.generation, i,
+						  "zerobus_stream_main",
+						  psprintf("zerobus_fdw stream %s worker %d", extra.name, w),
+						  "zerobus_fdw stream", i * ZB_MAX_STREAM_WORKERS + w, &extra, &next_ms);
+		launcher_keep(&launcher_generators[i], in_use && enabled && gen_enabled,
+					  extra.generation ^ (extra.gen_generation << 16), i,
+					  "zerobus_generator_main",
+					  psprintf("zerobus_fdw generator %s", extra.name),
+					  "zerobus_fdw generator", i, &extra, &next_ms);
 	}
 	return next_ms;
 }
@@ -359,15 +368,19 @@ launcher_sample(void)
 		{
 			s->rate_at = now;
 			s->rate_rows = s->c.rows_acked;
+			s->gen_rate_rows = s->c.rows_generated;
 		}
 		else if (now - s->rate_at >= USECS_PER_SEC)
 		{
 			double		secs = (now - s->rate_at) / (double) USECS_PER_SEC;
 			double		inst = (s->c.rows_acked - s->rate_rows) / secs;
+			double		gen = (s->c.rows_generated - s->gen_rate_rows) / secs;
 
 			s->rate_ema = 0.3 * inst + 0.7 * s->rate_ema;
+			s->gen_rate_ema = 0.3 * gen + 0.7 * s->gen_rate_ema;
 			s->rate_at = now;
 			s->rate_rows = s->c.rows_acked;
+			s->gen_rate_rows = s->c.rows_generated;
 		}
 		SpinLockRelease(&s->mutex);
 	}
@@ -387,6 +400,8 @@ zerobus_launcher_main(Datum arg)
 	launcher_workers = MemoryContextAllocZero(TopMemoryContext,
 											  sizeof(LauncherWorker) * zb_shared->max_streams *
 											  ZB_MAX_STREAM_WORKERS);
+	launcher_generators = MemoryContextAllocZero(TopMemoryContext,
+												 sizeof(LauncherWorker) * zb_shared->max_streams);
 	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
 	zb_shared->launcher_pid = MyProcPid;
 	zb_shared->launcher_procno = MY_PROCNO();
@@ -446,6 +461,11 @@ typedef struct ScanRow
 	Oid			owner;
 	int			workers;
 	bool		enabled;
+	bool		gen_enabled;
+	char		gen_profile[32];
+	double		gen_rate;
+	int			gen_throttle;
+	TimestampTz gen_started_at;
 } ScanRow;
 
 PGDLLEXPORT void
@@ -466,7 +486,10 @@ zerobus_scan_main(Datum arg)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (OidIsValid(get_extension_oid("zerobus_fdw", true)))
 	{
-		if (SPI_execute("SELECT name, queue::oid, owner::oid, workers, enabled FROM zerobus.streams",
+		if (SPI_execute("SELECT s.name, s.queue::oid, s.owner::oid, s.workers, s.enabled,"
+						" coalesce(g.enabled, false), coalesce(g.profile, ''),"
+						" coalesce(g.rate, 0), coalesce(g.throttle, 0), g.started_at"
+						" FROM zerobus.streams s LEFT JOIN zerobus.generators g ON g.stream = s.name",
 						true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read zerobus.streams");
 		nrows = (int) SPI_processed;
@@ -482,6 +505,13 @@ zerobus_scan_main(Datum arg)
 			rows[i].owner = DatumGetObjectId(SPI_getbinval(t, td, 3, &isnull));
 			rows[i].workers = DatumGetInt32(SPI_getbinval(t, td, 4, &isnull));
 			rows[i].enabled = DatumGetBool(SPI_getbinval(t, td, 5, &isnull));
+			rows[i].gen_enabled = DatumGetBool(SPI_getbinval(t, td, 6, &isnull));
+			strlcpy(rows[i].gen_profile, SPI_getvalue(t, td, 7), sizeof(rows[i].gen_profile));
+			rows[i].gen_rate = DatumGetFloat8(SPI_getbinval(t, td, 8, &isnull));
+			rows[i].gen_throttle = DatumGetInt32(SPI_getbinval(t, td, 9, &isnull));
+			rows[i].gen_started_at = DatumGetTimestampTz(SPI_getbinval(t, td, 10, &isnull));
+			if (isnull)
+				rows[i].gen_started_at = 0;
 		}
 	}
 	PopActiveSnapshot();
@@ -552,6 +582,14 @@ zerobus_scan_main(Datum arg)
 		s->owner = rows[i].owner;
 		s->nworkers = rows[i].workers;
 		s->enabled = rows[i].enabled;
+		if (s->gen_enabled != rows[i].gen_enabled ||
+			strcmp(s->gen_profile, rows[i].gen_profile) != 0)
+			s->gen_generation++;
+		s->gen_enabled = rows[i].gen_enabled;
+		strlcpy(s->gen_profile, rows[i].gen_profile, sizeof(s->gen_profile));
+		s->gen_rate = rows[i].gen_rate;
+		s->gen_throttle = rows[i].gen_throttle;
+		s->gen_started_at = rows[i].gen_started_at;
 		if (!s->enabled)
 			zb_metrics_state(s, ZB_STATE_STOPPED);
 	}
