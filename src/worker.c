@@ -53,6 +53,7 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
@@ -352,7 +353,32 @@ launcher_reconcile(void)
 	return next_ms;
 }
 
-/* Once a second: the acked-rows rate of each stream, as a moving average. */
+/* What the launcher saw of a stream at its previous sample. */
+typedef struct SamplePrev
+{
+	bool		valid;
+	Oid			dboid;
+	char		name[ZB_NAMELEN];
+	TimestampTz started_at;		/* changes when the metrics are reset */
+	TimestampTz at;
+	ZbCounters	c;
+	ZbHistogram ack;
+	ZbHistogram e2e;
+} SamplePrev;
+
+static SamplePrev *launcher_prev;	/* [max_streams] */
+
+static float4
+sample_ms(const ZbHistogram *h, double p)
+{
+	return h->count ? (float4) (zb_hist_percentile(h, p) / 1000.0) : 0;
+}
+
+/*
+ * About once a second: each stream's rates as moving averages, and a sample
+ * of the last period (rates, latency percentiles of the acknowledgements in
+ * it, queue depth, errors) into its history ring.
+ */
 static void
 launcher_sample(void)
 {
@@ -362,27 +388,82 @@ launcher_sample(void)
 	for (i = 0; i < zb_shared->max_streams; i++)
 	{
 		ZbStreamSlot *s = &zb_shared->streams[i];
+		SamplePrev *prev = &launcher_prev[i];
+		SamplePrev	cur;
+		bool		in_use;
+		int64		depth;
+
+		LWLockAcquire(zb_shared->lock, LW_SHARED);
+		in_use = s->in_use;
+		cur.dboid = s->dboid;
+		strlcpy(cur.name, s->name, sizeof(cur.name));
+		LWLockRelease(zb_shared->lock);
+		if (!in_use)
+		{
+			prev->valid = false;
+			continue;
+		}
 
 		SpinLockAcquire(&s->mutex);
-		if (s->rate_at == 0)
+		cur.c = s->c;
+		cur.ack = s->ack_latency;
+		cur.e2e = s->e2e_latency;
+		cur.started_at = s->started_at;
+		depth = s->queue_depth;
+		if (prev->valid && prev->started_at == cur.started_at && now > prev->at)
 		{
-			s->rate_at = now;
-			s->rate_rows = s->c.rows_acked;
-			s->gen_rate_rows = s->c.rows_generated;
-		}
-		else if (now - s->rate_at >= USECS_PER_SEC)
-		{
-			double		secs = (now - s->rate_at) / (double) USECS_PER_SEC;
-			double		inst = (s->c.rows_acked - s->rate_rows) / secs;
-			double		gen = (s->c.rows_generated - s->gen_rate_rows) / secs;
+			double		secs = (now - prev->at) / (double) USECS_PER_SEC;
 
-			s->rate_ema = 0.3 * inst + 0.7 * s->rate_ema;
-			s->gen_rate_ema = 0.3 * gen + 0.7 * s->gen_rate_ema;
-			s->rate_at = now;
-			s->rate_rows = s->c.rows_acked;
-			s->gen_rate_rows = s->c.rows_generated;
+			s->rate_ema = 0.3 * ((cur.c.rows_acked - prev->c.rows_acked) / secs) + 0.7 * s->rate_ema;
+			s->gen_rate_ema = 0.3 * ((cur.c.rows_generated - prev->c.rows_generated) / secs) +
+				0.7 * s->gen_rate_ema;
 		}
 		SpinLockRelease(&s->mutex);
+		cur.at = now;
+		cur.valid = true;
+
+		if (prev->valid && prev->dboid == cur.dboid && strcmp(prev->name, cur.name) == 0 &&
+			prev->started_at == cur.started_at && now > prev->at)
+		{
+			double		secs = (now - prev->at) / (double) USECS_PER_SEC;
+			ZbHistory  *h = &zb_shared->history[i];
+			ZbHistogram ack;
+			ZbHistogram e2e;
+			ZbSample	x;
+
+			zb_hist_delta(&cur.ack, &prev->ack, &ack);
+			zb_hist_delta(&cur.e2e, &prev->e2e, &e2e);
+			memset(&x, 0, sizeof(x));
+			x.at = now;
+			x.rows_per_sec = (cur.c.rows_acked - prev->c.rows_acked) / secs;
+			x.generated_per_sec = (cur.c.rows_generated - prev->c.rows_generated) / secs;
+			x.bytes_per_sec = (cur.c.bytes_acked - prev->c.bytes_acked) / secs;
+			x.dead_per_sec = (cur.c.rows_dead - prev->c.rows_dead) / secs;
+			x.ack_p50_ms = sample_ms(&ack, 0.50);
+			x.ack_p95_ms = sample_ms(&ack, 0.95);
+			x.ack_p99_ms = sample_ms(&ack, 0.99);
+			x.e2e_p50_ms = sample_ms(&e2e, 0.50);
+			x.e2e_p99_ms = sample_ms(&e2e, 0.99);
+			x.queue_depth = depth;
+			x.in_flight = Max(cur.c.inflight_rows, 0);
+			x.errors = cur.c.errors - prev->c.errors;
+			x.reconnects = cur.c.reconnects - prev->c.reconnects;
+
+			LWLockAcquire(zb_shared->history_lock, LW_EXCLUSIVE);
+			h->samples[h->next] = x;
+			h->next = (h->next + 1) % ZB_HISTORY_LEN;
+			h->count = Min(h->count + 1, ZB_HISTORY_LEN);
+			LWLockRelease(zb_shared->history_lock);
+		}
+		else if (!prev->valid || prev->dboid != cur.dboid || strcmp(prev->name, cur.name) != 0)
+		{
+			/* a new stream in this slot: its history starts now */
+			LWLockAcquire(zb_shared->history_lock, LW_EXCLUSIVE);
+			zb_shared->history[i].next = 0;
+			zb_shared->history[i].count = 0;
+			LWLockRelease(zb_shared->history_lock);
+		}
+		*prev = cur;
 	}
 }
 
@@ -402,6 +483,8 @@ zerobus_launcher_main(Datum arg)
 											  ZB_MAX_STREAM_WORKERS);
 	launcher_generators = MemoryContextAllocZero(TopMemoryContext,
 												 sizeof(LauncherWorker) * zb_shared->max_streams);
+	launcher_prev = MemoryContextAllocZero(TopMemoryContext,
+										   sizeof(SamplePrev) * zb_shared->max_streams);
 	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
 	zb_shared->launcher_pid = MyProcPid;
 	zb_shared->launcher_procno = MY_PROCNO();
@@ -565,7 +648,8 @@ zerobus_scan_main(Datum arg)
 			memset(&s->ack_latency, 0, sizeof(s->ack_latency));
 			memset(&s->e2e_latency, 0, sizeof(s->e2e_latency));
 			s->rate_ema = 0;
-			s->rate_at = 0;
+			s->gen_rate_ema = 0;
+			s->queue_depth = 0;
 			s->state = ZB_STATE_STOPPED;
 			s->started_at = GetCurrentTimestamp();
 			s->last_ack_at = 0;
@@ -675,6 +759,7 @@ typedef struct Worker
 	BlockNumber cursor;
 	double		rows_per_block;
 	bool		woken;			/* a latch wake-up arrived since the pass began */
+	TimestampTz depth_at;		/* when the queue depth was last published */
 } Worker;
 
 static Worker W;
@@ -1498,6 +1583,16 @@ worker_batch(void)
 
 	worker_fill(rel);
 	local_dead = W.ndead;
+	if (GetCurrentTimestamp() - W.depth_at >= USECS_PER_SEC)
+	{
+		int64		depth = DatumGetInt64(DirectFunctionCall1(pg_stat_get_live_tuples,
+															  ObjectIdGetDatum(W.row.queue)));
+
+		SpinLockAcquire(&W.s->mutex);
+		W.s->queue_depth = Max(depth - W.nrows - W.ndead, 0);
+		SpinLockRelease(&W.s->mutex);
+		W.depth_at = GetCurrentTimestamp();
+	}
 	if (W.nrows == 0 && W.ndead == 0)
 	{
 		table_close(rel, RowExclusiveLock);
