@@ -40,10 +40,12 @@
 #include "access/transam.h"
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/clauses.h"
@@ -182,16 +184,66 @@ zb_cast_is_safe(Oid source, Oid target)
 
 /* ---------------------------------------------------------------- collations */
 
+/* A libc locale name that sorts by code point, like "C" (glibc's C.UTF-8). */
+static bool
+zb_locale_is_codepoint(const char *name)
+{
+	return pg_strcasecmp(name, "C.UTF-8") == 0 || pg_strcasecmp(name, "C.utf8") == 0;
+}
+
+/*
+ * Does this collation order strings by code point, as Databricks'
+ * UTF8_BINARY does?  "C" and "POSIX" do (bytes of UTF-8 sort in code point
+ * order), and so does libc's C.UTF-8.
+ */
 static bool
 zb_collation_is_c(Oid coll)
 {
+	HeapTuple	tup;
+	bool		result = false;
+
 	if (!OidIsValid(coll))
 		return true;
 #if PG_VERSION_NUM >= 170000
-	return pg_newlocale_from_collation(coll)->collate_is_c;
+	if (pg_newlocale_from_collation(coll)->collate_is_c)
+		return true;
 #else
-	return lc_collate_is_c(coll);
+	if (lc_collate_is_c(coll))
+		return true;
 #endif
+	if (coll == DEFAULT_COLLATION_OID)
+	{
+		tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
+		if (HeapTupleIsValid(tup))
+		{
+			Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+			bool		isnull;
+			Datum		d = SysCacheGetAttr(DATABASEOID, tup, Anum_pg_database_datcollate,
+											&isnull);
+
+#if PG_VERSION_NUM >= 150000
+			result = db->datlocprovider == COLLPROVIDER_LIBC && !isnull &&
+				zb_locale_is_codepoint(TextDatumGetCString(d));
+#else
+			(void) db;
+			result = !isnull && zb_locale_is_codepoint(TextDatumGetCString(d));
+#endif
+			ReleaseSysCache(tup);
+		}
+		return result;
+	}
+	tup = SearchSysCache1(COLLOID, ObjectIdGetDatum(coll));
+	if (HeapTupleIsValid(tup))
+	{
+		Form_pg_collation c = (Form_pg_collation) GETSTRUCT(tup);
+		bool		isnull;
+		Datum		d = SysCacheGetAttr(COLLOID, tup, Anum_pg_collation_collcollate, &isnull);
+
+		result = c->collprovider == COLLPROVIDER_LIBC && !isnull &&
+			zb_locale_is_codepoint(TextDatumGetCString(d));
+		ReleaseSysCache(tup);
+	}
+	return result;
 }
 
 static bool

@@ -1389,12 +1389,28 @@ zb_plan_modify(PlannerInfo *root, ModifyTable *plan, Index resultRelation, int s
 				 plan->returningLists
 				 ? errdetail("Databricks does not return deleted rows: DELETE … RETURNING is not supported.")
 				 : errdetail("A Delta table has no row identity; a DELETE runs as one remote statement, so all its conditions must run remotely."),
-				 errhint("Use conditions that can be pushed down (comparisons, IN, LIKE, IS NULL on the table's columns, with constant values).")));
+				 plan->returningLists ? 0
+				 : errhint("Use conditions that can be pushed down (comparisons, IN, LIKE, IS NULL on the table's columns, with constant values).")));
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("UPDATE is not supported on zerobus_fdw foreign tables")));
 	return NIL;
+}
+
+/*
+ * The executor requires this callback to exist for DELETE even when the
+ * DELETE runs directly; planning never chooses row-by-row deletes.
+ */
+static TupleTableSlot *
+zb_exec_delete(EState *estate, ResultRelInfo *rinfo, TupleTableSlot *slot,
+			   TupleTableSlot *planSlot)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("cannot delete from foreign table \"%s\" row by row",
+					RelationGetRelationName(rinfo->ri_RelationDesc))));
+	return NULL;
 }
 
 static void
@@ -1704,6 +1720,7 @@ zerobus_fdw_handler(PG_FUNCTION_ARGS)
 
 	routine->IsForeignRelUpdatable = zb_is_updatable;
 	routine->PlanForeignModify = zb_plan_modify;
+	routine->ExecForeignDelete = zb_exec_delete;
 	routine->PlanDirectModify = zb_plan_direct_modify;
 	routine->BeginDirectModify = zb_begin_direct_modify;
 	routine->IterateDirectModify = zb_iterate_direct_modify;

@@ -157,7 +157,7 @@ sqlapi_to_utf8(const char *s)
 static void
 sqlapi_append_json(StringInfo buf, const char *key, const char *value)
 {
-	if (buf->len > 1)
+	if (buf->len > 0 && buf->data[buf->len - 1] != '{')
 		appendStringInfoChar(buf, ',');
 	escape_json(buf, key);
 	appendStringInfoChar(buf, ':');
