@@ -103,6 +103,43 @@ def _split_name(text):
     return [_unquote(p) for p in re.findall(NAME, text)]
 
 
+def sqlite_ident(name):
+    """A quoted SQLite identifier node. sqlglot does not escape quotes in names it
+    prints, so the escaping is done here: a double quote inside is doubled."""
+    return exp.Identifier(this=name.replace('"', '""'), quoted=True)
+
+
+# Lexemes that matter for finding identifiers: backtick identifiers, strings (with
+# backslash escapes), comments, and runs of anything else.
+_LEXEME = re.compile(r"`(?:[^`]|``)*`|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
+                     r"|--[^\n]*|/\*.*?\*/|[^`'\"/-]+|.", re.S)
+_PLAIN_IDENT = re.compile(r"^`[A-Za-z0-9_ ]*`$")
+
+
+def protect_identifiers(sql):
+    """Replace backtick identifiers holding anything but letters, digits, spaces and _
+    (sqlglot 10.6 mis-tokenizes doubled backticks) with placeholder names; return
+    (sql, {placeholder: original name}). Strings and comments are left alone."""
+    names, out = {}, []
+    for match in _LEXEME.finditer(sql):
+        token = match.group(0)
+        if token.startswith("`") and len(token) >= 2 and token.endswith("`") \
+                and not _PLAIN_IDENT.match(token):
+            placeholder = "zb_ident_%d" % len(names)
+            names[placeholder] = token[1:-1].replace("``", "`")
+            token = "`%s`" % placeholder
+        out.append(token)
+    return "".join(out), names
+
+
+def restore_identifiers(tree, names):
+    """Put the original names back into a tree parsed from protect_identifiers' SQL."""
+    if names:
+        for node in tree.find_all(exp.Identifier):
+            if node.name in names:
+                node.set("this", names[node.name])
+
+
 def call(name, *args):
     """A call of one of our SQLite functions."""
     return exp.Anonymous(this=name, expressions=list(args))
@@ -135,6 +172,7 @@ class Executor:
             match = pattern.match(sql)
             if match:
                 return handler(match)
+        sql, names = protect_identifiers(sql)
         try:
             statements = sqlglot.parse(sql, read=EmulatorDialect)
         except (ParseError, TokenError) as exc:
@@ -143,6 +181,7 @@ class Executor:
         if len(statements) != 1:
             raise parse_error("expected exactly one statement")
         tree = statements[0]
+        restore_identifiers(tree, names)
         if isinstance(tree, exp.Select):
             sql_text, columns = self._select(tree)
             return QueryResult(columns, self._run(sql_text).fetchall())
@@ -336,6 +375,8 @@ class Executor:
             clause = tree.args.get(key)
             if clause is not None:
                 clause.set("expression", self._expr(clause.expression, scope)[0])
+        if tree.args.get("offset") is not None and tree.args.get("limit") is None:
+            tree.set("limit", exp.Limit(expression=exp.Literal.number(-1)))  # SQLite needs one
         return tree.sql(dialect="sqlite"), columns
 
     def _group_item(self, node, scope, columns):
@@ -361,17 +402,15 @@ class Executor:
                 columns = {c.name.lower(): (c.name, c.dtype) for c in table.columns}
                 sqlite_name = table.name
             alias = alias or parts[-1]
-            replacement = exp.Table(this=exp.Identifier(this=sqlite_name, quoted=True),
-                                    alias=exp.TableAlias(this=exp.Identifier(this=alias,
-                                                                             quoted=True)))
+            replacement = exp.Table(this=sqlite_ident(sqlite_name),
+                                    alias=exp.TableAlias(this=sqlite_ident(alias)))
         elif isinstance(source, exp.Subquery) and isinstance(source.this, exp.Select):
             if not alias:
                 raise parse_error("a subquery in FROM needs an alias")
             _, outputs = self._select(source.this, scope.outer)
             columns = {n.lower(): ("c%d" % i, t) for i, (n, t) in enumerate(outputs)}
             replacement = exp.Subquery(this=source.this,
-                                       alias=exp.TableAlias(this=exp.Identifier(this=alias,
-                                                                                quoted=True)))
+                                       alias=exp.TableAlias(this=sqlite_ident(alias)))
         else:
             raise unsupported("FROM %s" % type(source).__name__)
         scope.add_source(alias.lower(), columns, alias)
@@ -408,16 +447,14 @@ class Executor:
 
     def _expand_star(self, item, scope):
         if isinstance(item, exp.Star):
-            return [exp.Column(this=exp.Identifier(this=name, quoted=True),
-                               table=exp.Identifier(this=alias, quoted=True))
+            return [exp.Column(this=sqlite_ident(name), table=sqlite_ident(alias))
                     for alias, name, _ in scope.all_columns()]
         if isinstance(item, exp.Column) and isinstance(item.this, exp.Star):
             qualifier = item.table.lower()
             if qualifier not in scope.sources:
                 raise SqlError("[CANNOT_RESOLVE_STAR_EXPAND] Cannot resolve %s.* given input "
                                "columns. SQLSTATE: 42704" % item.table)
-            return [exp.Column(this=exp.Identifier(this=name, quoted=True),
-                               table=exp.Identifier(this=alias, quoted=True))
+            return [exp.Column(this=sqlite_ident(name), table=sqlite_ident(alias))
                     for alias, name, _ in scope.all_columns() if alias.lower() == qualifier]
         return [item]
 
@@ -478,9 +515,9 @@ class Executor:
                     scope.output_aliases[node.name.lower()])
             raise _unresolved_column(node.sql(dialect="databricks"), scope.column_names())
         alias, name, dtype = found
-        column = exp.Column(this=exp.Identifier(this=name, quoted=True))
+        column = exp.Column(this=sqlite_ident(name))
         if alias is not None:
-            column.set("table", exp.Identifier(this=alias, quoted=True))
+            column.set("table", sqlite_ident(alias))
         return column, dtype
 
     def _placeholder(self, node):
