@@ -27,6 +27,7 @@
 
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "catalog/pg_foreign_server.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "commands/explain.h"
@@ -49,6 +50,7 @@
 #include "optimizer/restrictinfo.h"
 #include "optimizer/tlist.h"
 #include "parser/parsetree.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -1730,4 +1732,67 @@ zerobus_fdw_handler(PG_FUNCTION_ARGS)
 
 	routine->ImportForeignSchema = zb_import_schema;
 	PG_RETURN_POINTER(routine);
+}
+
+/* ---------------------------------------------------------------- execute_remote */
+
+/*
+ * zerobus.execute_remote(server, statement, VARIADIC args text[]): run one
+ * statement on the server's SQL warehouse, with args as the STRING
+ * parameters :p1, :p2, ...  Returns num_affected_rows for DML, else the
+ * number of rows the statement returned.  Not granted to PUBLIC.
+ */
+PG_FUNCTION_INFO_V1(zerobus_execute_remote);
+
+Datum
+zerobus_execute_remote(PG_FUNCTION_ARGS)
+{
+	char	   *servername = NameStr(*PG_GETARG_NAME(0));
+	char	   *sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	ArrayType  *args = PG_GETARG_ARRAYTYPE_P(2);
+	Oid			serverid = zb_server_oid(servername);
+	AclResult	aclresult;
+	ZbSqlConn  *conn;
+	ZbSqlStatement *st;
+	ZbSqlParam *params = NULL;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	int64		result = 0;
+	char	  **values;
+
+#if PG_VERSION_NUM >= 160000
+	aclresult = object_aclcheck(ForeignServerRelationId, serverid, GetUserId(), ACL_USAGE);
+#else
+	aclresult = pg_foreign_server_aclcheck(serverid, GetUserId(), ACL_USAGE);
+#endif
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, servername);
+
+	deconstruct_array(args, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n > 0)
+		params = palloc0(sizeof(ZbSqlParam) * n);
+	for (i = 0; i < n; i++)
+	{
+		params[i].name = psprintf("p%d", i + 1);
+		params[i].value = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
+		params[i].type = "STRING";
+	}
+	conn = zb_sql_connect(serverid, GetUserId());
+	st = zb_sql_execute(conn, sql, n, params, false);
+	values = palloc0(sizeof(char *) * Max(1, zb_sql_ncolumns(st)));
+	if (zb_sql_ncolumns(st) > 0 &&
+		strcmp(zb_sql_column(st, 0)->name, "num_affected_rows") == 0)
+	{
+		if (zb_sql_next_row(st, values) && values[0])
+			result = pg_strtoint64(values[0]);
+	}
+	else if (zb_sql_ncolumns(st) > 0)
+	{
+		while (zb_sql_next_row(st, values))
+			result++;
+	}
+	zb_sql_release(st);
+	PG_RETURN_INT64(result);
 }

@@ -1306,8 +1306,16 @@ sqlapi_start_rows(ZbSqlStatement *st, size_t start, size_t end)
  * Load a chunk's rows from a ResultData: inline data, or the external link
  * (fetched now).  The ResultData and the body live in chunk_cxt.
  */
+static void sqlapi_fetch_chunk(ZbSqlStatement *st, int n, const char *link, bool refreshing);
+
 static void
-sqlapi_load_result(ZbSqlStatement *st, ResultData *rd)
+sqlapi_refetch_link(ZbSqlStatement *st, int n)
+{
+	sqlapi_fetch_chunk(st, n, NULL, true);
+}
+
+static void
+sqlapi_load_result(ZbSqlStatement *st, ResultData *rd, bool refreshing)
 {
 	st->chunk_index = rd->chunk_index;
 	st->next_chunk = rd->next_chunk_index;
@@ -1328,6 +1336,12 @@ sqlapi_load_result(ZbSqlStatement *st, ResultData *rd)
 		}
 		sqlapi_request(st->conn, REQ_EXTERNAL, st->sql, "GET", rd->ext_url, NULL,
 					   rd->ext_headers, &resp, &st->stats);
+		if ((resp.status == 403 || resp.status == 404 || resp.status == 410) && !refreshing)
+		{
+			/* an expired pre-signed link: ask for a fresh one, once */
+			sqlapi_refetch_link(st, rd->chunk_index);
+			return;
+		}
 		if (resp.status != 200)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
@@ -1355,7 +1369,7 @@ sqlapi_load_result(ZbSqlStatement *st, ResultData *rd)
 
 /* Fetch chunk n (through its internal link if we have one). */
 static void
-sqlapi_fetch_chunk(ZbSqlStatement *st, int n, const char *link)
+sqlapi_fetch_chunk(ZbSqlStatement *st, int n, const char *link, bool refreshing)
 {
 	MemoryContext old;
 	ZbHttpResponse resp;
@@ -1385,7 +1399,7 @@ sqlapi_fetch_chunk(ZbSqlStatement *st, int n, const char *link)
 										 r->result.chunk_index));
 	st->body = resp.body;
 	st->body_len = resp.body_len;
-	sqlapi_load_result(st, &r->result);
+	sqlapi_load_result(st, &r->result, refreshing);
 	MemoryContextSwitchTo(old);
 }
 
@@ -1547,7 +1561,7 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 	st->body = resp.body;
 	st->body_len = resp.body_len;
 	if (r->result.present && st->total_chunks > 0)
-		sqlapi_load_result(st, &r->result);
+		sqlapi_load_result(st, &r->result, false);
 	else if (st->total_chunks > 0)
 		st->next_chunk = 0;
 	MemoryContextSwitchTo(old);
@@ -1669,7 +1683,7 @@ zb_sql_next_row(ZbSqlStatement *st, char **values)
 		if (st->next_chunk < 0)
 			return false;
 		CHECK_FOR_INTERRUPTS();
-		sqlapi_fetch_chunk(st, st->next_chunk, st->next_link);
+		sqlapi_fetch_chunk(st, st->next_chunk, st->next_link, false);
 	}
 }
 
