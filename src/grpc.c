@@ -45,6 +45,7 @@ struct ZbGrpcCall
 	bool		send_closed;
 	bool		upload_paused;
 	bool		response_ended; /* the server finished; end our side too */
+	long		nudge_ms;		/* see grpc_nudge() */
 	uint64		bytes_sent;
 
 	/* response */
@@ -449,17 +450,45 @@ zb_grpc_next_message(ZbGrpcCall *call, const uint8 **data, size_t *len)
 }
 
 /*
+ * libcurl 7.88 keeps HTTP/2 frames under 1 KB in a connection buffer that
+ * it flushes only on a later send or receive; if that flush meets a full
+ * socket at the end of a burst and the upload then pauses, nothing asks for
+ * the socket to become writable, and the tail of the last message waits
+ * until the peer happens to send something.  Un-pausing makes libcurl
+ * update the stream window and flush that buffer (http2_data_pause() ->
+ * h2_session_send()), so while the caller awaits answers to what it sent,
+ * each wait nudges the upload and is bounded: 5 ms at first, doubling to
+ * 50 ms while nothing arrives.
+ */
+static long
+grpc_nudge(ZbGrpcCall *call, bool awaiting, long timeout_ms)
+{
+	if (!awaiting || !call->upload_paused || call->finished || call->response_ended)
+		return timeout_ms;
+	grpc_resume_upload(call);	/* the read callback pauses it again */
+	zb_multi_kick(call->multi);
+	call->nudge_ms = call->nudge_ms ? Min(call->nudge_ms * 2, 50) : 5;
+	return timeout_ms < 0 ? call->nudge_ms : Min(timeout_ms, call->nudge_ms);
+}
+
+/*
  * Drive the call: wait up to timeout_ms for network progress or the latch.
- * Returns the ZB_WAKE_* mask of zb_multi_wait().
+ * 'awaiting' says the caller expects answers to messages it sent.  Returns
+ * the ZB_WAKE_* mask of zb_multi_wait().
  */
 int
-zb_grpc_wait(ZbGrpcCall *call, long timeout_ms, uint32 wait_event_info)
+zb_grpc_wait(ZbGrpcCall *call, long timeout_ms, bool awaiting, uint32 wait_event_info)
 {
 	int			rc;
+	size_t		before = call->recv.len;
+	long		wait_ms;
 
 	if (call->finished)
 		return ZB_WAKE_IO;
-	rc = zb_multi_wait(call->multi, timeout_ms, wait_event_info);
+	wait_ms = grpc_nudge(call, awaiting, timeout_ms);
+	rc = zb_multi_wait(call->multi, wait_ms, wait_event_info);
+	if (call->recv.len != before)
+		call->nudge_ms = 0;
 	if (zb_multi_done(call->multi, call->easy, &call->result))
 		call->finished = true;
 	else if (call->upload_paused && zb_multi_nsockets(call->multi) == 0)
@@ -478,6 +507,9 @@ zb_grpc_wait(ZbGrpcCall *call, long timeout_ms, uint32 wait_event_info)
 		if (zb_multi_done(call->multi, call->easy, &call->result))
 			call->finished = true;
 	}
+	/* a nudge-bounded wait is not the caller's timeout */
+	if (wait_ms != timeout_ms)
+		rc &= ~ZB_WAKE_TIMEOUT;
 	return rc;
 }
 

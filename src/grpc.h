@@ -37,7 +37,8 @@ extern void zb_grpc_close_send(ZbGrpcCall *call);
 extern size_t zb_grpc_send_pending(ZbGrpcCall *call);
 
 extern bool zb_grpc_next_message(ZbGrpcCall *call, const uint8 **data, size_t *len);
-extern int	zb_grpc_wait(ZbGrpcCall *call, long timeout_ms, uint32 wait_event_info);
+extern int	zb_grpc_wait(ZbGrpcCall *call, long timeout_ms, bool awaiting,
+						 uint32 wait_event_info);
 extern bool zb_grpc_finished(ZbGrpcCall *call);
 extern bool zb_grpc_status(ZbGrpcCall *call, ZbError *err);
 

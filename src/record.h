@@ -10,6 +10,8 @@
 #include "access/tupdesc.h"
 #include "fmgr.h"
 
+#include "buf.h"
+
 typedef enum ZbColKind
 {
 	ZB_COL_INT32,				/* smallint, integer */
@@ -59,17 +61,16 @@ extern uint32 zb_record_fingerprint(TupleDesc tupdesc);
 extern void zb_record_check_columns(TupleDesc tupdesc, const char *relname);
 
 /*
- * Encode one row.  Returns the record's length, written at *out (allocated
- * from the caller's arena through 'reserve'), or -1 with *error set when a
- * value cannot be represented (NaN, infinite dates, NULL array elements).
+ * Append one row's record to 'out' (growing it in 'cxt').  Returns the
+ * record's length, or -1 with *error set (and 'out' unchanged) when a value
+ * cannot be represented: NaN, infinite dates, NULL array elements.  JSON
+ * records are NUL-terminated (the NUL is not counted).
  */
-typedef uint8 *(*zb_reserve_fn) (void *arena, size_t max_len);
-
 extern ssize_t zb_record_encode_proto(const ZbRecordSchema *schema, Datum *values,
-									  bool *isnull, zb_reserve_fn reserve, void *arena,
-									  uint8 **out, const char **error);
+									  bool *isnull, MemoryContext cxt, ZbBuf *out,
+									  const char **error);
 extern ssize_t zb_record_encode_json(const ZbRecordSchema *schema, Datum *values,
-									 bool *isnull, zb_reserve_fn reserve, void *arena,
-									 uint8 **out, const char **error);
+									 bool *isnull, MemoryContext cxt, ZbBuf *out,
+									 const char **error);
 
 #endif							/* ZB_RECORD_H */

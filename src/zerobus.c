@@ -260,7 +260,9 @@ zb_stream_poll(ZbStream *s, long timeout_ms, int *wake, ZbError *err)
 
 	if (!s->failed)
 	{
-		w = zb_grpc_wait(s->call, timeout_ms, PG_WAIT_EXTENSION);
+		w = zb_grpc_wait(s->call, timeout_ms,
+						 s->stream_id == NULL || s->last_sent > s->acked,
+						 PG_WAIT_EXTENSION);
 		zbs_drain(s);
 		zbs_check_call(s);
 	}
@@ -302,7 +304,7 @@ zbs_probe_create_failure(ZbStream *s, TimestampTz deadline, ZbError *err)
 
 		if (left == 0)
 			break;
-		(void) zb_grpc_wait(probe, left, PG_WAIT_EXTENSION);
+		(void) zb_grpc_wait(probe, left, true, PG_WAIT_EXTENSION);
 	}
 	if (zb_grpc_finished(probe) && !zb_grpc_status(probe, &perr) && perr.kind == ZB_ERR_GRPC)
 		*err = perr;
@@ -400,6 +402,13 @@ const char *
 zb_stream_id(ZbStream *s)
 {
 	return s->stream_id;
+}
+
+/* Bytes queued but not yet handed to libcurl: diagnostics for stalls. */
+size_t
+zb_stream_send_pending(ZbStream *s)
+{
+	return zb_grpc_send_pending(s->call);
 }
 
 uint64

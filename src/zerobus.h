@@ -39,6 +39,7 @@ extern int64 zb_stream_last_sent(ZbStream *s);
 extern bool zb_stream_closing(ZbStream *s, TimestampTz *deadline);
 extern const char *zb_stream_id(ZbStream *s);
 extern uint64 zb_stream_bytes_sent(ZbStream *s);
+extern size_t zb_stream_send_pending(ZbStream *s);
 extern void zb_stream_close(ZbStream *s, long drain_timeout_ms);
 extern void zb_stream_free(ZbStream *s);
 

@@ -1,0 +1,137 @@
+/*-------------------------------------------------------------------------
+ * metrics.c
+ *	  The set-returning functions behind zb_metrics: one row per stream,
+ *	  read from shared memory (counters copied out under each slot's
+ *	  spinlock, so a row is self-consistent).
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "commands/dbcommands.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/timestamp.h"
+
+#include "shmem.h"
+
+#define METRICS_NCOLS 31
+
+static Datum
+ms_datum(double us)
+{
+	return Float8GetDatum(us / 1000.0);
+}
+
+PG_FUNCTION_INFO_V1(zerobus_metrics);
+
+Datum
+zerobus_metrics(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ZbShared   *sh = zb_shmem();
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	for (i = 0; i < sh->max_streams; i++)
+	{
+		ZbStreamSlot *s = &sh->streams[i];
+		ZbStreamSlot copy;
+		Datum		values[METRICS_NCOLS];
+		bool		nulls[METRICS_NCOLS];
+		int			running = 0;
+		int			w;
+		int			c = 0;
+		char	   *dbname;
+		uint64		settled;
+
+		LWLockAcquire(sh->lock, LW_SHARED);
+		if (!s->in_use)
+		{
+			LWLockRelease(sh->lock);
+			continue;
+		}
+		SpinLockAcquire(&s->mutex);
+		memcpy(&copy, s, sizeof(ZbStreamSlot));
+		SpinLockRelease(&s->mutex);
+		LWLockRelease(sh->lock);
+
+		for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
+			if (copy.workers[w].pid != 0)
+				running++;
+		memset(nulls, false, sizeof(nulls));
+		dbname = get_database_name(copy.dboid);
+
+		values[c++] = CStringGetTextDatum(copy.name);
+		values[c] = dbname ? DirectFunctionCall1(namein, CStringGetDatum(dbname)) : (Datum) 0;
+		nulls[c++] = dbname == NULL;
+		values[c++] = CStringGetTextDatum(!copy.enabled ? "stopped"
+										  : running == 0 && copy.state != ZB_STATE_ERROR ? "starting"
+										  : zb_state_name(copy.state));
+		values[c++] = Int32GetDatum(running);
+		values[c++] = Int32GetDatum(copy.nworkers);
+		values[c++] = Int64GetDatum(copy.c.rows_sent);
+		values[c++] = Int64GetDatum(copy.c.rows_acked);
+		values[c++] = Int64GetDatum(copy.c.rows_failed);
+		values[c++] = Int64GetDatum(copy.c.rows_dead);
+		values[c++] = Int64GetDatum(Max(copy.c.inflight_rows, 0));
+		/* queue depth: the statistics system's live-row estimate, in this database */
+		if (copy.dboid == MyDatabaseId)
+			values[c++] = DirectFunctionCall1(pg_stat_get_live_tuples,
+											  ObjectIdGetDatum(copy.queue_relid));
+		else
+			nulls[c++] = true;
+		values[c++] = Int64GetDatum(copy.c.bytes_sent);
+		values[c++] = Int64GetDatum(copy.c.bytes_acked);
+		values[c++] = Int64GetDatum(copy.c.requests_sent);
+		values[c++] = Int64GetDatum(copy.c.requests_acked);
+		values[c++] = Int64GetDatum(copy.c.batches);
+		values[c++] = Int64GetDatum(copy.c.streams_opened);
+		values[c++] = Int64GetDatum(copy.c.reconnects);
+		values[c++] = Float8GetDatum(copy.rate_ema);
+		if (copy.ack_latency.count > 0)
+		{
+			values[c++] = ms_datum(copy.ack_latency.min_us);
+			values[c++] = ms_datum(zb_hist_percentile(&copy.ack_latency, 0.50));
+			values[c++] = ms_datum((double) copy.ack_latency.sum_us / copy.ack_latency.count);
+			values[c++] = ms_datum(zb_hist_percentile(&copy.ack_latency, 0.95));
+			values[c++] = ms_datum(zb_hist_percentile(&copy.ack_latency, 0.99));
+			values[c++] = ms_datum(copy.ack_latency.max_us);
+		}
+		else
+		{
+			for (w = 0; w < 6; w++)
+				nulls[c++] = true;
+		}
+		if (copy.e2e_latency.count > 0)
+		{
+			values[c++] = ms_datum(zb_hist_percentile(&copy.e2e_latency, 0.50));
+			values[c++] = ms_datum(zb_hist_percentile(&copy.e2e_latency, 0.99));
+		}
+		else
+		{
+			nulls[c++] = true;
+			nulls[c++] = true;
+		}
+		settled = copy.c.rows_acked + copy.c.rows_dead;
+		if (settled + copy.c.rows_failed > 0)
+			values[c++] = Float8GetDatum(100.0 * copy.c.rows_acked /
+										 (settled + copy.c.rows_failed));
+		else
+			nulls[c++] = true;
+		values[c] = CStringGetTextDatum(copy.last_error);
+		nulls[c++] = copy.last_error[0] == '\0';
+		values[c] = TimestampTzGetDatum(copy.last_error_at);
+		nulls[c++] = copy.last_error_at == 0;
+		values[c] = TimestampTzGetDatum(copy.started_at);
+		nulls[c++] = copy.started_at == 0;
+		Assert(c == METRICS_NCOLS);
+		(void) now;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

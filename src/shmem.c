@@ -1,0 +1,320 @@
+/*-------------------------------------------------------------------------
+ * shmem.c
+ *	  The shared-memory stream table, wake-ups, and latency histograms.
+ *
+ * Requested at postmaster start (shared_preload_libraries).  Backends use
+ * it to wake workers at commit and to read metrics; the launcher and scan
+ * workers keep the slot table in step with each database's catalog; stream
+ * workers publish their state and counters in their slot.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+#include <signal.h>
+
+#include "miscadmin.h"
+#include "port/pg_bitutils.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+
+#include "shmem.h"
+
+int			zb_max_streams = 32;
+ZbShared   *zb_shared = NULL;
+
+static Size
+zb_shmem_size(void)
+{
+	return add_size(offsetof(ZbShared, streams),
+					mul_size(sizeof(ZbStreamSlot), zb_max_streams));
+}
+
+/* From shmem_request_hook (PG15+) or _PG_init (PG14). */
+void
+zb_shmem_request(void)
+{
+	RequestAddinShmemSpace(zb_shmem_size());
+	RequestNamedLWLockTranche("zerobus_fdw", 1);
+}
+
+void
+zb_shmem_startup(void)
+{
+	bool		found;
+	int			i;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	zb_shared = ShmemInitStruct("zerobus_fdw", zb_shmem_size(), &found);
+	if (!found)
+	{
+		memset(zb_shared, 0, zb_shmem_size());
+		zb_shared->lock = &(GetNamedLWLockTranche("zerobus_fdw"))->lock;
+		zb_shared->launcher_procno = -1;
+		zb_shared->max_streams = zb_max_streams;
+		zb_shared->rescan_all = true;
+		for (i = 0; i < zb_max_streams; i++)
+		{
+			ZbStreamSlot *s = &zb_shared->streams[i];
+			int			w;
+
+			SpinLockInit(&s->mutex);
+			for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
+				s->workers[w].pgprocno = -1;
+		}
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* The shared state, or a clear error when the library was not preloaded. */
+ZbShared *
+zb_shmem(void)
+{
+	if (zb_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("zerobus_fdw must be loaded via shared_preload_libraries"),
+				 errhint("Add zerobus_fdw to shared_preload_libraries in postgresql.conf and restart the server.")));
+	return zb_shared;
+}
+
+/* Slot index of (database, stream), or -1.  Caller holds the lock. */
+int
+zb_slot_find(Oid dboid, const char *name)
+{
+	int			i;
+
+	for (i = 0; i < zb_shared->max_streams; i++)
+	{
+		ZbStreamSlot *s = &zb_shared->streams[i];
+
+		if (s->in_use && s->dboid == dboid && strcmp(s->name, name) == 0)
+			return i;
+	}
+	return -1;
+}
+
+static void
+zb_set_latch_of(int procno)
+{
+	if (procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+void
+zb_wake_launcher(void)
+{
+	zb_set_latch_of(zb_shmem()->launcher_procno);
+}
+
+/* Ask the launcher to re-read a database's streams from its catalog. */
+void
+zb_request_rescan(Oid dboid)
+{
+	ZbShared   *sh = zb_shmem();
+	int			i;
+
+	LWLockAcquire(sh->lock, LW_EXCLUSIVE);
+	for (i = 0; i < sh->nrescans; i++)
+		if (sh->rescans[i] == dboid)
+			break;
+	if (i == sh->nrescans)
+	{
+		if (sh->nrescans < ZB_MAX_RESCANS)
+			sh->rescans[sh->nrescans++] = dboid;
+		else
+			sh->rescan_all = true;
+	}
+	LWLockRelease(sh->lock);
+	zb_wake_launcher();
+}
+
+/*
+ * Forget a database's streams and stop their workers (SIGTERM: a batch in
+ * progress rolls back, its rows stay queued), waiting up to 5 seconds for
+ * them to leave.  Used before statements that need the database to
+ * themselves.
+ */
+void
+zb_release_database(Oid dboid)
+{
+	pid_t		pids[ZB_MAX_STREAM_WORKERS * 8];
+	int			npids = 0;
+	int			i;
+	int			tries;
+
+	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < zb_shared->max_streams; i++)
+	{
+		ZbStreamSlot *s = &zb_shared->streams[i];
+		int			w;
+
+		if (!s->in_use || s->dboid != dboid)
+			continue;
+		s->in_use = false;
+		s->generation++;
+		for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
+			if (s->workers[w].pid != 0 && npids < (int) lengthof(pids))
+				pids[npids++] = s->workers[w].pid;
+	}
+	LWLockRelease(zb_shared->lock);
+
+	for (i = 0; i < npids; i++)
+		kill(pids[i], SIGTERM);
+	for (tries = 0; tries < 50; tries++)
+	{
+		bool		alive = false;
+
+		for (i = 0; i < npids; i++)
+			if (kill(pids[i], 0) == 0)
+				alive = true;
+		if (!alive)
+			break;
+		pg_usleep(100 * 1000L);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+void
+zb_wake_stream(int slot)
+{
+	ZbStreamSlot *s = &zb_shared->streams[slot];
+	int			w;
+
+	for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
+		zb_set_latch_of(s->workers[w].pgprocno);
+}
+
+/* Wake every worker of the streams reading a queue table (at commit). */
+void
+zb_wake_queue(Oid dboid, Oid queue_relid)
+{
+	int			i;
+
+	if (zb_shared == NULL)
+		return;
+	LWLockAcquire(zb_shared->lock, LW_SHARED);
+	for (i = 0; i < zb_shared->max_streams; i++)
+	{
+		ZbStreamSlot *s = &zb_shared->streams[i];
+
+		if (s->in_use && s->dboid == dboid && s->queue_relid == queue_relid)
+			zb_wake_stream(i);
+	}
+	LWLockRelease(zb_shared->lock);
+}
+
+void
+zb_metrics_state(ZbStreamSlot *s, ZbState state)
+{
+	SpinLockAcquire(&s->mutex);
+	s->state = state;
+	SpinLockRelease(&s->mutex);
+}
+
+void
+zb_metrics_error(ZbStreamSlot *s, const char *message)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&s->mutex);
+	strlcpy(s->last_error, message, sizeof(s->last_error));
+	s->last_error_at = now;
+	s->c.errors++;
+	SpinLockRelease(&s->mutex);
+}
+
+const char *
+zb_state_name(int state)
+{
+	switch (state)
+	{
+		case ZB_STATE_STOPPED:
+			return "stopped";
+		case ZB_STATE_STARTING:
+			return "starting";
+		case ZB_STATE_CONNECTING:
+			return "connecting";
+		case ZB_STATE_IDLE:
+			return "idle";
+		case ZB_STATE_STREAMING:
+			return "streaming";
+		case ZB_STATE_BACKOFF:
+			return "backoff";
+		case ZB_STATE_ERROR:
+			return "error";
+		case ZB_STATE_PAUSED:
+			return "paused";
+	}
+	return "unknown";
+}
+
+/* ---------- log-scale histograms ---------- */
+
+/*
+ * Bucket b covers [ (4 + b%4) * 2^(b/4) / 4, (5 + b%4) * 2^(b/4) / 4 )
+ * microseconds: four buckets per power of two (about 19% wide), from 1 µs
+ * to beyond an hour.
+ */
+static int
+hist_bucket(uint64 us)
+{
+	int			msb;
+	int			sub;
+
+	if (us == 0)
+		return 0;
+	msb = pg_leftmost_one_pos64(us);
+	sub = msb >= 2 ? (int) ((us >> (msb - 2)) & 3) : (int) ((us << (2 - msb)) & 3);
+	return Min(msb * 4 + sub, ZB_HIST_BUCKETS - 1);
+}
+
+static double
+hist_lower(int b)
+{
+	return (4 + b % 4) * ldexp(1.0, b / 4) / 4.0;
+}
+
+/* Caller holds the slot's mutex. */
+void
+zb_hist_add(ZbHistogram *h, uint64 us)
+{
+	h->buckets[hist_bucket(us)]++;
+	if (h->count == 0 || us < h->min_us)
+		h->min_us = us;
+	if (us > h->max_us)
+		h->max_us = us;
+	h->count++;
+	h->sum_us += us;
+}
+
+/* The p-th percentile (0..1) in microseconds, interpolated within its bucket. */
+double
+zb_hist_percentile(const ZbHistogram *h, double p)
+{
+	double		target;
+	uint64		seen = 0;
+	int			b;
+
+	if (h->count == 0)
+		return 0;
+	target = p * h->count;
+	for (b = 0; b < ZB_HIST_BUCKETS; b++)
+	{
+		if (h->buckets[b] == 0)
+			continue;
+		if (seen + h->buckets[b] >= target)
+		{
+			double		lo = hist_lower(b);
+			double		hi = hist_lower(b + 1);
+			double		frac = (target - seen) / h->buckets[b];
+			double		v = lo + (hi - lo) * frac;
+
+			return Max((double) h->min_us, Min(v, (double) h->max_us));
+		}
+		seen += h->buckets[b];
+	}
+	return h->max_us;
+}

@@ -1,0 +1,130 @@
+/*-------------------------------------------------------------------------
+ * shmem.h
+ *	  Shared memory: registered streams, their workers, and their metrics.
+ *
+ * Slots hold only values (OIDs, names, counters, pgprocno), never a
+ * process-local pointer or descriptor.  The slot table is guarded by one
+ * LWLock; each slot's counters by its own spinlock.
+ *-------------------------------------------------------------------------
+ */
+#ifndef ZB_SHMEM_H
+#define ZB_SHMEM_H
+
+#include "storage/lwlock.h"
+#include "storage/spin.h"
+#include "utils/timestamp.h"
+
+#define ZB_NAMELEN 64
+#define ZB_MAX_STREAM_WORKERS 16
+#define ZB_HIST_BUCKETS 128		/* 4 per power of two, in microseconds */
+#define ZB_ERRLEN 256
+#define ZB_MAX_RESCANS 64
+
+typedef enum ZbState
+{
+	ZB_STATE_STOPPED = 0,
+	ZB_STATE_STARTING,			/* worker starting, stream not yet open */
+	ZB_STATE_CONNECTING,		/* opening a ZeroBus stream */
+	ZB_STATE_IDLE,				/* stream open, queue empty */
+	ZB_STATE_STREAMING,			/* rows in flight */
+	ZB_STATE_BACKOFF,			/* retrying after a retryable error */
+	ZB_STATE_ERROR,				/* a non-retryable error: retrying slowly */
+	ZB_STATE_PAUSED				/* the queue's columns cannot be sent */
+} ZbState;
+
+typedef struct ZbHistogram
+{
+	uint64		buckets[ZB_HIST_BUCKETS];
+	uint64		count;
+	uint64		sum_us;
+	uint64		min_us;
+	uint64		max_us;
+} ZbHistogram;
+
+typedef struct ZbWorkerSlot
+{
+	pid_t		pid;			/* 0 when not running */
+	int			pgprocno;		/* for SetLatch; -1 when not running */
+	int			state;			/* ZbState */
+} ZbWorkerSlot;
+
+typedef struct ZbCounters
+{
+	uint64		rows_sent;
+	uint64		rows_acked;
+	uint64		rows_failed;	/* sent, then rolled back to the queue */
+	uint64		rows_dead;		/* moved to zerobus.dead_letters */
+	uint64		bytes_sent;
+	uint64		bytes_acked;
+	uint64		requests_sent;
+	uint64		requests_acked;
+	uint64		batches;		/* committed transactions */
+	uint64		streams_opened;
+	uint64		reconnects;
+	uint64		errors;
+	int64		inflight_rows;
+	uint64		rows_generated; /* by the built-in generator */
+} ZbCounters;
+
+typedef struct ZbStreamSlot
+{
+	/* identity and configuration: under ZbShared->lock */
+	bool		in_use;
+	Oid			dboid;
+	char		name[ZB_NAMELEN];
+	Oid			queue_relid;
+	Oid			owner;
+	int			nworkers;
+	bool		enabled;
+	uint32		generation;		/* bumped on every configuration change */
+	ZbWorkerSlot workers[ZB_MAX_STREAM_WORKERS];
+
+	/* metrics: under mutex */
+	slock_t		mutex;
+	int			state;			/* ZbState, the latest any worker reported */
+	ZbCounters	c;
+	ZbHistogram ack_latency;	/* request sent -> durable ack */
+	ZbHistogram e2e_latency;	/* row committed -> durable ack (track_commit_timestamp) */
+	double		rate_ema;		/* acked rows/s, exponential moving average */
+	TimestampTz rate_at;
+	uint64		rate_rows;		/* rows_acked at rate_at */
+	TimestampTz started_at;
+	TimestampTz last_ack_at;
+	TimestampTz last_error_at;
+	char		last_error[ZB_ERRLEN];
+} ZbStreamSlot;
+
+typedef struct ZbShared
+{
+	LWLock	   *lock;
+	pid_t		launcher_pid;
+	int			launcher_procno;
+	/* databases whose streams must be re-read from their catalog */
+	int			nrescans;
+	Oid			rescans[ZB_MAX_RESCANS];
+	bool		rescan_all;
+	int			max_streams;
+	ZbStreamSlot streams[FLEXIBLE_ARRAY_MEMBER];
+} ZbShared;
+
+extern int	zb_max_streams;
+extern ZbShared *zb_shared;
+
+extern void zb_shmem_request(void);
+extern void zb_shmem_startup(void);
+extern ZbShared *zb_shmem(void);
+
+extern int	zb_slot_find(Oid dboid, const char *name);
+extern void zb_request_rescan(Oid dboid);
+extern void zb_wake_launcher(void);
+extern void zb_wake_queue(Oid dboid, Oid queue_relid);
+extern void zb_wake_stream(int slot);
+extern void zb_release_database(Oid dboid);
+
+extern void zb_metrics_state(ZbStreamSlot *s, ZbState state);
+extern void zb_metrics_error(ZbStreamSlot *s, const char *message);
+extern void zb_hist_add(ZbHistogram *h, uint64 us);
+extern double zb_hist_percentile(const ZbHistogram *h, double p);
+extern const char *zb_state_name(int state);
+
+#endif							/* ZB_SHMEM_H */

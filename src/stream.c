@@ -1,0 +1,713 @@
+/*-------------------------------------------------------------------------
+ * stream.c
+ *	  The stream catalog and its SQL interface: create_stream, alter_stream,
+ *	  drop_stream, start_stream, stop_stream, flush; the triggers that wake
+ *	  workers at commit.
+ *
+ * A stream is one row of zerobus.streams.  The functions here validate and
+ * write that row; they never touch shared memory directly.  A statement
+ * trigger on zerobus.streams asks the launcher, when the transaction
+ * commits, to re-read the database's streams (so a rolled-back change does
+ * nothing, and a pg_restore of the catalog is picked up too).  A statement
+ * trigger on each queue table wakes the stream's workers at commit.
+ *
+ * The functions run as the caller, who must own the queue table (and, to
+ * change a stream, be a member of its owner role) and have a user mapping
+ * for the server; the catalog itself is written as the extension's owner.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/catalog.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_trigger.h"
+#include "commands/extension.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/wait_event.h"
+
+#include "option.h"
+#include "record.h"
+#include "shmem.h"
+#include "stream.h"
+
+#define QUEUE_TRIGGER "zerobus_wakeup"
+
+/* ---------- commit-time work ---------- */
+
+static List *wake_queues = NIL;		/* queue OIDs inserted into by this xact */
+static bool rescan_at_commit = false;
+static bool xact_callback_registered = false;
+
+static void
+stream_xact_callback(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (zb_shared != NULL)
+			{
+				if (rescan_at_commit)
+					zb_request_rescan(MyDatabaseId);
+				foreach(lc, wake_queues)
+					zb_wake_queue(MyDatabaseId, lfirst_oid(lc));
+			}
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			break;
+		default:
+			return;
+	}
+	list_free(wake_queues);
+	wake_queues = NIL;
+	rescan_at_commit = false;
+}
+
+static void
+stream_register_callback(void)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(stream_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+}
+
+PG_FUNCTION_INFO_V1(zerobus_queue_wakeup);
+
+/* AFTER INSERT FOR EACH STATEMENT on a queue table. */
+Datum
+zerobus_queue_wakeup(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	MemoryContext old;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "zerobus.queue_wakeup() must be called as a trigger");
+	stream_register_callback();
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	wake_queues = list_append_unique_oid(wake_queues, RelationGetRelid(trigdata->tg_relation));
+	MemoryContextSwitchTo(old);
+	return PointerGetDatum(NULL);
+}
+
+PG_FUNCTION_INFO_V1(zerobus_streams_changed);
+
+/* AFTER any change FOR EACH STATEMENT on zerobus.streams. */
+Datum
+zerobus_streams_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "zerobus.streams_changed() must be called as a trigger");
+	stream_register_callback();
+	rescan_at_commit = true;
+	return PointerGetDatum(NULL);
+}
+
+/* ---------- helpers ---------- */
+
+/* The owner of the extension's catalog tables (who created the extension). */
+Oid
+zb_catalog_owner(void)
+{
+	Oid			relid = get_relname_relid("streams", get_namespace_oid("zerobus", false));
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* Run SQL with parameters as the extension's owner; returns SPI_processed. */
+static uint64
+stream_spi_as_owner(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			rc;
+	uint64		n;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(zb_catalog_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SPI_connect();
+	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+	n = SPI_processed;
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	return n;
+}
+
+static void
+stream_check_name(const char *name)
+{
+	const char *p;
+	bool		ok = name[0] != '\0' && strlen(name) < ZB_NAMELEN &&
+		!(name[0] >= '0' && name[0] <= '9');
+
+	for (p = name; ok && *p; p++)
+		ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			(*p >= '0' && *p <= '9') || *p == '_';
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid stream name \"%s\"", name),
+				 errhint("A stream name is 1 to %d ASCII letters, digits and underscores, not starting with a digit.",
+						 ZB_NAMELEN - 1)));
+}
+
+/* The queue table must be an ordinary, logged heap table the caller owns. */
+static void
+stream_check_queue(Oid relid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	const char *relname = RelationGetRelationName(rel);
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" cannot be a queue: it is not an ordinary table", relname),
+				 errhint("Use a plain table; partitioned tables, views and foreign tables cannot be queues.")));
+	if (rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("queue table \"%s\" must be logged", relname),
+				 errdetail("A crash empties unlogged and temporary tables, losing the rows not yet delivered."),
+				 rel->rd_rel->relpersistence == RELPERSISTENCE_UNLOGGED
+				 ? errhint("ALTER TABLE %s SET LOGGED;", quote_identifier(relname)) : 0));
+	if (rel->rd_rel->relam != HEAP_TABLE_AM_OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("queue table \"%s\" must use the heap access method", relname)));
+	if (IsCatalogRelation(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("a system catalog cannot be a queue")));
+#if PG_VERSION_NUM >= 160000
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
+#else
+	if (!pg_class_ownercheck(relid, GetUserId()))
+#endif
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
+	zb_record_check_columns(RelationGetDescr(rel), relname);
+	table_close(rel, AccessShareLock);
+}
+
+/* The server must be ours, usable by the caller, with a user mapping. */
+static void
+stream_check_server(const char *server)
+{
+	Oid			serverid = zb_server_oid(server);
+	AclResult	aclresult;
+	ZbServerConfig *cfg;
+	ZbCredentials cred;
+
+#if PG_VERSION_NUM >= 160000
+	aclresult = object_aclcheck(ForeignServerRelationId, serverid, GetUserId(), ACL_USAGE);
+#else
+	aclresult = pg_foreign_server_aclcheck(serverid, GetUserId(), ACL_USAGE);
+#endif
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server);
+	cfg = zb_server_config(serverid, GetUserId(), true);
+	zb_require_endpoint(cfg);
+	zb_credentials(cfg, &cred);
+}
+
+static void
+stream_check_range(const char *what, int64 value, int64 min, int64 max)
+{
+	if (value < min || value > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be between " INT64_FORMAT " and " INT64_FORMAT ", not " INT64_FORMAT,
+						what, min, max, value)));
+}
+
+static void
+stream_check_format(const char *format)
+{
+	if (strcmp(format, "proto") != 0 && strcmp(format, "json") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid record_format \"%s\"", format),
+				 errhint("Use 'proto' (the default) or 'json'.")));
+}
+
+static void
+stream_check_timeout(Interval *iv)
+{
+	if (iv->month != 0 || iv->day < 0 || iv->time < 0 || (iv->day == 0 && iv->time < 1000000))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ack_timeout must be between 1 second and 1 day")));
+}
+
+static void
+stream_check_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", argname)));
+}
+
+/*
+ * Look up a stream for a change: lock its row and check the caller may
+ * change it.  Returns false if it does not exist.
+ */
+bool
+zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			save_userid;
+	int			save_sec;
+	int			rc;
+	bool		found = false;
+
+	/* the row lock needs the catalog owner's rights; privileges are checked by callers */
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(zb_catalog_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SPI_connect();
+	rc = SPI_execute_with_args(psprintf("SELECT queue::oid, server, target, owner::oid, record_format,"
+										" batch_rows, batch_bytes, workers, max_inflight,"
+										" (extract(epoch FROM ack_timeout) * 1000)::int8, enabled"
+										" FROM zerobus.streams WHERE name = $1%s",
+										for_update ? " FOR UPDATE" : ""),
+							   1, types, values, NULL, !for_update, 1);
+	if (rc < 0)
+		elog(ERROR, "could not read zerobus.streams: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	td = SPI_tuptable->tupdesc;
+		bool		isnull;
+		MemoryContext old = MemoryContextSwitchTo(caller);
+
+		row->name = pstrdup(name);
+		row->queue = DatumGetObjectId(SPI_getbinval(tup, td, 1, &isnull));
+		row->server = pstrdup(SPI_getvalue(tup, td, 2));
+		row->target = pstrdup(SPI_getvalue(tup, td, 3));
+		row->owner = DatumGetObjectId(SPI_getbinval(tup, td, 4, &isnull));
+		row->record_format = pstrdup(SPI_getvalue(tup, td, 5));
+		row->batch_rows = DatumGetInt32(SPI_getbinval(tup, td, 6, &isnull));
+		row->batch_bytes = DatumGetInt32(SPI_getbinval(tup, td, 7, &isnull));
+		row->workers = DatumGetInt32(SPI_getbinval(tup, td, 8, &isnull));
+		row->max_inflight = DatumGetInt32(SPI_getbinval(tup, td, 9, &isnull));
+		row->ack_timeout_ms = DatumGetInt64(SPI_getbinval(tup, td, 10, &isnull));
+		row->enabled = DatumGetBool(SPI_getbinval(tup, td, 11, &isnull));
+		MemoryContextSwitchTo(old);
+		found = true;
+	}
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	return found;
+}
+
+static void
+stream_require(const char *name, ZbStreamRow *row)
+{
+	if (!zb_stream_lookup(name, true, row))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("stream \"%s\" does not exist", name),
+				 errhint("SELECT name FROM zerobus.streams; lists the streams of this database.")));
+	if (!has_privs_of_role(GetUserId(), row->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be a member of role \"%s\" to change stream \"%s\"",
+						GetUserNameFromId(row->owner, false), name)));
+}
+
+/* Add (or re-add) the wake-up trigger, dropped with the extension. */
+static void
+stream_attach_queue(Oid queue)
+{
+	char	   *qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(queue)),
+												   get_rel_name(queue));
+	ObjectAddress trigger;
+	ObjectAddress extension;
+
+	stream_spi_as_owner(psprintf("CREATE OR REPLACE TRIGGER " QUEUE_TRIGGER
+								 " AFTER INSERT ON %s FOR EACH STATEMENT"
+								 " EXECUTE FUNCTION zerobus.queue_wakeup()", qname),
+						0, NULL, NULL, NULL);
+	CommandCounterIncrement();
+	ObjectAddressSet(trigger, TriggerRelationId, get_trigger_oid(queue, QUEUE_TRIGGER, false));
+	ObjectAddressSet(extension, ExtensionRelationId, get_extension_oid("zerobus_fdw", false));
+	recordDependencyOn(&trigger, &extension, DEPENDENCY_AUTO);
+}
+
+static void
+stream_detach_queue(Oid queue)
+{
+	char	   *relname = get_rel_name(queue);
+
+	if (relname == NULL)
+		return;					/* the queue table is gone */
+	stream_spi_as_owner(psprintf("DROP TRIGGER IF EXISTS " QUEUE_TRIGGER " ON %s",
+								 quote_qualified_identifier(get_namespace_name(get_rel_namespace(queue)),
+															relname)),
+						0, NULL, NULL, NULL);
+}
+
+/* ---------- SQL-callable functions ---------- */
+
+PG_FUNCTION_INFO_V1(zerobus_create_stream);
+
+static const char *const create_args[] = {
+	"name", "queue", "server", "target", "record_format", "batch_rows", "batch_bytes",
+	"workers", "max_inflight", "ack_timeout", "start"
+};
+
+Datum
+zerobus_create_stream(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	Oid			queue;
+	char	   *server;
+	char	   *target;
+	char	   *format;
+	Interval   *ack_timeout;
+	ZbStreamRow existing;
+	Oid			types[12] = {TEXTOID, OIDOID, NAMEOID, TEXTOID, OIDOID, TEXTOID,
+	INT4OID, INT4OID, INT4OID, INT4OID, INTERVALOID, BOOLOID};
+	Datum		values[12];
+	int			i;
+
+	(void) zb_shmem();
+	for (i = 0; i < lengthof(create_args); i++)
+		stream_check_arg(fcinfo, i, create_args[i]);
+
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	queue = PG_GETARG_OID(1);
+	server = NameStr(*PG_GETARG_NAME(2));
+	target = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	format = text_to_cstring(PG_GETARG_TEXT_PP(4));
+	ack_timeout = PG_GETARG_INTERVAL_P(9);
+
+	stream_check_name(name);
+	stream_check_queue(queue);
+	stream_check_server(server);
+	zb_check_table_name(target, "target table");
+	stream_check_format(format);
+	stream_check_range("batch_rows", PG_GETARG_INT32(5), 1, 100000);
+	stream_check_range("batch_bytes", PG_GETARG_INT32(6), 1024, 10000000);
+	stream_check_range("workers", PG_GETARG_INT32(7), 1, ZB_MAX_STREAM_WORKERS);
+	stream_check_range("max_inflight", PG_GETARG_INT32(8), 1, 1000000);
+	stream_check_timeout(ack_timeout);
+
+	if (zb_stream_lookup(name, false, &existing))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("stream \"%s\" already exists", name)));
+	{
+		Oid			qtypes[1] = {OIDOID};
+		Datum		qvalues[1] = {ObjectIdGetDatum(queue)};
+
+		if (stream_spi_as_owner("SELECT 1 FROM zerobus.streams WHERE queue = $1::oid::regclass",
+								1, qtypes, qvalues, NULL) > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("table \"%s\" is already the queue of another stream",
+							get_rel_name(queue)),
+					 errhint("A queue table feeds one stream; see zerobus.streams.")));
+	}
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = ObjectIdGetDatum(queue);
+	values[2] = PG_GETARG_DATUM(2);
+	values[3] = CStringGetTextDatum(target);
+	values[4] = ObjectIdGetDatum(GetUserId());
+	values[5] = CStringGetTextDatum(format);
+	for (i = 6; i <= 9; i++)
+		values[i] = PG_GETARG_DATUM(i - 1);
+	values[10] = IntervalPGetDatum(ack_timeout);
+	values[11] = PG_GETARG_DATUM(10);
+	stream_spi_as_owner("INSERT INTO zerobus.streams (name, queue, server, target, owner,"
+						" record_format, batch_rows, batch_bytes, workers, max_inflight,"
+						" ack_timeout, enabled)"
+						" VALUES ($1, $2::oid::regclass, $3, $4, $5::oid::regrole, $6, $7,"
+						" $8, $9, $10, $11, $12)",
+						12, types, values, NULL);
+	stream_attach_queue(queue);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(zerobus_alter_stream);
+
+Datum
+zerobus_alter_stream(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	ZbStreamRow row;
+	StringInfoData sql;
+	Oid			types[10];
+	Datum		values[10];
+	int			n = 0;
+
+	(void) zb_shmem();
+	stream_check_arg(fcinfo, 0, "name");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	stream_require(name, &row);
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "UPDATE zerobus.streams SET name = name");
+#define SET_COL(col, type, datum) \
+	do { \
+		types[n] = (type); values[n] = (datum); n++; \
+		appendStringInfo(&sql, ", " col " = $%d", n); \
+	} while (0)
+
+	if (!PG_ARGISNULL(1))
+	{
+		stream_check_server(NameStr(*PG_GETARG_NAME(1)));
+		SET_COL("server", NAMEOID, PG_GETARG_DATUM(1));
+	}
+	if (!PG_ARGISNULL(2))
+	{
+		zb_check_table_name(text_to_cstring(PG_GETARG_TEXT_PP(2)), "target table");
+		SET_COL("target", TEXTOID, PG_GETARG_DATUM(2));
+	}
+	if (!PG_ARGISNULL(3))
+	{
+		stream_check_format(text_to_cstring(PG_GETARG_TEXT_PP(3)));
+		SET_COL("record_format", TEXTOID, PG_GETARG_DATUM(3));
+	}
+	if (!PG_ARGISNULL(4))
+	{
+		stream_check_range("batch_rows", PG_GETARG_INT32(4), 1, 100000);
+		SET_COL("batch_rows", INT4OID, PG_GETARG_DATUM(4));
+	}
+	if (!PG_ARGISNULL(5))
+	{
+		stream_check_range("batch_bytes", PG_GETARG_INT32(5), 1024, 10000000);
+		SET_COL("batch_bytes", INT4OID, PG_GETARG_DATUM(5));
+	}
+	if (!PG_ARGISNULL(6))
+	{
+		stream_check_range("workers", PG_GETARG_INT32(6), 1, ZB_MAX_STREAM_WORKERS);
+		SET_COL("workers", INT4OID, PG_GETARG_DATUM(6));
+	}
+	if (!PG_ARGISNULL(7))
+	{
+		stream_check_range("max_inflight", PG_GETARG_INT32(7), 1, 1000000);
+		SET_COL("max_inflight", INT4OID, PG_GETARG_DATUM(7));
+	}
+	if (!PG_ARGISNULL(8))
+	{
+		stream_check_timeout(PG_GETARG_INTERVAL_P(8));
+		SET_COL("ack_timeout", INTERVALOID, PG_GETARG_DATUM(8));
+	}
+#undef SET_COL
+	types[n] = TEXTOID;
+	values[n] = CStringGetTextDatum(name);
+	n++;
+	appendStringInfo(&sql, " WHERE name = $%d", n);
+	stream_spi_as_owner(sql.data, n, types, values, NULL);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(zerobus_drop_stream);
+
+Datum
+zerobus_drop_stream(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	bool		if_exists = !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	ZbStreamRow row;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	(void) zb_shmem();
+	stream_check_arg(fcinfo, 0, "name");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (if_exists && !zb_stream_lookup(name, false, &row))
+	{
+		ereport(NOTICE,
+				(errmsg("stream \"%s\" does not exist, skipping", name)));
+		PG_RETURN_VOID();
+	}
+	stream_require(name, &row);
+	values[0] = CStringGetTextDatum(name);
+	stream_spi_as_owner("DELETE FROM zerobus.streams WHERE name = $1", 1, types, values, NULL);
+	stream_detach_queue(row.queue);
+	PG_RETURN_VOID();
+}
+
+static void
+stream_set_enabled(const char *name, bool enabled)
+{
+	ZbStreamRow row;
+	Oid			types[2] = {BOOLOID, TEXTOID};
+	Datum		values[2] = {BoolGetDatum(enabled), CStringGetTextDatum(name)};
+
+	(void) zb_shmem();
+	stream_require(name, &row);
+	stream_spi_as_owner("UPDATE zerobus.streams SET enabled = $1 WHERE name = $2",
+						2, types, values, NULL);
+}
+
+PG_FUNCTION_INFO_V1(zerobus_start_stream);
+
+Datum
+zerobus_start_stream(PG_FUNCTION_ARGS)
+{
+	stream_set_enabled(text_to_cstring(PG_GETARG_TEXT_PP(0)), true);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(zerobus_stop_stream);
+
+Datum
+zerobus_stop_stream(PG_FUNCTION_ARGS)
+{
+	stream_set_enabled(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
+	PG_RETURN_VOID();
+}
+
+/* ---------- flush ---------- */
+
+/*
+ * Rows of the queue, as of now, that were committed before 'before' was
+ * taken.  With stop_at_first, 0 or 1.
+ */
+static int64
+flush_count_pending(Oid queue, Snapshot before, bool stop_at_first)
+{
+	Snapshot	now = RegisterSnapshot(GetLatestSnapshot());
+	Relation	rel = table_open(queue, AccessShareLock);
+	TableScanDesc scan = table_beginscan(rel, now, 0, NULL);
+	HeapTuple	tup;
+	int64		pending = 0;
+
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		TransactionId xmin = HeapTupleHeaderGetXmin(tup->t_data);
+
+		/* our own uncommitted rows were not committed before the call */
+		if (TransactionIdIsCurrentTransactionId(xmin))
+			continue;
+		if (HeapTupleHeaderXminFrozen(tup->t_data) ||
+			(!XidInMVCCSnapshot(xmin, before) && TransactionIdDidCommit(xmin)))
+		{
+			pending++;
+			if (stop_at_first)
+				break;
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	UnregisterSnapshot(now);
+	return pending;
+}
+
+PG_FUNCTION_INFO_V1(zerobus_flush);
+
+Datum
+zerobus_flush(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Interval   *iv = PG_GETARG_INTERVAL_P(1);
+	int64		timeout_ms = (iv->time + iv->day * USECS_PER_DAY +
+							  (int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY) / 1000;
+	ZbStreamRow row;
+	Snapshot	before;
+	int64		initial;
+	TimestampTz deadline;
+
+	(void) zb_shmem();
+	if (!zb_stream_lookup(name, false, &row))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("stream \"%s\" does not exist", name)));
+	if (pg_class_aclcheck(row.queue, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(row.queue));
+	if (!row.enabled)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("stream \"%s\" is stopped, so its queue cannot drain", name),
+				 errhint("SELECT zerobus.start_stream('%s');", name)));
+
+	before = RegisterSnapshot(GetTransactionSnapshot());
+	initial = flush_count_pending(row.queue, before, false);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	while (initial > 0 && flush_count_pending(row.queue, before, true) > 0)
+	{
+		long		left = (long) ((deadline - GetCurrentTimestamp()) / 1000);
+
+		if (left <= 0)
+		{
+			ZbStreamSnapshot snap;
+
+			zb_stream_snapshot(MyDatabaseId, name, &snap);
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("stream \"%s\" did not deliver its queue within %s", name,
+							DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(iv)))),
+					 errdetail("Stream state: %s%s%s.", snap.state,
+							   snap.last_error[0] ? "; last error: " : "", snap.last_error),
+					 errhint("SELECT * FROM zb_metrics; shows the stream's progress.")));
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(left, 10), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	UnregisterSnapshot(before);
+	PG_RETURN_INT64(initial);
+}
+
+/* The state and last error of a stream, for messages. */
+void
+zb_stream_snapshot(Oid dboid, const char *name, ZbStreamSnapshot *snap)
+{
+	ZbShared   *sh = zb_shmem();
+	int			slot;
+
+	strlcpy(snap->state, "not running", sizeof(snap->state));
+	snap->last_error[0] = '\0';
+	LWLockAcquire(sh->lock, LW_SHARED);
+	slot = zb_slot_find(dboid, name);
+	if (slot >= 0)
+	{
+		ZbStreamSlot *s = &sh->streams[slot];
+
+		SpinLockAcquire(&s->mutex);
+		strlcpy(snap->state, zb_state_name(s->state), sizeof(snap->state));
+		strlcpy(snap->last_error, s->last_error, sizeof(snap->last_error));
+		SpinLockRelease(&s->mutex);
+	}
+	LWLockRelease(sh->lock);
+}

@@ -1,0 +1,35 @@
+/*-------------------------------------------------------------------------
+ * stream.h
+ *	  The stream catalog (zerobus.streams) as seen from C.
+ *-------------------------------------------------------------------------
+ */
+#ifndef ZB_STREAM_H
+#define ZB_STREAM_H
+
+typedef struct ZbStreamRow
+{
+	char	   *name;
+	Oid			queue;
+	char	   *server;
+	char	   *target;
+	Oid			owner;
+	char	   *record_format;
+	int			batch_rows;
+	int			batch_bytes;
+	int			workers;
+	int			max_inflight;
+	int64		ack_timeout_ms;
+	bool		enabled;
+} ZbStreamRow;
+
+typedef struct ZbStreamSnapshot
+{
+	char		state[32];
+	char		last_error[256];
+} ZbStreamSnapshot;
+
+extern bool zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row);
+extern void zb_stream_snapshot(Oid dboid, const char *name, ZbStreamSnapshot *snap);
+extern Oid	zb_catalog_owner(void);
+
+#endif							/* ZB_STREAM_H */

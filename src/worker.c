@@ -1,0 +1,1624 @@
+/*-------------------------------------------------------------------------
+ * worker.c
+ *	  Background workers: the launcher, per-database scan workers, and the
+ *	  stream workers that deliver queue rows to ZeroBus.
+ *
+ * Launcher (one per cluster, from shared_preload_libraries, connected to no
+ * database): runs a short scan worker in each database whose streams must be
+ * (re)read from zerobus.streams; keeps the wanted number of stream workers
+ * running for each enabled stream, restarting crashed ones with backoff and
+ * asking workers of stopped, altered or dropped streams to leave; samples
+ * throughput once a second.
+ *
+ * Stream worker (one per stream and worker index, connected to the stream's
+ * database as its owner): repeatedly
+ *   1. opens a ZeroBus stream if none is open (token, CreateIngestStream);
+ *   2. in one transaction, DELETEs its share of the queue by TID range with
+ *      RETURNING, encoding each row as the executor returns it and sending
+ *      requests of batch_rows / batch_bytes as they fill;
+ *   3. waits until ZeroBus acknowledges every request as durable, then
+ *      commits: only now do the rows leave the queue.
+ * A batch the server rejects (INVALID_ARGUMENT) is bisected on new streams
+ * until the rejected rows are isolated; they go to zerobus.dead_letters with
+ * the error, in the same transaction.  A retryable failure is retried once
+ * on a new stream within the transaction; after that the transaction rolls
+ * back (the rows return to the queue) and the worker backs off.
+ * See docs/DESIGN.md for why rows are claimed by TID range.
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/commit_ts.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "common/pg_prng.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/bufmgr.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "oauth.h"
+#include "option.h"
+#include "record.h"
+#include "shmem.h"
+#include "stream.h"
+#include "worker.h"
+#include "zerobus.h"
+
+int			zb_poll_interval_ms = 1000;
+
+#define CHUNK_BLOCKS 64			/* the unit of the queue split among workers */
+#define MAX_SPAN_CHUNKS 64		/* one claim covers at most this many chunks */
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 30000
+#define BACKOFF_FATAL_MS 60000	/* between attempts after a non-retryable error */
+#define STOP_GRACE_MS 60000		/* then the launcher terminates a worker */
+#define WORKER_RESTART_MAX_MS 60000
+
+#if PG_VERSION_NUM >= 170000
+#define MY_PROCNO() GetNumberFromPGProc(MyProc)
+#else
+#define MY_PROCNO() (MyProc->pgprocno)
+#endif
+
+/* What a stream worker is told at start, in bgw_extra. */
+typedef struct WorkerExtra
+{
+	uint32		generation;
+	Oid			dboid;
+	char		name[ZB_NAMELEN];
+} WorkerExtra;
+
+/* ======================================================================
+ * Launcher
+ * ====================================================================== */
+
+typedef struct LauncherWorker
+{
+	BackgroundWorkerHandle *handle;
+	uint32		generation;
+	TimestampTz started_at;
+	TimestampTz stop_requested_at;
+	int			failures;
+	TimestampTz next_start;
+	bool		warned;
+} LauncherWorker;
+
+static LauncherWorker *launcher_workers;	/* [max_streams][ZB_MAX_STREAM_WORKERS] */
+
+#define LW(slot, w) (&launcher_workers[(slot) * ZB_MAX_STREAM_WORKERS + (w)])
+
+static void
+launcher_detach(int code, Datum arg)
+{
+	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
+	zb_shared->launcher_pid = 0;
+	zb_shared->launcher_procno = -1;
+	LWLockRelease(zb_shared->lock);
+}
+
+static bool
+launcher_start(BackgroundWorker *bgw, BackgroundWorkerHandle **handle)
+{
+	bgw->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw->bgw_restart_time = BGW_NEVER_RESTART;
+	bgw->bgw_notify_pid = MyProcPid;
+	strlcpy(bgw->bgw_library_name, "zerobus_fdw", BGW_MAXLEN);
+	return RegisterDynamicBackgroundWorker(bgw, handle);
+}
+
+/* Start a scan worker for each database whose streams must be re-read. */
+static void
+launcher_rescan(void)
+{
+	Oid			dbs[ZB_MAX_RESCANS];
+	int			ndbs;
+	bool		all;
+	int			i;
+
+	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
+	all = zb_shared->rescan_all;
+	ndbs = zb_shared->nrescans;
+	memcpy(dbs, zb_shared->rescans, sizeof(Oid) * ndbs);
+	zb_shared->rescan_all = false;
+	zb_shared->nrescans = 0;
+	LWLockRelease(zb_shared->lock);
+
+	if (all)
+	{
+		/* every connectable database; forget streams of databases that are gone */
+		List	   *alldbs = NIL;
+		Relation	rel;
+		TableScanDesc scan;
+		HeapTuple	tup;
+		ListCell   *lc;
+
+		StartTransactionCommand();
+		(void) GetTransactionSnapshot();
+		rel = table_open(DatabaseRelationId, AccessShareLock);
+		scan = table_beginscan_catalog(rel, 0, NULL);
+		while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+		{
+			Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+			if (db->datallowconn && !db->datistemplate)
+				alldbs = lappend_oid(alldbs, db->oid);
+		}
+		table_endscan(scan);
+		table_close(rel, AccessShareLock);
+		CommitTransactionCommand();
+
+		LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
+		for (i = 0; i < zb_shared->max_streams; i++)
+		{
+			ZbStreamSlot *s = &zb_shared->streams[i];
+
+			if (s->in_use && !list_member_oid(alldbs, s->dboid))
+			{
+				s->in_use = false;
+				s->generation++;
+			}
+		}
+		LWLockRelease(zb_shared->lock);
+
+		ndbs = 0;
+		foreach(lc, alldbs)
+		{
+			if (ndbs == ZB_MAX_RESCANS)
+			{
+				zb_request_rescan(lfirst_oid(lc));
+				continue;
+			}
+			dbs[ndbs++] = lfirst_oid(lc);
+		}
+	}
+
+	for (i = 0; i < ndbs; i++)
+	{
+		BackgroundWorker bgw;
+		BackgroundWorkerHandle *handle;
+
+		memset(&bgw, 0, sizeof(bgw));
+		strlcpy(bgw.bgw_function_name, "zerobus_scan_main", BGW_MAXLEN);
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "zerobus_fdw scan of database %u", dbs[i]);
+		strlcpy(bgw.bgw_type, "zerobus_fdw scan", BGW_MAXLEN);
+		bgw.bgw_main_arg = ObjectIdGetDatum(dbs[i]);
+		if (launcher_start(&bgw, &handle))
+			pfree(handle);		/* it reports through shared memory */
+		else
+			zb_request_rescan(dbs[i]);	/* no free worker slot: later */
+	}
+}
+
+static long
+launcher_backoff_ms(int failures)
+{
+	long		ms = 1000L << Min(failures, 6);
+
+	return Min(ms, WORKER_RESTART_MAX_MS);
+}
+
+/* Keep the wanted stream workers running, and only those. */
+static long
+launcher_reconcile(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		next_ms = 1000;
+	int			i;
+
+	for (i = 0; i < zb_shared->max_streams; i++)
+	{
+		ZbStreamSlot *s = &zb_shared->streams[i];
+		bool		in_use;
+		bool		enabled;
+		int			nworkers;
+		uint32		generation;
+		Oid			dboid;
+		char		name[ZB_NAMELEN];
+		int			w;
+
+		LWLockAcquire(zb_shared->lock, LW_SHARED);
+		in_use = s->in_use;
+		enabled = s->enabled;
+		nworkers = s->nworkers;
+		generation = s->generation;
+		dboid = s->dboid;
+		strlcpy(name, s->name, sizeof(name));
+		LWLockRelease(zb_shared->lock);
+
+		for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
+		{
+			LauncherWorker *lw = LW(i, w);
+			bool		wanted = in_use && enabled && w < nworkers;
+			pid_t		pid;
+
+			if (lw->handle)
+			{
+				if (GetBackgroundWorkerPid(lw->handle, &pid) == BGWH_STOPPED)
+				{
+					pfree(lw->handle);
+					lw->handle = NULL;
+					if (wanted && lw->generation == generation && lw->stop_requested_at == 0)
+					{
+						/* it exited on its own: restart, backing off if it keeps dying */
+						if (now - lw->started_at < 10 * USECS_PER_SEC)
+							lw->failures++;
+						else
+							lw->failures = 0;
+						lw->next_start = TimestampTzPlusMilliseconds(now, launcher_backoff_ms(lw->failures));
+					}
+					else
+					{
+						lw->failures = 0;
+						lw->next_start = 0;
+					}
+					lw->stop_requested_at = 0;
+				}
+				else if (!wanted || lw->generation != generation)
+				{
+					/* ask it to leave at a batch boundary; insist after a grace period */
+					if (lw->stop_requested_at == 0)
+					{
+						lw->stop_requested_at = now;
+						zb_wake_stream(i);
+					}
+					else if (now - lw->stop_requested_at > STOP_GRACE_MS * 1000L)
+						TerminateBackgroundWorker(lw->handle);
+				}
+			}
+
+			if (lw->handle == NULL && wanted)
+			{
+				BackgroundWorker bgw;
+				WorkerExtra extra;
+
+				if (lw->next_start > now)
+				{
+					next_ms = Min(next_ms, (long) ((lw->next_start - now) / 1000) + 1);
+					continue;
+				}
+				memset(&bgw, 0, sizeof(bgw));
+				strlcpy(bgw.bgw_function_name, "zerobus_stream_main", BGW_MAXLEN);
+				snprintf(bgw.bgw_name, BGW_MAXLEN, "zerobus_fdw stream %s worker %d", name, w);
+				strlcpy(bgw.bgw_type, "zerobus_fdw stream", BGW_MAXLEN);
+				bgw.bgw_main_arg = Int32GetDatum(i * ZB_MAX_STREAM_WORKERS + w);
+				memset(&extra, 0, sizeof(extra));
+				extra.generation = generation;
+				extra.dboid = dboid;
+				strlcpy(extra.name, name, sizeof(extra.name));
+				memcpy(bgw.bgw_extra, &extra, sizeof(extra));
+				if (launcher_start(&bgw, &lw->handle))
+				{
+					lw->generation = generation;
+					lw->started_at = now;
+					lw->stop_requested_at = 0;
+					lw->warned = false;
+				}
+				else
+				{
+					lw->handle = NULL;
+					lw->next_start = TimestampTzPlusMilliseconds(now, 1000);
+					if (!lw->warned)
+					{
+						ereport(WARNING,
+								(errmsg("zerobus_fdw could not start worker %d of stream \"%s\": no background worker slot is free",
+										w, name),
+								 errhint("Raise max_worker_processes (now %d): the launcher, each stream worker and each generator need one.",
+										 max_worker_processes)));
+						zb_metrics_error(s, "no background worker slot is free: raise max_worker_processes");
+						lw->warned = true;
+					}
+				}
+			}
+		}
+	}
+	return next_ms;
+}
+
+/* Once a second: the acked-rows rate of each stream, as a moving average. */
+static void
+launcher_sample(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
+
+	for (i = 0; i < zb_shared->max_streams; i++)
+	{
+		ZbStreamSlot *s = &zb_shared->streams[i];
+
+		SpinLockAcquire(&s->mutex);
+		if (s->rate_at == 0)
+		{
+			s->rate_at = now;
+			s->rate_rows = s->c.rows_acked;
+		}
+		else if (now - s->rate_at >= USECS_PER_SEC)
+		{
+			double		secs = (now - s->rate_at) / (double) USECS_PER_SEC;
+			double		inst = (s->c.rows_acked - s->rate_rows) / secs;
+
+			s->rate_ema = 0.3 * inst + 0.7 * s->rate_ema;
+			s->rate_at = now;
+			s->rate_rows = s->c.rows_acked;
+		}
+		SpinLockRelease(&s->mutex);
+	}
+}
+
+PGDLLEXPORT void
+zerobus_launcher_main(Datum arg)
+{
+	TimestampTz last_sample = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("zerobus_fdw launcher");
+
+	launcher_workers = MemoryContextAllocZero(TopMemoryContext,
+											  sizeof(LauncherWorker) * zb_shared->max_streams *
+											  ZB_MAX_STREAM_WORKERS);
+	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
+	zb_shared->launcher_pid = MyProcPid;
+	zb_shared->launcher_procno = MY_PROCNO();
+	zb_shared->rescan_all = true;
+	LWLockRelease(zb_shared->lock);
+	before_shmem_exit(launcher_detach, 0);
+
+	ereport(LOG, (errmsg("zerobus_fdw launcher started")));
+	for (;;)
+	{
+		long		wait_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		launcher_rescan();
+		wait_ms = launcher_reconcile();
+		if (GetCurrentTimestamp() - last_sample >= USECS_PER_SEC)
+		{
+			launcher_sample();
+			last_sample = GetCurrentTimestamp();
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Max(wait_ms, 10), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* Registered from _PG_init when preloaded. */
+void
+zb_register_launcher(void)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 5;
+	strlcpy(bgw.bgw_library_name, "zerobus_fdw", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "zerobus_launcher_main", BGW_MAXLEN);
+	strlcpy(bgw.bgw_name, "zerobus_fdw launcher", BGW_MAXLEN);
+	strlcpy(bgw.bgw_type, "zerobus_fdw launcher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&bgw);
+}
+
+/* ======================================================================
+ * Scan worker: bring one database's streams into shared memory
+ * ====================================================================== */
+
+typedef struct ScanRow
+{
+	char		name[ZB_NAMELEN];
+	Oid			queue;
+	Oid			owner;
+	int			workers;
+	bool		enabled;
+} ScanRow;
+
+PGDLLEXPORT void
+zerobus_scan_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	ScanRow    *rows = NULL;
+	int			nrows = 0;
+	int			i;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("zerobus_fdw scan");
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (OidIsValid(get_extension_oid("zerobus_fdw", true)))
+	{
+		if (SPI_execute("SELECT name, queue::oid, owner::oid, workers, enabled FROM zerobus.streams",
+						true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read zerobus.streams");
+		nrows = (int) SPI_processed;
+		rows = MemoryContextAllocZero(TopMemoryContext, sizeof(ScanRow) * Max(nrows, 1));
+		for (i = 0; i < nrows; i++)
+		{
+			HeapTuple	t = SPI_tuptable->vals[i];
+			TupleDesc	td = SPI_tuptable->tupdesc;
+			bool		isnull;
+
+			strlcpy(rows[i].name, SPI_getvalue(t, td, 1), ZB_NAMELEN);
+			rows[i].queue = DatumGetObjectId(SPI_getbinval(t, td, 2, &isnull));
+			rows[i].owner = DatumGetObjectId(SPI_getbinval(t, td, 3, &isnull));
+			rows[i].workers = DatumGetInt32(SPI_getbinval(t, td, 4, &isnull));
+			rows[i].enabled = DatumGetBool(SPI_getbinval(t, td, 5, &isnull));
+		}
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+
+	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
+	/* streams gone from the catalog */
+	for (i = 0; i < zb_shared->max_streams; i++)
+	{
+		ZbStreamSlot *s = &zb_shared->streams[i];
+		int			j;
+
+		if (!s->in_use || s->dboid != dboid)
+			continue;
+		for (j = 0; j < nrows; j++)
+			if (strcmp(rows[j].name, s->name) == 0)
+				break;
+		if (j == nrows)
+		{
+			s->in_use = false;
+			s->generation++;
+		}
+	}
+	/* streams added or changed */
+	for (i = 0; i < nrows; i++)
+	{
+		int			slot = zb_slot_find(dboid, rows[i].name);
+		ZbStreamSlot *s;
+
+		if (slot < 0)
+		{
+			for (slot = 0; slot < zb_shared->max_streams; slot++)
+				if (!zb_shared->streams[slot].in_use)
+					break;
+			if (slot == zb_shared->max_streams)
+			{
+				ereport(WARNING,
+						(errmsg("stream \"%s\" cannot run: all %d stream slots are in use",
+								rows[i].name, zb_shared->max_streams),
+						 errhint("Raise zerobus.max_streams and restart the server.")));
+				continue;
+			}
+			s = &zb_shared->streams[slot];
+			s->in_use = true;
+			s->dboid = dboid;
+			strlcpy(s->name, rows[i].name, ZB_NAMELEN);
+			s->generation++;
+			SpinLockAcquire(&s->mutex);
+			memset(&s->c, 0, sizeof(s->c));
+			memset(&s->ack_latency, 0, sizeof(s->ack_latency));
+			memset(&s->e2e_latency, 0, sizeof(s->e2e_latency));
+			s->rate_ema = 0;
+			s->rate_at = 0;
+			s->state = ZB_STATE_STOPPED;
+			s->started_at = GetCurrentTimestamp();
+			s->last_ack_at = 0;
+			s->last_error_at = 0;
+			s->last_error[0] = '\0';
+			SpinLockRelease(&s->mutex);
+		}
+		else
+			s = &zb_shared->streams[slot];
+		if (s->queue_relid != rows[i].queue || s->owner != rows[i].owner ||
+			s->nworkers != rows[i].workers || s->enabled != rows[i].enabled)
+			s->generation++;
+		s->queue_relid = rows[i].queue;
+		s->owner = rows[i].owner;
+		s->nworkers = rows[i].workers;
+		s->enabled = rows[i].enabled;
+		if (!s->enabled)
+			zb_metrics_state(s, ZB_STATE_STOPPED);
+	}
+	LWLockRelease(zb_shared->lock);
+	zb_wake_launcher();
+	proc_exit(0);
+}
+
+/* ======================================================================
+ * Stream worker
+ * ====================================================================== */
+
+typedef struct WorkerRow
+{
+	uint32		off;			/* record bytes in recbuf */
+	uint32		len;
+	ItemPointerData tid;		/* the queue row, to dead-letter it */
+	TimestampTz committed_at;	/* 0 if unknown */
+} WorkerRow;
+
+typedef struct WorkerRequest
+{
+	int			first;			/* rows[first .. first + nrows) */
+	int			nrows;
+	size_t		bytes;
+	int64		offset;			/* offset on the current stream, -1 if not sent there */
+	TimestampTz sent_at;
+	bool		acked;
+} WorkerRequest;
+
+typedef struct DeadRow
+{
+	ItemPointerData tid;
+	char	   *error;
+} DeadRow;
+
+typedef struct Worker
+{
+	/* identity */
+	int			slot;
+	int			widx;
+	uint32		generation;
+	Oid			dboid;
+	char		name[ZB_NAMELEN];
+	Oid			owner;
+	ZbStreamSlot *s;
+
+	/* configuration, reloaded when the stream or its queue changes */
+	bool		loaded;
+	MemoryContext cfg_cxt;
+	ZbStreamRow row;
+	ZbServerConfig *server;
+	ZbCredentials cred;
+	ZbRecordSchema *schema;
+	bool		json;
+	SPIPlanPtr	plan;
+
+	/* the ZeroBus stream */
+	MemoryContext stream_cxt;
+	ZbStream   *stream;
+	bool		ever_connected;
+	int			failures;
+	TimestampTz retry_at;
+
+	/* the current batch (one transaction) */
+	MemoryContext batch_cxt;
+	ZbBuf		recbuf;
+	WorkerRow  *rows;
+	int			nrows;
+	int			maxrows;
+	WorkerRequest *reqs;
+	int			nreqs;
+	int			maxreqs;
+	int			open_req;		/* being filled, or -1 */
+	DeadRow    *dead;
+	int			ndead;
+	int			maxdead;
+	int64		inflight;		/* rows sent and not yet acked, as published */
+	TransactionId last_xmin;
+	TimestampTz last_commit_ts;
+
+	/* where the next pass over the queue starts */
+	BlockNumber cursor;
+	double		rows_per_block;
+	bool		woken;			/* a latch wake-up arrived since the pass began */
+} Worker;
+
+static Worker W;
+
+static void
+worker_state(ZbState state)
+{
+	W.s->workers[W.widx].state = state;
+	zb_metrics_state(W.s, state);
+}
+
+static void
+worker_error(const char *msg)
+{
+	elog(LOG, "zerobus_fdw stream \"%s\": %s", W.name, msg);
+	zb_metrics_error(W.s, msg);
+}
+
+static void
+worker_detach(int code, Datum arg)
+{
+	ZbStreamSlot *s = W.s;
+
+	if (s == NULL)
+		return;
+	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
+	if (s->workers[W.widx].pid == MyProcPid)
+	{
+		s->workers[W.widx].pid = 0;
+		s->workers[W.widx].pgprocno = -1;
+		s->workers[W.widx].state = ZB_STATE_STOPPED;
+	}
+	LWLockRelease(zb_shared->lock);
+	SpinLockAcquire(&s->mutex);
+	s->c.inflight_rows -= W.inflight;
+	SpinLockRelease(&s->mutex);
+	W.inflight = 0;
+}
+
+/* Still wanted: same slot identity and generation, enabled. */
+static bool
+worker_wanted(void)
+{
+	bool		ok;
+
+	LWLockAcquire(zb_shared->lock, LW_SHARED);
+	ok = W.s->in_use && W.s->enabled && W.s->generation == W.generation &&
+		W.s->dboid == W.dboid && strcmp(W.s->name, W.name) == 0 && W.widx < W.s->nworkers;
+	LWLockRelease(zb_shared->lock);
+	return ok;
+}
+
+static void
+worker_publish_inflight(int64 inflight)
+{
+	SpinLockAcquire(&W.s->mutex);
+	W.s->c.inflight_rows += inflight - W.inflight;
+	SpinLockRelease(&W.s->mutex);
+	W.inflight = inflight;
+}
+
+static void
+worker_close_stream(void)
+{
+	if (W.stream)
+	{
+		zb_stream_free(W.stream);
+		W.stream = NULL;
+	}
+	MemoryContextReset(W.stream_cxt);
+}
+
+/*
+ * (Re)load the stream's configuration: catalog row, server and user
+ * mapping, the queue's record schema, the prepared DELETE.  Runs in its own
+ * transaction.  Returns false (and the worker exits) if the stream is gone.
+ */
+static bool
+worker_load(void)
+{
+	Relation	rel;
+	char	   *qname;
+	Oid			argtypes[2] = {TIDOID, TIDOID};
+	MemoryContext old;
+	bool		found;
+
+	worker_close_stream();
+	if (W.plan)
+	{
+		SPI_freeplan(W.plan);
+		W.plan = NULL;
+	}
+	MemoryContextReset(W.cfg_cxt);
+	W.loaded = false;
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	old = MemoryContextSwitchTo(W.cfg_cxt);
+	found = zb_stream_lookup(W.name, false, &W.row);
+	if (found)
+	{
+		W.server = zb_server_config(zb_server_oid(W.row.server), W.owner, true);
+		zb_require_endpoint(W.server);
+		zb_credentials(W.server, &W.cred);
+		W.json = strcmp(W.row.record_format, "json") == 0;
+
+		rel = table_open(W.row.queue, AccessShareLock);
+		zb_record_check_columns(RelationGetDescr(rel), RelationGetRelationName(rel));
+		/* RETURNING ctid, xmin, *: the columns start at index 2 */
+		W.schema = zb_record_schema(RelationGetDescr(rel), RelationGetRelationName(rel), 2);
+		qname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+										   RelationGetRelationName(rel));
+		table_close(rel, AccessShareLock);
+	}
+	MemoryContextSwitchTo(old);
+	if (found)
+	{
+		W.plan = SPI_prepare(psprintf("DELETE FROM ONLY %s WHERE ctid >= $1 AND ctid < $2"
+									  " RETURNING ctid, xmin, *", qname),
+							 2, argtypes);
+		if (W.plan == NULL)
+			elog(ERROR, "could not prepare the queue DELETE: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(W.plan);
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	W.loaded = found;
+	return found;
+}
+
+static void
+worker_backoff(bool retryable)
+{
+	long		ms;
+
+	W.failures++;
+	if (retryable)
+	{
+		ms = BACKOFF_FIRST_MS << Min(W.failures - 1, 10);
+		ms = Min(ms, BACKOFF_MAX_MS);
+		/* +-25% jitter so that many workers do not retry in step */
+		ms = (long) (ms * (0.75 + 0.5 * pg_prng_double(&pg_global_prng_state)));
+	}
+	else
+		ms = BACKOFF_FATAL_MS;
+	W.retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	worker_state(retryable ? ZB_STATE_BACKOFF : ZB_STATE_ERROR);
+}
+
+/* Open a ZeroBus stream; false (with backoff set) on failure. */
+static bool
+worker_connect(void)
+{
+	ZbError		err;
+	int			attempt;
+
+	for (attempt = 0; attempt < 2; attempt++)
+	{
+		const char *token;
+		ZbStreamConfig cfg;
+		MemoryContext old;
+
+		worker_state(ZB_STATE_CONNECTING);
+		old = MemoryContextSwitchTo(W.stream_cxt);
+		token = zb_oauth_token(&W.cred, ZB_TOKEN_ZEROBUS, W.row.target, &err);
+		if (token == NULL)
+		{
+			MemoryContextSwitchTo(old);
+			worker_error(psprintf("could not get a ZeroBus token: %s", err.message));
+			worker_backoff(err.retryable);
+			return false;
+		}
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.endpoint = W.server->zerobus_endpoint;
+		cfg.ca_file = W.server->ca_file;
+		cfg.connect_timeout_ms = W.server->connect_timeout_ms;
+		cfg.token = token;
+		cfg.table_name = W.row.target;
+		cfg.record_type = W.json ? ZB_RECORD_JSON : ZB_RECORD_PROTO;
+		cfg.descriptor = W.schema->descriptor;
+		cfg.descriptor_len = W.schema->descriptor_len;
+		W.stream = zb_stream_open(&cfg, W.stream_cxt);
+		MemoryContextSwitchTo(old);
+
+		if (zb_stream_wait_created(W.stream, W.server->connect_timeout_ms +
+								   W.server->request_timeout_ms, &err))
+		{
+			SpinLockAcquire(&W.s->mutex);
+			W.s->c.streams_opened++;
+			if (W.ever_connected)
+				W.s->c.reconnects++;
+			SpinLockRelease(&W.s->mutex);
+			W.ever_connected = true;
+			W.failures = 0;
+			worker_state(ZB_STATE_IDLE);
+			return true;
+		}
+		worker_close_stream();
+		/* a refused token may just be stale: fetch a new one once */
+		if (err.kind == ZB_ERR_GRPC && err.grpc_code == GRPC_UNAUTHENTICATED && attempt == 0)
+		{
+			zb_oauth_invalidate(&W.cred, ZB_TOKEN_ZEROBUS, W.row.target);
+			continue;
+		}
+		break;
+	}
+	worker_error(psprintf("could not open a ZeroBus stream to %s: %s", W.row.target, err.message));
+	worker_backoff(err.retryable);
+	return false;
+}
+
+/* ---------- filling a batch ---------- */
+
+static bool
+worker_stream_usable(void)
+{
+	return W.stream != NULL && !zb_stream_closing(W.stream, NULL);
+}
+
+static void
+worker_send(WorkerRequest *r)
+{
+	void	   *recs = palloc(sizeof(ProtobufCBinaryData) * r->nrows);
+	int			i;
+
+	if (W.json)
+	{
+		char	  **j = recs;
+
+		for (i = 0; i < r->nrows; i++)
+			j[i] = (char *) W.recbuf.data + W.rows[r->first + i].off;
+		r->offset = zb_stream_send_json_batch(W.stream, j, r->nrows);
+	}
+	else
+	{
+		ProtobufCBinaryData *b = recs;
+
+		for (i = 0; i < r->nrows; i++)
+		{
+			b[i].data = W.recbuf.data + W.rows[r->first + i].off;
+			b[i].len = W.rows[r->first + i].len;
+		}
+		r->offset = zb_stream_send_proto_batch(W.stream, b, r->nrows);
+	}
+	pfree(recs);
+	r->sent_at = GetCurrentTimestamp();
+	SpinLockAcquire(&W.s->mutex);
+	W.s->c.rows_sent += r->nrows;
+	W.s->c.bytes_sent += r->bytes;
+	W.s->c.requests_sent++;
+	SpinLockRelease(&W.s->mutex);
+}
+
+/* Close the request being filled, and send it if the stream can take it. */
+static void
+worker_seal(void)
+{
+	WorkerRequest *r;
+
+	if (W.open_req < 0)
+		return;
+	r = &W.reqs[W.open_req];
+	W.open_req = -1;
+	if (worker_stream_usable())
+		worker_send(r);
+}
+
+static void
+worker_add_dead(ItemPointer tid, const char *error)
+{
+	if (W.ndead == W.maxdead)
+	{
+		W.maxdead = Max(16, W.maxdead * 2);
+		W.dead = W.dead ? repalloc(W.dead, sizeof(DeadRow) * W.maxdead)
+			: palloc(sizeof(DeadRow) * W.maxdead);
+	}
+	W.dead[W.ndead].tid = *tid;
+	W.dead[W.ndead].error = pstrdup(error);
+	W.ndead++;
+}
+
+/* DestReceiver for DELETE … RETURNING: encode each row as it comes. */
+static bool
+worker_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	MemoryContext old = MemoryContextSwitchTo(W.batch_cxt);
+	Datum	   *values;
+	bool	   *isnull;
+	ItemPointer tid;
+	TransactionId xmin;
+	size_t		start = W.recbuf.len;
+	ssize_t		len;
+	const char *error = NULL;
+	WorkerRow  *row;
+	WorkerRequest *r;
+
+	slot_getallattrs(slot);
+	values = slot->tts_values;
+	isnull = slot->tts_isnull;
+	tid = (ItemPointer) DatumGetPointer(values[0]);
+	xmin = DatumGetTransactionId(values[1]);
+
+	len = W.json
+		? zb_record_encode_json(W.schema, values, isnull, W.batch_cxt, &W.recbuf, &error)
+		: zb_record_encode_proto(W.schema, values, isnull, W.batch_cxt, &W.recbuf, &error);
+	if (len >= 0 && (size_t) len > ZB_MAX_REQUEST_BYTES - 1024)
+	{
+		error = psprintf("the row's record is %zd bytes, above the %d-byte ZeroBus request limit",
+						 len, ZB_MAX_REQUEST_BYTES);
+		W.recbuf.len = start;
+		len = -1;
+	}
+	if (len < 0)
+	{
+		worker_add_dead(tid, error);
+		MemoryContextSwitchTo(old);
+		return true;
+	}
+
+	if (W.nrows == W.maxrows)
+	{
+		W.maxrows = Max(1024, W.maxrows * 2);
+		W.rows = W.rows ? repalloc_huge(W.rows, sizeof(WorkerRow) * W.maxrows)
+			: palloc(sizeof(WorkerRow) * W.maxrows);
+	}
+	row = &W.rows[W.nrows];
+	row->off = start;
+	row->len = len;
+	row->tid = *tid;
+	row->committed_at = 0;
+	if (track_commit_timestamp && TransactionIdIsNormal(xmin))
+	{
+		if (xmin != W.last_xmin)
+		{
+			RepOriginId origin;
+
+			W.last_xmin = xmin;
+			if (!TransactionIdGetCommitTsData(xmin, &W.last_commit_ts, &origin))
+				W.last_commit_ts = 0;
+		}
+		row->committed_at = W.last_commit_ts;
+	}
+
+	/* into the open request, or a new one */
+	if (W.open_req >= 0)
+	{
+		r = &W.reqs[W.open_req];
+		if (r->nrows + 1 > W.row.batch_rows || r->bytes + len > (size_t) W.row.batch_bytes)
+			worker_seal();
+	}
+	if (W.open_req < 0)
+	{
+		if (W.nreqs == W.maxreqs)
+		{
+			W.maxreqs = Max(16, W.maxreqs * 2);
+			W.reqs = W.reqs ? repalloc(W.reqs, sizeof(WorkerRequest) * W.maxreqs)
+				: palloc(sizeof(WorkerRequest) * W.maxreqs);
+		}
+		r = &W.reqs[W.nreqs];
+		memset(r, 0, sizeof(*r));
+		r->first = W.nrows;
+		r->offset = -1;
+		W.open_req = W.nreqs++;
+	}
+	r = &W.reqs[W.open_req];
+	r->nrows++;
+	r->bytes += len;
+	W.nrows++;
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+static void
+worker_rstartup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static void
+worker_rshutdown(DestReceiver *self)
+{
+}
+
+static void
+worker_rdestroy(DestReceiver *self)
+{
+}
+
+static DestReceiver worker_dest = {
+	.receiveSlot = worker_receive,
+	.rStartup = worker_rstartup,
+	.rShutdown = worker_rshutdown,
+	.rDestroy = worker_rdestroy,
+	.mydest = DestNone
+};
+
+/* DELETE the rows of blocks [from, to) into the batch. */
+static uint64
+worker_claim(BlockNumber from, BlockNumber to)
+{
+	ItemPointerData lo;
+	ItemPointerData hi;
+	ParamListInfo params = makeParamList(2);
+	SPIExecuteOptions opts;
+	int			before = W.nrows + W.ndead;
+	int			rc;
+
+	ItemPointerSet(&lo, from, 0);
+	ItemPointerSet(&hi, to, 0);
+	params->params[0].value = PointerGetDatum(&lo);
+	params->params[0].ptype = TIDOID;
+	params->params[0].pflags = PARAM_FLAG_CONST;
+	params->params[0].isnull = false;
+	params->params[1].value = PointerGetDatum(&hi);
+	params->params[1].ptype = TIDOID;
+	params->params[1].pflags = PARAM_FLAG_CONST;
+	params->params[1].isnull = false;
+
+	memset(&opts, 0, sizeof(opts));
+	opts.params = params;
+	opts.read_only = false;
+	opts.dest = &worker_dest;
+	rc = SPI_execute_plan_extended(W.plan, &opts);
+	if (rc != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "queue DELETE failed: %s", SPI_result_code_string(rc));
+	return W.nrows + W.ndead - before;
+}
+
+/*
+ * One pass of claims over this worker's chunks of the queue, from the
+ * cursor, until max_inflight rows are claimed or the pass is complete.
+ * Sends full requests as it goes, and drives the network between claims.
+ */
+static void
+worker_fill(Relation rel)
+{
+	BlockNumber nblocks = RelationGetNumberOfBlocks(rel);
+	BlockNumber nchunks = (nblocks + CHUNK_BLOCKS - 1) / CHUNK_BLOCKS;
+	int			nworkers = W.row.workers;
+	BlockNumber mine;			/* chunks c with c % nworkers == widx */
+	BlockNumber visited = 0;
+	BlockNumber last_span = 1;
+	BlockNumber c;
+
+	if (nchunks <= (BlockNumber) W.widx)
+		return;
+	mine = (nchunks - W.widx + nworkers - 1) / nworkers;
+	c = W.cursor;
+	if (c >= nchunks || c % nworkers != (BlockNumber) W.widx)
+		c = W.widx;
+	while (c < nchunks && visited < mine && W.nrows + W.ndead < W.row.max_inflight)
+	{
+		BlockNumber span = 1;
+		BlockNumber from = c * CHUNK_BLOCKS;
+		BlockNumber to;
+		uint64		got;
+		ZbError		err;
+		int			wake;
+
+		/*
+		 * A single worker claims consecutive chunks at once, sized to the
+		 * room left by the observed row density; the span at most doubles
+		 * from one claim to the next, so a sparse region cannot lead to a
+		 * huge claim in a dense one.
+		 */
+		if (nworkers == 1)
+		{
+			double		room = W.row.max_inflight - (W.nrows + W.ndead);
+			double		per_chunk = Max(W.rows_per_block, 1.0) * CHUNK_BLOCKS;
+
+			span = (BlockNumber) Max(1.0, Min(room / per_chunk, (double) (nchunks - c)));
+			span = Min(span, Min(last_span * 2, MAX_SPAN_CHUNKS));
+			last_span = span;
+		}
+		to = Min((c + span) * CHUNK_BLOCKS, nblocks);
+		got = worker_claim(from, to);
+		W.rows_per_block = 0.8 * W.rows_per_block + 0.2 * ((double) got / (to - from));
+		visited += span;
+		c += span * nworkers;
+		if (c >= nchunks && visited < mine && W.nrows + W.ndead < W.row.max_inflight)
+			c = W.widx;			/* wrap once to cover the chunks before the cursor */
+
+		/* let requests already sealed go out, and acks come in */
+		if (W.stream && !zb_stream_poll(W.stream, 0, &wake, &err))
+			break;				/* the ack phase deals with it */
+		if (W.stream && (wake & ZB_WAKE_LATCH))
+			W.woken = true;
+	}
+	W.cursor = c;
+	if (W.open_req >= 0)
+		worker_seal();
+}
+
+/* ---------- waiting for acks ---------- */
+
+static void
+worker_account_ack(WorkerRequest *r, TimestampTz now)
+{
+	int			i;
+
+	r->acked = true;
+	SpinLockAcquire(&W.s->mutex);
+	W.s->c.rows_acked += r->nrows;
+	W.s->c.bytes_acked += r->bytes;
+	W.s->c.requests_acked++;
+	W.s->last_ack_at = now;
+	zb_hist_add(&W.s->ack_latency, (uint64) Max(now - r->sent_at, 0));
+	for (i = 0; i < r->nrows; i++)
+	{
+		TimestampTz c = W.rows[r->first + i].committed_at;
+
+		if (c != 0)
+			zb_hist_add(&W.s->e2e_latency, (uint64) Max(now - c, 0));
+	}
+	SpinLockRelease(&W.s->mutex);
+}
+
+static int64
+worker_unacked_rows(void)
+{
+	int64		n = 0;
+	int			i;
+
+	for (i = 0; i < W.nreqs; i++)
+		if (!W.reqs[i].acked && W.reqs[i].offset >= 0)
+			n += W.reqs[i].nrows;
+	return n;
+}
+
+/* Split the first unacked request (the one the server refused) in two, or
+ * dead-letter its only row. */
+static void
+worker_bisect(const char *error)
+{
+	int			i;
+
+	for (i = 0; i < W.nreqs; i++)
+		if (!W.reqs[i].acked)
+			break;
+	Assert(i < W.nreqs);
+	if (W.reqs[i].nrows == 1)
+	{
+		worker_add_dead(&W.rows[W.reqs[i].first].tid, error);
+		W.reqs[i].acked = true; /* settled: it leaves the queue as a dead letter */
+		SpinLockAcquire(&W.s->mutex);
+		W.s->c.rows_dead++;
+		SpinLockRelease(&W.s->mutex);
+	}
+	else
+	{
+		WorkerRequest *r;
+		int			half = W.reqs[i].nrows / 2;
+		int			k;
+		size_t		bytes = 0;
+
+		if (W.nreqs == W.maxreqs)
+		{
+			W.maxreqs *= 2;
+			W.reqs = repalloc(W.reqs, sizeof(WorkerRequest) * W.maxreqs);
+		}
+		memmove(&W.reqs[i + 2], &W.reqs[i + 1], sizeof(WorkerRequest) * (W.nreqs - i - 1));
+		W.nreqs++;
+		r = &W.reqs[i];
+		for (k = 0; k < half; k++)
+			bytes += W.rows[r->first + k].len;
+		W.reqs[i + 1] = *r;
+		W.reqs[i + 1].first = r->first + half;
+		W.reqs[i + 1].nrows = r->nrows - half;
+		W.reqs[i + 1].bytes = r->bytes - bytes;
+		r->nrows = half;
+		r->bytes = bytes;
+	}
+}
+
+/* Send, on a fresh stream, every request not yet acknowledged. */
+static bool
+worker_resend(void)
+{
+	int			i;
+
+	worker_close_stream();
+	if (!worker_connect())
+		return false;
+	for (i = 0; i < W.nreqs; i++)
+	{
+		W.reqs[i].offset = -1;
+		if (!W.reqs[i].acked)
+			worker_send(&W.reqs[i]);
+	}
+	return true;
+}
+
+/*
+ * Wait until every request of the batch is durably acknowledged.  Handles
+ * CloseStreamSignal (drain, then a new stream), refused batches (bisect),
+ * and one retryable failure (a new stream).  False: give up on the batch.
+ */
+static bool
+worker_await_acks(void)
+{
+	int			retries = 0;
+	int			i;
+
+	worker_state(ZB_STATE_STREAMING);
+	for (;;)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		TimestampTz oldest = 0;
+		TimestampTz close_deadline = 0;
+		bool		all_acked = true;
+		bool		all_sent_acked = true;
+		ZbError		err;
+		int			wake = 0;
+		long		wait_ms;
+		bool		failed = false;
+
+		if (W.stream)
+		{
+			int64		acked = zb_stream_acked(W.stream);
+
+			for (i = 0; i < W.nreqs; i++)
+			{
+				WorkerRequest *r = &W.reqs[i];
+
+				if (!r->acked && r->offset >= 0 && r->offset <= acked)
+					worker_account_ack(r, now);
+			}
+		}
+		for (i = 0; i < W.nreqs; i++)
+		{
+			WorkerRequest *r = &W.reqs[i];
+
+			if (r->acked)
+				continue;
+			all_acked = false;
+			if (r->offset >= 0)
+			{
+				all_sent_acked = false;
+				if (oldest == 0 || r->sent_at < oldest)
+					oldest = r->sent_at;
+			}
+		}
+		worker_publish_inflight(worker_unacked_rows());
+		if (all_acked)
+			return true;
+
+		if (W.stream && zb_stream_closing(W.stream, &close_deadline))
+		{
+			/* the server asked us to move: drain what is in flight, then move */
+			if (all_sent_acked || now >= close_deadline)
+			{
+				if (!all_sent_acked)
+					worker_error("CloseStreamSignal deadline passed with requests unacknowledged");
+				if (!worker_resend())
+					return false;
+				continue;
+			}
+		}
+		else if (W.stream)
+		{
+			/* requests held back while the stream was closing */
+			for (i = 0; i < W.nreqs; i++)
+				if (!W.reqs[i].acked && W.reqs[i].offset < 0)
+					worker_send(&W.reqs[i]);
+		}
+		else if (!worker_resend())
+			return false;
+
+		if (oldest != 0 && now - oldest > W.row.ack_timeout_ms * 1000)
+		{
+			zb_error_set(&err, ZB_ERR_TIMEOUT, true,
+						 "no durable acknowledgement within %lld ms (acked up to offset " INT64_FORMAT
+						 " of " INT64_FORMAT ", %zu bytes not yet sent)",
+						 (long long) W.row.ack_timeout_ms, zb_stream_acked(W.stream),
+						 zb_stream_last_sent(W.stream), zb_stream_send_pending(W.stream));
+			failed = true;
+		}
+		else
+		{
+			wait_ms = 1000;
+			if (oldest != 0)
+				wait_ms = Min(wait_ms, (long) (W.row.ack_timeout_ms - (now - oldest) / 1000) + 1);
+			if (close_deadline != 0)
+				wait_ms = Min(wait_ms, Max(zb_ms_until(close_deadline), 1));
+			if (!zb_stream_poll(W.stream, Max(wait_ms, 1), &wake, &err))
+				failed = true;
+			if (wake & ZB_WAKE_LATCH)
+				W.woken = true;
+		}
+		if (!failed)
+			continue;
+
+		if (err.kind == ZB_ERR_GRPC && err.grpc_code == GRPC_INVALID_ARGUMENT)
+		{
+			/* a record was refused: isolate it (the stream is over either way) */
+			worker_bisect(err.message);
+			if (!worker_resend())
+				return false;
+			continue;
+		}
+		if (err.kind == ZB_ERR_GRPC && err.grpc_code == GRPC_UNAUTHENTICATED)
+			zb_oauth_invalidate(&W.cred, ZB_TOKEN_ZEROBUS, W.row.target);
+		worker_error(err.message);
+		if (err.retryable && retries++ < 1)
+		{
+			if (!worker_resend())
+				return false;
+			continue;
+		}
+		worker_close_stream();
+		worker_backoff(err.retryable);
+		return false;
+	}
+}
+
+/* Move dead rows to zerobus.dead_letters (before the batch commits). */
+static void
+worker_bury(Relation rel)
+{
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	Oid			save_userid;
+	int			save_sec;
+	Oid			types[4] = {TEXTOID, OIDOID, TEXTOID, rel->rd_rel->reltype};
+	Oid			catalog_owner = zb_catalog_owner();
+	int			i;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(catalog_owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	for (i = 0; i < W.ndead; i++)
+	{
+		Datum		values[4];
+
+		/* the row version our DELETE removed is still there for us */
+		if (!table_tuple_fetch_row_version(rel, &W.dead[i].tid, SnapshotAny, slot))
+			continue;
+		values[0] = CStringGetTextDatum(W.name);
+		values[1] = ObjectIdGetDatum(W.owner);
+		values[2] = CStringGetTextDatum(W.dead[i].error);
+		values[3] = ExecFetchSlotHeapTupleDatum(slot);
+		if (SPI_execute_with_args("INSERT INTO zerobus.dead_letters (stream, owner, error, record)"
+								  " VALUES ($1, $2::oid::regrole, $3, to_jsonb($4))",
+								  4, types, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not insert into zerobus.dead_letters");
+	}
+	SetUserIdAndSecContext(save_userid, save_sec);
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+static void
+worker_reset_batch(void)
+{
+	MemoryContextReset(W.batch_cxt);
+	memset(&W.recbuf, 0, sizeof(W.recbuf));
+	W.rows = NULL;
+	W.nrows = W.maxrows = 0;
+	W.reqs = NULL;
+	W.nreqs = W.maxreqs = 0;
+	W.open_req = -1;
+	W.dead = NULL;
+	W.ndead = W.maxdead = 0;
+	W.last_xmin = InvalidTransactionId;
+}
+
+/*
+ * One batch: claim, send, await acks, commit.  Returns the rows that left
+ * the queue (delivered or dead-lettered); 0 if the queue had nothing for us.
+ */
+static int
+worker_batch(void)
+{
+	Relation	rel;
+	int			settled;
+	int			local_dead;
+
+	worker_reset_batch();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	rel = table_open(W.row.queue, RowExclusiveLock);
+	if (zb_record_fingerprint(RelationGetDescr(rel)) != W.schema->fingerprint)
+	{
+		/* the queue's columns changed: reload and open a stream with the new schema */
+		table_close(rel, RowExclusiveLock);
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+		ereport(LOG,
+				(errmsg("zerobus_fdw stream \"%s\": the queue's columns changed; re-sending the schema",
+						W.name)));
+		W.loaded = false;
+		return 1;
+	}
+
+	worker_fill(rel);
+	local_dead = W.ndead;
+	if (W.nrows == 0 && W.ndead == 0)
+	{
+		table_close(rel, RowExclusiveLock);
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+		return 0;
+	}
+
+	if (W.nrows > 0 && !worker_await_acks())
+	{
+		/* give the rows back: the transaction rolls back */
+		SpinLockAcquire(&W.s->mutex);
+		W.s->c.rows_failed += W.nrows;
+		SpinLockRelease(&W.s->mutex);
+		worker_publish_inflight(0);
+		table_close(rel, RowExclusiveLock);
+		PopActiveSnapshot();
+		SPI_finish();
+		AbortCurrentTransaction();
+		return 0;
+	}
+	if (W.ndead > 0)
+	{
+		worker_bury(rel);
+		SpinLockAcquire(&W.s->mutex);
+		W.s->c.rows_dead += local_dead;
+		SpinLockRelease(&W.s->mutex);
+	}
+	table_close(rel, RowExclusiveLock);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+
+	settled = W.nrows + local_dead;
+	SpinLockAcquire(&W.s->mutex);
+	W.s->c.batches++;
+	SpinLockRelease(&W.s->mutex);
+	worker_publish_inflight(0);
+	return settled;
+}
+
+/* Sleep until woken, the poll interval, or a network event on the stream. */
+static void
+worker_idle(long max_ms)
+{
+	long		ms = Min((long) zb_poll_interval_ms, max_ms);
+
+	if (W.stream)
+	{
+		ZbError		err;
+		int			wake;
+		TimestampTz deadline;
+
+		worker_state(ZB_STATE_IDLE);
+		if (!zb_stream_poll(W.stream, ms, &wake, &err))
+		{
+			/* an idle stream that ended is simply reopened */
+			if (err.kind != ZB_ERR_TRANSPORT)
+				worker_error(err.message);
+			worker_close_stream();
+		}
+		else if (zb_stream_closing(W.stream, &deadline))
+			worker_close_stream();	/* nothing in flight: move now */
+	}
+	else
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Max(ms, 1), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+PGDLLEXPORT void
+zerobus_stream_main(Datum arg)
+{
+	int			code = DatumGetInt32(arg);
+	WorkerExtra extra;
+	sigjmp_buf	local_sigjmp_buf;
+	bool		ok;
+
+	memset(&W, 0, sizeof(W));
+	memcpy(&extra, MyBgworkerEntry->bgw_extra, sizeof(extra));
+	W.slot = code / ZB_MAX_STREAM_WORKERS;
+	W.widx = code % ZB_MAX_STREAM_WORKERS;
+	W.generation = extra.generation;
+	W.dboid = extra.dboid;
+	strlcpy(W.name, extra.name, sizeof(W.name));
+	W.open_req = -1;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	if (W.slot >= zb_shared->max_streams)
+		proc_exit(0);
+	LWLockAcquire(zb_shared->lock, LW_SHARED);
+	ok = zb_shared->streams[W.slot].in_use &&
+		zb_shared->streams[W.slot].generation == W.generation &&
+		zb_shared->streams[W.slot].dboid == W.dboid &&
+		strcmp(zb_shared->streams[W.slot].name, W.name) == 0;
+	W.owner = zb_shared->streams[W.slot].owner;
+	LWLockRelease(zb_shared->lock);
+	if (!ok)
+		proc_exit(0);			/* superseded before it started */
+
+	BackgroundWorkerInitializeConnectionByOid(W.dboid, W.owner, 0);
+	pgstat_report_appname(psprintf("zerobus_fdw stream %s", W.name));
+
+	W.s = &zb_shared->streams[W.slot];
+	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
+	W.s->workers[W.widx].pid = MyProcPid;
+	W.s->workers[W.widx].pgprocno = MY_PROCNO();
+	LWLockRelease(zb_shared->lock);
+	before_shmem_exit(worker_detach, 0);
+	worker_state(ZB_STATE_STARTING);
+
+	W.cfg_cxt = AllocSetContextCreate(TopMemoryContext, "zerobus worker config",
+									  ALLOCSET_DEFAULT_SIZES);
+	W.stream_cxt = AllocSetContextCreate(TopMemoryContext, "zerobus worker stream",
+										 ALLOCSET_DEFAULT_SIZES);
+	W.batch_cxt = AllocSetContextCreate(TopMemoryContext, "zerobus worker batch",
+										ALLOCSET_DEFAULT_SIZES);
+
+	/*
+	 * An ERROR anywhere below lands here: report it, roll back (the batch's
+	 * rows return to the queue), drop the stream, back off, and go on.
+	 */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		ErrorData  *edata;
+
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
+		EmitErrorReport();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		zb_metrics_error(W.s, edata->message);
+		FreeErrorData(edata);
+		if (W.nrows > 0)
+		{
+			SpinLockAcquire(&W.s->mutex);
+			W.s->c.rows_failed += W.nrows;
+			SpinLockRelease(&W.s->mutex);
+		}
+		worker_publish_inflight(0);
+		W.loaded = false;		/* reload: the error may be a changed or dropped queue */
+		worker_close_stream();
+		worker_reset_batch();
+		worker_backoff(true);
+		RESUME_INTERRUPTS();
+	}
+	PG_exception_stack = &local_sigjmp_buf;
+
+	for (;;)
+	{
+		int			n;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (!worker_wanted())
+			break;
+		if (W.retry_at > GetCurrentTimestamp())
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Max(zb_ms_until(W.retry_at), 1), PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
+		if (!W.loaded && !worker_load())
+			break;				/* the stream is gone */
+		if (W.stream == NULL && !worker_connect())
+			continue;
+
+		W.woken = false;
+		n = worker_batch();
+		/* a background worker flushes its own statistics (queue depth) */
+		pgstat_report_stat(n == 0);
+		if (n == 0 && !W.woken && W.retry_at <= GetCurrentTimestamp())
+			worker_idle(zb_poll_interval_ms);
+	}
+	worker_close_stream();
+	proc_exit(0);
+}
