@@ -18,6 +18,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.databricks import Databricks
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 import deltatypes as dt
 from deltatypes import DeltaType, TypeParseError, ValueRejected
@@ -73,8 +74,16 @@ class _Parser(Databricks.Parser):
                  "DATE_FORMAT": lambda args: exp.Anonymous(this="date_format", expressions=args)}
 
 
+class _Tokenizer(Databricks.Tokenizer):
+    """Databricks' tokenizer; sqlglot 10.6 does not know TIMESTAMP_NTZ, so it is read as
+    DATETIME (which Databricks itself does not have) and mapped back in _datatype."""
+
+    KEYWORDS = {**Databricks.Tokenizer.KEYWORDS, "TIMESTAMP_NTZ": TokenType.DATETIME}
+
+
 class EmulatorDialect(Databricks):
     Parser = _Parser
+    Tokenizer = _Tokenizer
 
 
 def unsupported(what):
@@ -544,6 +553,21 @@ class Executor:
             if name == "unbase64":
                 return call("zb_unbase64", args[0][0]), DeltaType("BINARY")
             return call("zb_to_json", args[0][0], type_literal(args[0][1])), dt.STRING
+        if name == "from_json":
+            _arity(name, args, 2)
+            (value, _), (schema, _) = args
+            if not (isinstance(schema, exp.Literal) and schema.is_string):
+                raise SqlError("[INVALID_SCHEMA.NON_STRING_LITERAL] The input schema of from_json "
+                               "must be a string literal. SQLSTATE: 42K07")
+            try:
+                target = dt.parse_type(schema.this)
+            except TypeParseError as exc:
+                raise SqlError("[PARSE_SYNTAX_ERROR] Syntax error in the schema: %s. SQLSTATE: "
+                               "42601" % exc) from None
+            return call("zb_cast", value, type_literal(dt.STRING), type_literal(target)), target
+        if name == "parse_json":
+            _arity(name, args, 1)
+            return call("zb_parse_json", args[0][0]), DeltaType("VARIANT")
         if name == "date_format":
             _arity(name, args, 2)
             (value, vtype), (fmt, _) = args
@@ -709,6 +733,8 @@ def _table_parts(table):
 
 
 def _datatype(node):
+    if node.this == exp.DataType.Type.DATETIME:
+        return dt.parse_type("TIMESTAMP_NTZ")
     try:
         return dt.parse_type(node.sql(dialect="databricks"))
     except TypeParseError as exc:
