@@ -649,9 +649,12 @@ class Executor:
             "BOOLEAN", "DATE", "TIMESTAMP", "TIMESTAMP_NTZ")), None)
         if target is None:
             return
+        # a DATE compared with a timestamp is that day's midnight
+        target = next((t for _, _, t in typed if t.name in ("TIMESTAMP", "TIMESTAMP_NTZ")),
+                      target) if target.name == "DATE" else target
         replaced = []
         for key, expression, dtype in typed:
-            if dtype.is_string:
+            if dtype.is_string or (dtype.name == "DATE" and target.name != "DATE"):
                 expression = call("zb_cast", expression, type_literal(dtype), type_literal(target))
             if key == list_key:
                 replaced.append(expression)

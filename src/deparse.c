@@ -905,6 +905,23 @@ dp_list(List *list, const char *sep, DpCtx *ctx)
 	}
 }
 
+/*
+ * An operand of a binary operator.  PostgreSQL's date-vs-timestamp
+ * operators compare the date as midnight of that day: say so explicitly.
+ */
+static void
+dp_operand(Node *arg, Oid other_type, DpCtx *ctx)
+{
+	if (exprType(arg) == DATEOID && other_type == TIMESTAMPOID)
+	{
+		appendStringInfoString(ctx->buf, "CAST(");
+		dp_expr(arg, ctx);
+		appendStringInfoString(ctx->buf, " AS TIMESTAMP_NTZ)");
+	}
+	else
+		dp_expr(arg, ctx);
+}
+
 static void
 dp_op(OpExpr *oe, DpCtx *ctx)
 {
@@ -936,9 +953,9 @@ dp_op(OpExpr *oe, DpCtx *ctx)
 	}
 	else
 	{
-		dp_expr(linitial(oe->args), ctx);
+		dp_operand(linitial(oe->args), exprType(lsecond(oe->args)), ctx);
 		appendStringInfo(ctx->buf, " %s ", name);
-		dp_expr(lsecond(oe->args), ctx);
+		dp_operand(lsecond(oe->args), exprType(linitial(oe->args)), ctx);
 	}
 	appendStringInfoChar(ctx->buf, ')');
 }
