@@ -18,7 +18,8 @@
  * a new statement.
  *
  * DELETE with pushed-down conditions and TRUNCATE run as remote statements;
- * IMPORT FOREIGN SCHEMA reads information_schema.columns.
+ * IMPORT FOREIGN SCHEMA reads information_schema.columns.  INSERT goes
+ * through ZeroBus (fdwinsert.c).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -64,6 +65,7 @@
 #include "utils/timestamp.h"
 
 #include "deparse.h"
+#include "fdwinsert.h"
 #include "jscan.h"
 #include "option.h"
 #include "sqlapi.h"
@@ -1390,7 +1392,14 @@ static List *
 zb_plan_modify(PlannerInfo *root, ModifyTable *plan, Index resultRelation, int subplan_index)
 {
 	if (plan->operation == CMD_INSERT)
+	{
+		if (plan->onConflictAction != ONCONFLICT_NONE)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("INSERT … ON CONFLICT is not supported on zerobus_fdw foreign tables"),
+					 errdetail("ZeroBus appends rows; Delta tables have no unique constraints to check.")));
 		return NIL;
+	}
 	if (plan->operation == CMD_DELETE)
 	{
 		RangeTblEntry *rte = planner_rt_fetch(resultRelation, root);
@@ -1740,6 +1749,7 @@ zerobus_fdw_handler(PG_FUNCTION_ARGS)
 	routine->EndDirectModify = zb_end_direct_modify;
 	routine->ExplainDirectModify = zb_explain_direct_modify;
 	routine->ExecForeignTruncate = zb_exec_truncate;
+	zb_fdw_insert_routines(routine);
 
 	routine->ImportForeignSchema = zb_import_schema;
 	PG_RETURN_POINTER(routine);
