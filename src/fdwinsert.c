@@ -275,8 +275,22 @@ insert_begin(EState *estate, ResultRelInfo *rinfo)
 	{
 		Form_pg_attribute att = TupleDescAttr(ins->remote_desc, i);
 
-		if (!att->attisdropped)
-			namestrcpy(&att->attname, zb_column_remote_name(relid, i + 1));
+		char	   *remote;
+
+		if (att->attisdropped)
+			continue;
+		remote = zb_column_remote_name(relid, i + 1);
+		if (!zb_valid_name(remote) || (remote[0] >= '0' && remote[0] <= '9'))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_NAME),
+					 errmsg("column \"%s\" of foreign table \"%s\" has a remote name ZeroBus cannot use: \"%s\"",
+							NameStr(TupleDescAttr(desc, i)->attname),
+							RelationGetRelationName(rel), remote),
+					 errdetail("ZeroBus record fields are ASCII letters, digits and underscores, not starting with a digit."),
+					 errhint("Map the column to its Delta name: ALTER FOREIGN TABLE %s ALTER COLUMN %s OPTIONS (ADD column_name '…');",
+							 quote_identifier(RelationGetRelationName(rel)),
+							 quote_identifier(NameStr(TupleDescAttr(desc, i)->attname)))));
+		namestrcpy(&att->attname, remote);
 	}
 	zb_record_check_columns(ins->remote_desc, RelationGetRelationName(rel));
 	ins->schema = zb_record_schema(ins->remote_desc, "row", 0);
