@@ -5,7 +5,8 @@ Faults are kept as one JSON-like dict. Some stay until cleared (``ack_delay_ms``
 ``not_grpc`` given as ``true``); others are consumed: per stream
 (``close_signal``, ``end_stream``, ``drop_connection``), per TCP connection
 (``garbage``, ``not_grpc`` given as an object), per token request
-(``token_endpoint_fail``) or per SQL statement (``sql_fail``) or per SQL API response (``sql_malformed``).
+(``token_endpoint_fail``) or per SQL statement (``sql_fail``) or per SQL API request (``sql_malformed``,
+``sql_http_fail``).
 """
 
 import copy
@@ -98,6 +99,15 @@ def _validate(key, value):
             raise FaultError("token_endpoint_fail.status must be 400..599")
         spec["status"] = status
         return _counted(spec, key, "count")
+    if key == "sql_http_fail":
+        spec = _obj(value, key, ("status", "count", "retry_after"))
+        status = _int(spec.get("status", 503), key + ".status", 400)
+        if status > 599:
+            raise FaultError("sql_http_fail.status must be 400..599")
+        spec["status"] = status
+        if spec.get("retry_after") is not None:
+            spec["retry_after"] = _int(spec["retry_after"], key + ".retry_after")
+        return _counted(spec, key, "count")
     if key == "sql_fail":
         spec = _obj(value, key, ("error_code", "message", "count"))
         spec["error_code"] = str(spec.get("error_code", "INTERNAL_ERROR"))
@@ -184,13 +194,22 @@ class FaultState:
             spec = self._take("token_endpoint_fail", "count")
             return spec["status"] if spec else None
 
-    def take_sql_malformed(self, target):
-        """The kind of damage to do to the next response of this target, or None."""
+    def take_sql_malformed(self, target, has_rows):
+        """The kind of damage to do to the next response of this target, or None.
+        A bad_row fault waits for a response that carries rows."""
         with self._lock:
             spec = self._faults.get("sql_malformed")
             if not isinstance(spec, dict) or spec["target"] != target:
                 return None
+            if spec["kind"] == "bad_row" and not has_rows:
+                return None
             return self._take("sql_malformed", "count")["kind"]
+
+    def take_sql_http_failure(self):
+        """(status, retry_after or None) the next SQL API request must be refused with."""
+        with self._lock:
+            spec = self._take("sql_http_fail", "count")
+            return (spec["status"], spec.get("retry_after")) if spec else None
 
     def take_sql_failure(self):
         """(error_code, message) the next statement must fail with, or None."""

@@ -215,6 +215,16 @@ class StatementManager:
     # ------------------------------------------------------------ request checks
 
     def _authorize(self, request):
+        failure = self.faults.take_sql_http_failure()
+        if failure:
+            status, retry_after = failure
+            self.stats.incr("sql_http_refusals")
+            exc = RequestError(status, "RESOURCE_EXHAUSTED" if status == 429
+                               else "TEMPORARILY_UNAVAILABLE",
+                               "Request refused by emulator fault injection (HTTP %d)" % status)
+            if retry_after is not None:
+                exc.response.headers["Retry-After"] = str(retry_after)
+            raise exc
         refused = self.tokens.check_sql(request.bearer_token())
         if refused:
             status, message = refused
@@ -433,10 +443,10 @@ class StatementManager:
 
     def _damaged(self, target, response):
         """Apply a pending sql_malformed fault for this target to a 200 response."""
-        kind = self.faults.take_sql_malformed(target)
+        payload = response.encode()
+        kind = self.faults.take_sql_malformed(target, b"[[" in payload)
         if kind is None:
             return response
-        payload = response.encode()
         if kind == "not_json":
             return Response(200, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
                             content_type="text/html")

@@ -305,3 +305,12 @@ class SqlApiTest(EmulatorTestCase):
         self.assertEqual(body["manifest"]["schema"]["columns"][0]["name"], name)
         self.assertEqual(self.rows("SELECT id FROM %s ORDER BY id OFFSET 3" % TABLE),
                          [["4"], ["5"]])
+
+    def test_http_refusals(self):
+        self.emulator.control("POST", "/faults", {"sql_http_fail": {"status": 429, "count": 2,
+                                                                    "retry_after": 3}})
+        for _ in range(2):
+            status, body = self.post({"statement": "SELECT 1"})
+            self.assertEqual((status, body["error_code"]), (429, "RESOURCE_EXHAUSTED"))
+        self.sql("SELECT 1")
+        self.assertEqual(self.emulator.control("GET", "/stats")["sql_http_refusals"], 2)
