@@ -494,6 +494,8 @@ zb_add_final_paths(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *final_r
 	List	   *pathkeys = NIL;
 	double		rows;
 	double		fraction;
+	Cost		transfer;
+	Cost		work;
 	Cost		startup;
 	Cost		total;
 	ForeignPath *path;
@@ -530,16 +532,23 @@ zb_add_final_paths(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *final_r
 	fpinfo->pushdown_safe = true;
 	fpinfo->outerrel = input_rel;
 
-	rows = ifpinfo->rows;
+	/*
+	 * The remote side still scans (and sorts) what it must, but only the
+	 * rows LIMIT keeps are transferred: OFFSET rows never are.  A local
+	 * Limit over a sorted remote scan receives offset + count rows.
+	 */
+	transfer = ifpinfo->fdw_tuple_cost + cpu_tuple_cost;
+	rows = Max(ifpinfo->rows - Max(extra->offset_est, 0), 1.0);
 	if (extra->count_est > 0)
 		rows = Min(rows, (double) extra->count_est);
 	rows = clamp_row_est(rows);
-	fraction = ifpinfo->rows > 0 ? Min(1.0, (rows + Max(extra->offset_est, 0)) / ifpinfo->rows) : 1.0;
-	startup = ifpinfo->startup_cost;
-	/* rows skipped by OFFSET and cut by LIMIT are never transferred */
-	total = startup + (ifpinfo->total_cost - ifpinfo->startup_cost) * fraction * 0.9;
+	fraction = ifpinfo->rows > 0
+		? Min(1.0, (rows + Max(extra->offset_est, 0)) / ifpinfo->rows) : 1.0;
+	work = Max(0.0, ifpinfo->total_cost - ifpinfo->startup_cost - ifpinfo->rows * transfer);
 	if (has_final_sort)
-		total += zb_remote_sort_cost(ifpinfo->rows);
+		work += zb_remote_sort_cost(ifpinfo->rows);
+	startup = ifpinfo->startup_cost;
+	total = startup + work * fraction + rows * transfer * 0.9;
 
 	path = create_foreign_upper_path(root, input_rel, root->upper_targets[UPPERREL_FINAL],
 									 rows, startup, total, pathkeys, NULL,
