@@ -111,6 +111,10 @@ IMPORT FOREIGN SCHEMA "main.nope" FROM SERVER emu INTO imp2;
 IMPORT FOREIGN SCHEMA "hist" FROM SERVER emu INTO imp2;
 IMPORT FOREIGN SCHEMA "a.b.c" FROM SERVER emu INTO imp2;
 
+-- ANALYZE takes the remote row count (no sample), for the planner.
+ANALYZE hist.types;
+SELECT reltuples FROM pg_class WHERE oid = 'hist.types'::regclass;
+
 -- Options of the history FDW are validated like the rest.
 ALTER SERVER emu OPTIONS (ADD wait_timeout '3s');
 ALTER SERVER emu OPTIONS (ADD wait_timeout '51s');

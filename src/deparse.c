@@ -204,7 +204,7 @@ zb_collation_is_c(Oid coll)
 
 	if (!OidIsValid(coll))
 		return true;
-#if PG_VERSION_NUM >= 170000
+#if PG_VERSION_NUM >= 180000
 	if (pg_newlocale_from_collation(coll)->collate_is_c)
 		return true;
 #else
@@ -251,7 +251,7 @@ zb_ctype_is_c(Oid coll)
 {
 	if (!OidIsValid(coll))
 		return true;
-#if PG_VERSION_NUM >= 170000
+#if PG_VERSION_NUM >= 180000
 	return pg_newlocale_from_collation(coll)->ctype_is_c;
 #else
 	return lc_ctype_is_c(coll);

@@ -70,6 +70,19 @@
 #include "option.h"
 #include "sqlapi.h"
 
+/* Planner API differences between PostgreSQL 14 and 17. */
+#if PG_VERSION_NUM >= 170000
+#define zb_foreignscan_path(root, rel, rows, startup, total, pathkeys, outer) \
+	create_foreignscan_path(root, rel, NULL, rows, startup, total, pathkeys, outer, NULL, NIL, NIL)
+#define zb_upper_path(root, rel, target, rows, startup, total, pathkeys, priv) \
+	create_foreign_upper_path(root, rel, target, rows, startup, total, pathkeys, NULL, NIL, priv)
+#else
+#define zb_foreignscan_path(root, rel, rows, startup, total, pathkeys, outer) \
+	create_foreignscan_path(root, rel, NULL, rows, startup, total, pathkeys, outer, NULL, NIL)
+#define zb_upper_path(root, rel, target, rows, startup, total, pathkeys, priv) \
+	create_foreign_upper_path(root, rel, target, rows, startup, total, pathkeys, NULL, priv)
+#endif
+
 /* Rows assumed in a foreign table never analyzed. */
 #define ZB_DEFAULT_TUPLES 1000.0
 /* Scanning and computing remotely, per row, next to a local row. */
@@ -154,6 +167,22 @@ typedef struct ZbScanState
 	bool		set_processed;
 	int64		num_affected;
 } ZbScanState;
+
+/* A count from the API (num_affected_rows): an integer, or an error. */
+static int64
+zb_strtoint64(const char *s)
+{
+	char	   *end;
+	long long	v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_REPLY_HANDLE),
+				 errmsg("invalid row count from the Databricks SQL API: \"%s\"", s)));
+	return (int64) v;
+}
 
 /* ---------------------------------------------------------------- options */
 
@@ -276,10 +305,9 @@ zb_get_paths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	Cost		startup;
 	Cost		total;
 
-	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL,
-													   fpinfo->rows, fpinfo->startup_cost,
-													   fpinfo->total_cost, NIL,
-													   baserel->lateral_relids, NULL, NIL));
+	add_path(baserel, (Path *) zb_foreignscan_path(root, baserel, fpinfo->rows,
+												   fpinfo->startup_cost, fpinfo->total_cost,
+												   NIL, baserel->lateral_relids));
 
 	/* the query's ORDER BY, sorted remotely */
 	foreach(lc, root->query_pathkeys)
@@ -294,10 +322,9 @@ zb_get_paths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	if (sortable)
 	{
 		zb_estimate_base(root, baserel, fpinfo, root->query_pathkeys, &rows, &startup, &total);
-		add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL, rows, startup,
-														   total, root->query_pathkeys,
-														   baserel->lateral_relids, NULL,
-														   NIL));
+		add_path(baserel, (Path *) zb_foreignscan_path(root, baserel, rows, startup, total,
+													   root->query_pathkeys,
+													   baserel->lateral_relids));
 	}
 }
 
@@ -362,9 +389,16 @@ zb_grouping_ok(PlannerInfo *root, RelOptInfo *grouped_rel, Node *havingQual)
 			if (!zb_is_foreign_expr(root, grouped_rel, expr))
 				return false;
 			fpinfo->remote_conds = lappend(fpinfo->remote_conds,
+#if PG_VERSION_NUM >= 160000
+										   make_restrictinfo(root, expr, true, false, false, false,
+															 root->qual_security_level,
+															 grouped_rel->relids, NULL, NULL)
+#else
 										   make_restrictinfo(root, expr, true, false, false,
 															 root->qual_security_level,
-															 grouped_rel->relids, NULL, NULL));
+															 grouped_rel->relids, NULL, NULL)
+#endif
+				);
 		}
 	}
 	fpinfo->grouped_tlist = tlist;
@@ -432,8 +466,8 @@ zb_add_grouping_paths(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *grou
 	fpinfo->tuples = ifpinfo->tuples;
 	fpinfo->relation_name = psprintf("Aggregate on (%s)", ifpinfo->relation_name);
 
-	path = create_foreign_upper_path(root, grouped_rel, grouped_rel->reltarget, rows,
-									 startup, total, NIL, NULL, NIL);
+	path = zb_upper_path(root, grouped_rel, grouped_rel->reltarget, rows, startup, total,
+						 NIL, NIL);
 	add_path(grouped_rel, (Path *) path);
 }
 
@@ -464,11 +498,11 @@ zb_add_ordered_paths(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *order
 			return;
 	}
 	fpinfo->pushdown_safe = true;
-	path = create_foreign_upper_path(root, input_rel, root->upper_targets[UPPERREL_ORDERED],
-									 ifpinfo->rows, ifpinfo->startup_cost,
-									 ifpinfo->total_cost + zb_remote_sort_cost(ifpinfo->rows),
-									 root->sort_pathkeys, NULL,
-									 list_make2(makeInteger(true), makeInteger(false)));
+	path = zb_upper_path(root, input_rel, root->upper_targets[UPPERREL_ORDERED],
+						 ifpinfo->rows, ifpinfo->startup_cost,
+						 ifpinfo->total_cost + zb_remote_sort_cost(ifpinfo->rows),
+						 root->sort_pathkeys,
+						 list_make2(makeInteger(true), makeInteger(false)));
 	add_path(ordered_rel, (Path *) path);
 }
 
@@ -550,9 +584,9 @@ zb_add_final_paths(PlannerInfo *root, RelOptInfo *input_rel, RelOptInfo *final_r
 	startup = ifpinfo->startup_cost;
 	total = startup + work * fraction + rows * transfer * 0.9;
 
-	path = create_foreign_upper_path(root, input_rel, root->upper_targets[UPPERREL_FINAL],
-									 rows, startup, total, pathkeys, NULL,
-									 list_make2(makeInteger(has_final_sort), makeInteger(true)));
+	path = zb_upper_path(root, input_rel, root->upper_targets[UPPERREL_FINAL],
+						 rows, startup, total, pathkeys,
+						 list_make2(makeInteger(has_final_sort), makeInteger(true)));
 	add_path(final_rel, (Path *) path);
 }
 
@@ -1497,7 +1531,7 @@ zb_iterate_direct_modify(ForeignScanState *node)
 		/* Databricks reports num_affected_rows as the result's first column */
 		if (zb_sql_ncolumns(fs->st) >= 1 && zb_sql_ncolumns(fs->st) <= 2 &&
 			zb_sql_next_row(fs->st, values) && values[0])
-			fs->num_affected = pg_strtoint64(values[0]);
+			fs->num_affected = zb_strtoint64(values[0]);
 		MemoryContextSwitchTo(old);
 	}
 	if (fs->set_processed)
@@ -1552,6 +1586,48 @@ zb_exec_truncate(List *rels, DropBehavior behavior, bool restart_seqs)
 		st = zb_sql_execute(conn, sql.data, 0, NULL, false);
 		zb_sql_release(st);
 	}
+}
+
+/* ---------------------------------------------------------------- ANALYZE */
+
+/*
+ * ANALYZE asks Databricks for the table's row count (one count(*), run
+ * remotely) so that the planner's estimates start from the real size.  It
+ * returns no sample rows: fetching a representative sample would mean
+ * scanning the table, so column statistics keep their defaults.
+ */
+static int
+zb_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targrows,
+					   double *totalrows, double *totaldeadrows)
+{
+	Oid			relid = RelationGetRelid(rel);
+	StringInfoData sql;
+	ZbSqlConn  *conn;
+	ZbSqlStatement *st;
+	char	   *values[1];
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT count(*) FROM ");
+	zb_deparse_relation(&sql, rel);
+	conn = zb_sql_connect(GetForeignTable(relid)->serverid, GetUserId());
+	st = zb_sql_execute(conn, sql.data, 0, NULL, false);
+	*totalrows = 0;
+	if (zb_sql_ncolumns(st) == 1 && zb_sql_next_row(st, values) && values[0])
+		*totalrows = (double) zb_strtoint64(values[0]);
+	*totaldeadrows = 0;
+	zb_sql_release(st);
+	ereport(elevel,
+			(errmsg("\"%s\": %.0f rows in the remote table; no sample taken",
+					RelationGetRelationName(rel), *totalrows)));
+	return 0;
+}
+
+static bool
+zb_analyze(Relation relation, AcquireSampleRowsFunc *func, BlockNumber *totalpages)
+{
+	*func = zb_acquire_sample_rows;
+	*totalpages = 1;
+	return true;
 }
 
 /* ---------------------------------------------------------------- import */
@@ -1760,6 +1836,7 @@ zerobus_fdw_handler(PG_FUNCTION_ARGS)
 	routine->ExecForeignTruncate = zb_exec_truncate;
 	zb_fdw_insert_routines(routine);
 
+	routine->AnalyzeForeignTable = zb_analyze;
 	routine->ImportForeignSchema = zb_import_schema;
 	PG_RETURN_POINTER(routine);
 }
@@ -1816,7 +1893,7 @@ zerobus_execute_remote(PG_FUNCTION_ARGS)
 		strcmp(zb_sql_column(st, 0)->name, "num_affected_rows") == 0)
 	{
 		if (zb_sql_next_row(st, values) && values[0])
-			result = pg_strtoint64(values[0]);
+			result = zb_strtoint64(values[0]);
 	}
 	else if (zb_sql_ncolumns(st) > 0)
 	{

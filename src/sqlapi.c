@@ -139,7 +139,6 @@ typedef struct InFlight
 
 static InFlight *inflight = NULL;
 static bool callbacks_registered = false;
-static char *last_remote_sql = NULL;
 
 static void sqlapi_xact_callback(XactEvent event, void *arg);
 static void sqlapi_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
@@ -1274,21 +1273,6 @@ sqlapi_submit_body(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlPar
 	return b.data;
 }
 
-static void
-sqlapi_remember_sql(const char *sql)
-{
-	if (last_remote_sql)
-		pfree(last_remote_sql);
-	last_remote_sql = MemoryContextStrdup(TopMemoryContext, sql);
-}
-
-/* The last statement text sent by this backend (for tests and debugging). */
-const char *
-zb_sql_last_remote_sql(void)
-{
-	return last_remote_sql;
-}
-
 /* Set up reading rows from body[start..end) (a data_array or a bare array). */
 static void
 sqlapi_start_rows(ZbSqlStatement *st, size_t start, size_t end)
@@ -1416,7 +1400,7 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 	MemoryContext cxt;
 	MemoryContext old;
 	char	   *body;
-	char	   *poll_url = NULL;
+	char	   *poll_url;
 	ZbHttpResponse resp;
 	StatementResponse *r;
 	const char *perr = NULL;
@@ -1438,7 +1422,6 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 	st->chunk_index = -1;
 	st->next_chunk = -1;
 	st->convert = GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII;
-	sqlapi_remember_sql(sql);
 
 	old = MemoryContextSwitchTo(st->chunk_cxt);
 	body = sqlapi_submit_body(conn, sql, nparams, params, external_links);

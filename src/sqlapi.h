@@ -55,6 +55,5 @@ extern bool zb_sql_next_row(ZbSqlStatement *st, char **values);
 extern void zb_sql_rewind(ZbSqlStatement *st);
 extern const ZbSqlStats *zb_sql_stats(ZbSqlStatement *st);
 extern void zb_sql_release(ZbSqlStatement *st);
-extern const char *zb_sql_last_remote_sql(void);
 
 #endif							/* ZB_SQLAPI_H */
