@@ -22,6 +22,7 @@
 
 #include "net.h"
 #include "shmem.h"
+#include "stream.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -73,6 +74,20 @@ zb_exclusive_database(Node *stmt)
 	return dbname ? get_database_oid(dbname, true) : InvalidOid;
 }
 
+/* DROP EXTENSION zerobus_fdw: this database's streams must be forgotten. */
+static bool
+zb_drops_extension(Node *stmt)
+{
+	ListCell   *lc;
+
+	if (!IsA(stmt, DropStmt) || ((DropStmt *) stmt)->removeType != OBJECT_EXTENSION)
+		return false;
+	foreach(lc, ((DropStmt *) stmt)->objects)
+		if (strcmp(strVal(lfirst(lc)), "zerobus_fdw") == 0)
+			return true;
+	return false;
+}
+
 /*
  * DROP DATABASE (and RENAME, SET TABLESPACE) fail while other sessions are
  * connected.  Release the database's streams first, so their workers leave
@@ -87,7 +102,11 @@ zb_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	volatile Oid dboid = InvalidOid;
 
 	if (zb_shared != NULL)
+	{
 		dboid = zb_exclusive_database(pstmt->utilityStmt);
+		if (!OidIsValid(dboid) && zb_drops_extension(pstmt->utilityStmt))
+			zb_rescan_at_commit();
+	}
 	if (OidIsValid(dboid))
 		zb_release_database(dboid);
 

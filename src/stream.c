@@ -98,6 +98,14 @@ stream_register_callback(void)
 	}
 }
 
+/* Re-read this database's streams when the current transaction commits. */
+void
+zb_rescan_at_commit(void)
+{
+	stream_register_callback();
+	rescan_at_commit = true;
+}
+
 PG_FUNCTION_INFO_V1(zerobus_queue_wakeup);
 
 /* AFTER INSERT FOR EACH STATEMENT on a queue table. */
@@ -124,8 +132,7 @@ zerobus_streams_changed(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "zerobus.streams_changed() must be called as a trigger");
-	stream_register_callback();
-	rescan_at_commit = true;
+	zb_rescan_at_commit();
 	return PointerGetDatum(NULL);
 }
 

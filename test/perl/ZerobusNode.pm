@@ -24,7 +24,8 @@ sub create
 	return $node;
 }
 
-# A server named $server for the emulator, with the default test credentials.
+# A server named $server for the emulator, with the default test credentials
+# (in database $opts{dbname}, default postgres).
 sub add_server
 {
 	my ($node, $emu, $server, %opts) = @_;
@@ -33,7 +34,9 @@ sub add_server
 		$emu->https_url, $emu->grpcs_url, $emu->ca_file)
 	  : sprintf("workspace_url '%s', zerobus_endpoint '%s'", $emu->http_url, $emu->grpc_url);
 	$opts .= ", $opts{server_options}" if $opts{server_options};
-	$node->safe_psql('postgres', qq{
+	my $db = $opts{dbname} || 'postgres';
+	$node->safe_psql($db, 'CREATE EXTENSION IF NOT EXISTS zerobus_fdw');
+	$node->safe_psql($db, qq{
 		CREATE SERVER $server FOREIGN DATA WRAPPER zerobus_fdw OPTIONS ($opts, warehouse_id 'emulator-wh');
 		CREATE USER MAPPING FOR CURRENT_USER SERVER $server
 		  OPTIONS (client_id 'zb-test-client', client_secret 'zb-test-secret');
