@@ -85,6 +85,10 @@ SELECT key, label FROM renamed ORDER BY key;
 CREATE FOREIGN TABLE from_query (id integer, twice bigint)
     SERVER emu OPTIONS (query 'SELECT id, id * 2 AS twice FROM main.hist.types');
 SELECT * FROM from_query ORDER BY id;
+-- a query may end with a comment
+CREATE FOREIGN TABLE commented (id integer)
+    SERVER emu OPTIONS (query 'SELECT id FROM main.hist.types -- every id');
+SELECT * FROM commented WHERE id > 1;
 -- the query's output names are the columns: extra ones are ignored, missing ones named
 CREATE FOREIGN TABLE wrong_query (id integer, s text)
     SERVER emu OPTIONS (query 'SELECT id AS ident, s FROM main.hist.types');

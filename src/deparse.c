@@ -364,7 +364,7 @@ zb_deparse_relation(StringInfo buf, Relation rel)
 		zb_append_identifier(buf, part);
 	}
 	else if (query)
-		appendStringInfo(buf, "(%s) `q`", query);
+		appendStringInfo(buf, "(%s\n) `q`", query);	/* a trailing -- comment ends at the newline */
 	else
 		zb_append_identifier(buf, RelationGetRelationName(rel));
 }

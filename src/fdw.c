@@ -102,7 +102,7 @@ enum ZbScanPrivate
 	ZbScanRetrievedAttrs,
 	ZbScanOutKinds,
 	ZbScanRelationName,
-	ZbScanExternalLinks
+	ZbScanTableOid				/* the foreign table (options are read at execution) */
 };
 
 /* How one remote value becomes a datum. */
@@ -141,7 +141,7 @@ typedef struct ZbScanState
 	char	   *sql;
 	List	   *retrieved_attrs;
 	List	   *out_kinds;
-	bool		external_links;
+	Oid			relid;			/* the foreign table */
 	char	   *relname;		/* for error context */
 
 	/* parameters */
@@ -697,9 +697,7 @@ zb_get_plan(PlannerInfo *root, RelOptInfo *foreignrel, Oid foreigntableid,
 									   makeString(IS_SIMPLE_REL(foreignrel)
 												  ? sfpinfo->relation_name
 												  : fpinfo->relation_name),
-									   makeInteger(zb_table_external_links(
-																		  sfpinfo->relid,
-																		  zb_server_config(sfpinfo->server->serverid, InvalidOid, false)->external_links))),
+									   makeInteger((int) sfpinfo->relid)),
 							fdw_scan_tlist, remote_exprs, outer_plan);
 }
 
@@ -1128,7 +1126,7 @@ zb_scan_state_init(ForeignScanState *node, ForeignScan *fsplan, EState *estate)
 	fs->retrieved_attrs = (List *) list_nth(fsplan->fdw_private, ZbScanRetrievedAttrs);
 	fs->out_kinds = (List *) list_nth(fsplan->fdw_private, ZbScanOutKinds);
 	fs->relname = strVal(list_nth(fsplan->fdw_private, ZbScanRelationName));
-	fs->external_links = intVal(list_nth(fsplan->fdw_private, ZbScanExternalLinks));
+	fs->relid = (Oid) intVal(list_nth(fsplan->fdw_private, ZbScanTableOid));
 	fs->cxt = AllocSetContextCreate(estate->es_query_cxt, "zerobus scan",
 									ALLOCSET_DEFAULT_SIZES);
 	fs->cur_conv = -1;
@@ -1185,7 +1183,8 @@ zb_scan_execute(ForeignScanState *node, ZbScanState *fs)
 		zb_param_value(fs->param_types[i], v, isnull, &fs->params[i]);
 		i++;
 	}
-	fs->st = zb_sql_execute(fs->conn, fs->sql, fs->nparams, fs->params, fs->external_links);
+	fs->st = zb_sql_execute(fs->conn, fs->sql, fs->nparams, fs->params,
+							zb_table_external_links(fs->relid, fs->conn->cfg->external_links));
 	MemoryContextSwitchTo(old);
 
 	if (fs->conv == NULL)
@@ -1426,7 +1425,7 @@ zb_plan_direct_modify(PlannerInfo *root, ModifyTable *plan, Index resultRelation
 	fscan->fdw_exprs = params_list;
 	fscan->fdw_private = list_make5(makeString(sql.data), NIL, NIL,
 									makeString(fpinfo->relation_name),
-									makeInteger(false));
+									makeInteger((int) rte->relid));
 	fscan->fdw_private = lappend(fscan->fdw_private, makeInteger(plan->canSetTag));
 	return true;
 }
@@ -1490,7 +1489,7 @@ zb_begin_direct_modify(ForeignScanState *node, int eflags)
 		return;
 	}
 	fs = zb_scan_state_init(node, fsplan, node->ss.ps.state);
-	fs->set_processed = intVal(list_nth(fsplan->fdw_private, ZbScanExternalLinks + 1));
+	fs->set_processed = intVal(list_nth(fsplan->fdw_private, ZbScanTableOid + 1));
 	if (fsplan->scan.scanrelid == 0)
 		fs->rel = ExecOpenScanRelation(node->ss.ps.state,
 									   node->resultRelInfo->ri_RangeTableIndex, eflags);

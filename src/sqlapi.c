@@ -45,7 +45,8 @@
 #include "sqlapi.h"
 
 #define STATEMENTS_PATH "/api/2.0/sql/statements"
-#define SQLAPI_MAX_ATTEMPTS 5
+#define SQLAPI_MAX_ATTEMPTS 5		/* 429/503: the server asked us to come back */
+#define SQLAPI_TRANSPORT_ATTEMPTS 3 /* network errors: brief outages only */
 #define SQLAPI_MAX_RETRY_AFTER_S 30
 #define SQLAPI_FIRST_POLL_MS 5
 #define SQLAPI_MAX_POLL_MS 1000
@@ -957,7 +958,7 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 			bool		may_retry = err->retryable &&
 				(kind != REQ_SUBMIT || err->curl_code == CURLE_COULDNT_CONNECT);
 
-			if (!may_retry || attempt >= SQLAPI_MAX_ATTEMPTS || kind == REQ_CANCEL)
+			if (!may_retry || attempt >= SQLAPI_TRANSPORT_ATTEMPTS || kind == REQ_CANCEL)
 				return false;
 			wait_ms = backoff_ms;
 		}
@@ -1080,6 +1081,11 @@ sqlapi_register(ZbSqlConn *conn, const char *id)
 	f->conn.cred.client_id = cfg->client_id;
 	f->conn.cred.client_secret = cfg->client_secret;
 	f->conn.cred.ca_file = cfg->ca_file;
+	/* a cancel (possibly during abort) must not wait long on anything */
+	cfg->connect_timeout_ms = Min(cfg->connect_timeout_ms, SQLAPI_CANCEL_WAIT_MS);
+	cfg->request_timeout_ms = Min(cfg->request_timeout_ms, SQLAPI_CANCEL_WAIT_MS);
+	f->conn.cred.connect_timeout_ms = cfg->connect_timeout_ms;
+	f->conn.cred.request_timeout_ms = cfg->request_timeout_ms;
 	f->next = inflight;
 	inflight = f;
 	return f;
