@@ -19,7 +19,7 @@ GRPC_STATUS_NAMES = {
     "UNAUTHENTICATED",
 }
 GARBAGE_KINDS = ("frames", "protobuf", "http")
-MALFORMED_KINDS = ("not_json", "truncated", "bad_row", "invalid_utf8")
+MALFORMED_KINDS = ("not_json", "truncated", "bad_row", "invalid_utf8", "mutate")
 MALFORMED_TARGETS = ("statement", "chunk")
 PROXY_FAULTS = ("drop_connection", "garbage", "not_grpc")
 
@@ -57,7 +57,8 @@ def _validate(key, value):
     if key == "link_ttl_s":
         return _int(value, key, 0)
     if key == "sql_malformed":
-        spec = _obj(value, key, ("kind", "target", "count"))
+        spec = _obj(value, key, ("kind", "target", "count", "seed"))
+        spec["seed"] = _int(spec.get("seed", 0), key + ".seed")
         if spec.get("kind", "not_json") not in MALFORMED_KINDS:
             raise FaultError("sql_malformed.kind must be one of %s" % ", ".join(MALFORMED_KINDS))
         if spec.get("target", "statement") not in MALFORMED_TARGETS:
@@ -201,9 +202,11 @@ class FaultState:
             spec = self._faults.get("sql_malformed")
             if not isinstance(spec, dict) or spec["target"] != target:
                 return None
-            if spec["kind"] == "bad_row" and not has_rows:
+            if spec["kind"] in ("bad_row", "mutate") and not has_rows:
                 return None
-            return self._take("sql_malformed", "count")["kind"]
+            taken = self._take("sql_malformed", "count")
+            # each use of a counted fault gets its own mutation, reproducibly
+            return (taken["kind"], taken["seed"] * 100003 + taken["count"])
 
     def take_sql_http_failure(self):
         """(status, retry_after or None) the next SQL API request must be refused with."""

@@ -10,6 +10,7 @@ rows, so large results cost bytes, not Python objects.
 import datetime
 import json
 import logging
+import random
 import re
 import secrets
 import sqlite3
@@ -444,9 +445,12 @@ class StatementManager:
     def _damaged(self, target, response):
         """Apply a pending sql_malformed fault for this target to a 200 response."""
         payload = response.encode()
-        kind = self.faults.take_sql_malformed(target, b"[[" in payload)
-        if kind is None:
+        taken = self.faults.take_sql_malformed(target, b"[[" in payload)
+        if taken is None:
             return response
+        kind, seed = taken
+        if kind == "mutate":
+            return Response(200, _mutate(payload, seed))
         if kind == "not_json":
             return Response(200, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
                             content_type="text/html")
@@ -468,6 +472,29 @@ class StatementManager:
             result["next_chunk_internal_link"] = "%s/%s/result/chunks/%d" % (
                 STATEMENTS_PATH, statement.id, index + 1)
         return result, encoded
+
+
+def _mutate(payload, seed):
+    """Fuzzing: a few random byte flips, insertions of JSON-ish tokens, deletions
+    and maybe a truncation, reproducible from the seed."""
+    rng = random.Random(seed)
+    data = bytearray(payload)
+    tokens = [b'"', b"\\", b"\\u", b"\\ud800", b"[", b"]", b"{", b"}", b",", b":", b"null",
+              b"1e999", b"-", b"\x00", b"\xff", b"\xc3", b'"data_array":', b"[[", b"]]"]
+    for _ in range(rng.randint(1, 6)):
+        if not data:
+            break
+        pos = rng.randrange(len(data))
+        action = rng.random()
+        if action < 0.4:
+            data[pos] = rng.randrange(256)
+        elif action < 0.8:
+            data[pos:pos] = rng.choice(tokens)
+        else:
+            del data[pos:pos + rng.randint(1, 8)]
+    if rng.random() < 0.2:
+        data = data[:rng.randrange(len(data) + 1)]
+    return bytes(data)
 
 
 def _spliced(document, result, key):
