@@ -77,7 +77,6 @@ zerobus_check_connection(PG_FUNCTION_ARGS)
 	Datum		values[CHECK_NCOLS];
 	bool		nulls[CHECK_NCOLS];
 	Oid			serverid;
-	AclResult	aclresult;
 	ZbServerConfig *cfg;
 	ZbCredentials cred;
 	ZbError		err;
@@ -91,21 +90,14 @@ zerobus_check_connection(PG_FUNCTION_ARGS)
 		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
 
-	timeout_ms = (long) ((timeout->time + timeout->day * USECS_PER_DAY +
-						  (int64) timeout->month * DAYS_PER_MONTH * USECS_PER_DAY) / 1000);
+	timeout_ms = (long) zb_interval_ms(timeout);
 	if (timeout_ms <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must be positive")));
 
 	serverid = zb_server_oid(servername);
-#if PG_VERSION_NUM >= 160000
-	aclresult = object_aclcheck(ForeignServerRelationId, serverid, GetUserId(), ACL_USAGE);
-#else
-	aclresult = pg_foreign_server_aclcheck(serverid, GetUserId(), ACL_USAGE);
-#endif
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, servername);
+	zb_check_server_usage(serverid, servername);
 
 	zb_check_table_name(target, "target table");
 	cfg = zb_server_config(serverid, GetUserId(), true);

@@ -1857,7 +1857,6 @@ zerobus_execute_remote(PG_FUNCTION_ARGS)
 	char	   *sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	ArrayType  *args = PG_GETARG_ARRAYTYPE_P(2);
 	Oid			serverid = zb_server_oid(servername);
-	AclResult	aclresult;
 	ZbSqlConn  *conn;
 	ZbSqlStatement *st;
 	ZbSqlParam *params = NULL;
@@ -1868,13 +1867,7 @@ zerobus_execute_remote(PG_FUNCTION_ARGS)
 	int64		result = 0;
 	char	  **values;
 
-#if PG_VERSION_NUM >= 160000
-	aclresult = object_aclcheck(ForeignServerRelationId, serverid, GetUserId(), ACL_USAGE);
-#else
-	aclresult = pg_foreign_server_aclcheck(serverid, GetUserId(), ACL_USAGE);
-#endif
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, servername);
+	zb_check_server_usage(serverid, servername);
 
 	deconstruct_array(args, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 	if (n > 0)

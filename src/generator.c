@@ -82,21 +82,6 @@ gen_require_profile(const char *name)
 	return p;
 }
 
-/* The stream must exist and be changeable by the caller. */
-static void
-gen_require_stream(const char *name, ZbStreamRow *row)
-{
-	if (!zb_stream_lookup(name, false, row))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("stream \"%s\" does not exist", name)));
-	if (!has_privs_of_role(GetUserId(), row->owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be a member of role \"%s\" to drive stream \"%s\"",
-						GetUserNameFromId(row->owner, false), name)));
-}
-
 /* The queue must have every column the profile fills. */
 static void
 gen_check_queue(Oid queue, const ZbProfile *p)
@@ -177,7 +162,7 @@ zerobus_generator_start(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("stream must not be NULL")));
 	stream = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	gen_require_stream(stream, &row);
+	zb_stream_require(stream, false, &row);
 
 	profile = PG_ARGISNULL(1) ? gen_current_profile(stream) : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	if (profile == NULL)
@@ -236,7 +221,7 @@ zerobus_generator_throttle(PG_FUNCTION_ARGS)
 
 	(void) zb_shmem();
 	gen_check_throttle(throttle);
-	gen_require_stream(stream, &row);
+	zb_stream_require(stream, false, &row);
 	if (gen_current_profile(stream) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -262,7 +247,7 @@ zerobus_generator_stop(PG_FUNCTION_ARGS)
 	Datum		values[1] = {CStringGetTextDatum(stream)};
 
 	(void) zb_shmem();
-	gen_require_stream(stream, &row);
+	zb_stream_require(stream, false, &row);
 	if (gen_current_profile(stream) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

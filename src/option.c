@@ -26,8 +26,10 @@
 #include "foreign/foreign.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 #include "utils/syscache.h"
 
 #include "option.h"
@@ -111,6 +113,29 @@ zb_valid_name(const char *name)
 			  (*p >= '0' && *p <= '9') || *p == '_'))
 			return false;
 	return true;
+}
+
+/* The caller needs USAGE on the server; raises the usual error otherwise. */
+void
+zb_check_server_usage(Oid serverid, const char *servername)
+{
+	AclResult	aclresult;
+
+#if PG_VERSION_NUM >= 160000
+	aclresult = object_aclcheck(ForeignServerRelationId, serverid, GetUserId(), ACL_USAGE);
+#else
+	aclresult = pg_foreign_server_aclcheck(serverid, GetUserId(), ACL_USAGE);
+#endif
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, servername);
+}
+
+/* An interval argument in milliseconds (months count as 30 days). */
+int64
+zb_interval_ms(const Interval *iv)
+{
+	return (iv->time + iv->day * USECS_PER_DAY +
+			(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY) / 1000;
 }
 
 /* catalog.schema.table, each part a valid name. */

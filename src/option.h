@@ -7,6 +7,7 @@
 #ifndef ZB_OPTION_H
 #define ZB_OPTION_H
 
+#include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
 #include "oauth.h"
 
@@ -47,5 +48,7 @@ extern void zb_require_endpoint(const ZbServerConfig *cfg);
 extern bool zb_valid_name(const char *name);
 extern bool zb_parse_disposition(const char *value);
 extern void zb_check_table_name(const char *table, const char *what);
+extern void zb_check_server_usage(Oid serverid, const char *servername);
+extern int64 zb_interval_ms(const Interval *iv);
 
 #endif							/* ZB_OPTION_H */

@@ -42,6 +42,7 @@
 #include "utils/timestamp.h"
 
 #include "google/protobuf/descriptor.pb-c.h"
+#include "option.h"
 #include "pbwire.h"
 #include "record.h"
 
@@ -141,15 +142,7 @@ record_proto_type(ZbColKind kind)
 static bool
 record_valid_field_name(const char *name)
 {
-	const char *p;
-
-	if (name[0] == '\0' || (name[0] >= '0' && name[0] <= '9'))
-		return false;
-	for (p = name; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			  (*p >= '0' && *p <= '9') || *p == '_'))
-			return false;
-	return true;
+	return zb_valid_name(name) && !(name[0] >= '0' && name[0] <= '9');
 }
 
 /* Resolve a column's type: base type, array-ness, kind.  False if unsupported. */

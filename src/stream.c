@@ -177,14 +177,7 @@ stream_spi_as_owner(const char *sql, int nargs, Oid *types, Datum *values, const
 static void
 stream_check_name(const char *name)
 {
-	const char *p;
-	bool		ok = name[0] != '\0' && strlen(name) < ZB_NAMELEN &&
-		!(name[0] >= '0' && name[0] <= '9');
-
-	for (p = name; ok && *p; p++)
-		ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			(*p >= '0' && *p <= '9') || *p == '_';
-	if (!ok)
+	if (!zb_valid_name(name) || strlen(name) >= ZB_NAMELEN || (name[0] >= '0' && name[0] <= '9'))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_NAME),
 				 errmsg("invalid stream name \"%s\"", name),
@@ -234,17 +227,10 @@ static void
 stream_check_server(const char *server)
 {
 	Oid			serverid = zb_server_oid(server);
-	AclResult	aclresult;
 	ZbServerConfig *cfg;
 	ZbCredentials cred;
 
-#if PG_VERSION_NUM >= 160000
-	aclresult = object_aclcheck(ForeignServerRelationId, serverid, GetUserId(), ACL_USAGE);
-#else
-	aclresult = pg_foreign_server_aclcheck(serverid, GetUserId(), ACL_USAGE);
-#endif
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server);
+	zb_check_server_usage(serverid, server);
 	cfg = zb_server_config(serverid, GetUserId(), true);
 	zb_require_endpoint(cfg);
 	zb_credentials(cfg, &cred);
@@ -342,10 +328,10 @@ zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row)
 	return found;
 }
 
-static void
-stream_require(const char *name, ZbStreamRow *row)
+void
+zb_stream_require(const char *name, bool for_update, ZbStreamRow *row)
 {
-	if (!zb_stream_lookup(name, true, row))
+	if (!zb_stream_lookup(name, for_update, row))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("stream \"%s\" does not exist", name),
@@ -487,7 +473,7 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 	(void) zb_shmem();
 	stream_check_arg(fcinfo, 0, "name");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	stream_require(name, &row);
+	zb_stream_require(name, true, &row);
 
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "UPDATE zerobus.streams SET name = name");
@@ -566,7 +552,7 @@ zerobus_drop_stream(PG_FUNCTION_ARGS)
 				(errmsg("stream \"%s\" does not exist, skipping", name)));
 		PG_RETURN_VOID();
 	}
-	stream_require(name, &row);
+	zb_stream_require(name, true, &row);
 	values[0] = CStringGetTextDatum(name);
 	stream_spi_as_owner("DELETE FROM zerobus.streams WHERE name = $1", 1, types, values, NULL);
 	stream_detach_queue(row.queue);
@@ -581,7 +567,7 @@ stream_set_enabled(const char *name, bool enabled)
 	Datum		values[2] = {BoolGetDatum(enabled), CStringGetTextDatum(name)};
 
 	(void) zb_shmem();
-	stream_require(name, &row);
+	zb_stream_require(name, true, &row);
 	stream_spi_as_owner("UPDATE zerobus.streams SET enabled = $1 WHERE name = $2",
 						2, types, values, NULL);
 }
@@ -647,8 +633,7 @@ zerobus_flush(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Interval   *iv = PG_GETARG_INTERVAL_P(1);
-	int64		timeout_ms = (iv->time + iv->day * USECS_PER_DAY +
-							  (int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY) / 1000;
+	int64		timeout_ms = zb_interval_ms(iv);
 	ZbStreamRow row;
 	Snapshot	before;
 	int64		initial;

@@ -29,6 +29,7 @@ typedef struct ZbStreamSnapshot
 } ZbStreamSnapshot;
 
 extern bool zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row);
+extern void zb_stream_require(const char *name, bool for_update, ZbStreamRow *row);
 extern void zb_stream_snapshot(Oid dboid, const char *name, ZbStreamSnapshot *snap);
 extern Oid	zb_catalog_owner(void);
 extern void zb_rescan_at_commit(void);
