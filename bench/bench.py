@@ -36,13 +36,13 @@ PARAMS = {
     "drain_rows_200": (300_000, 1_000_000),
     "drain_rows_1k": (100_000, 300_000),
     "concurrent_rows": (500_000, 2_000_000),
-    "latency_s": (20, 30),
+    "latency_s": (15, 30),
     "poll_rows": (200_000, 500_000),
     "acks150_rows": (300_000, 1_000_000),
-    "rss_s": (60, 600),
+    "rss_s": (40, 600),
     "rss_every_s": (5, 10),
 }
-ALL_SCENARIOS = ["fill", "drain", "concurrent", "latency", "polling", "acks150", "rss"]
+ALL_SCENARIOS = ["verify", "fill", "drain", "concurrent", "latency", "polling", "acks150", "rss"]
 ROW_SIZES = {"200B": 153, "1KB": 977}   # payload padding that gives ~200 / ~1024-byte PROTO records
 
 SETTINGS = [
@@ -597,6 +597,59 @@ class Bench:
 
     # ---- scenarios
 
+    def sc_verify(self):
+        """Both movers deliver the same, correct records (checked by a storing emulator)."""
+        r = self.report
+        n = 2000
+        if "store" not in self.emus:
+            self.add_emulator("store", ["--no-proxy"])
+        emu = self.emus["store"]
+        cols = [("id", "BIGINT", False), ("created_at", "TIMESTAMP", False), ("account", "STRING", True),
+                ("amount", "DECIMAL(12,2)", True), ("status", "STRING", True), ("payload", "STRING", True)]
+        for t in ("main.default.by_extension", "main.default.by_client"):
+            req = urllib.request.Request(emu.http + "/emulator/tables", method="POST",
+                                         headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"name": t, "columns": [
+                                             {"name": c, "type": ty, "nullable": nl} for c, ty, nl in cols]}).encode())
+            urllib.request.urlopen(req, timeout=30).read()
+        src = self.new_queue()
+        self.fill(src, n, ROW_SIZES["200B"])
+        self.sql("UPDATE %s SET amount = NULL, status = NULL WHERE id %% 7 = 0" % src)  # NULLs too
+        expected = [list(x) for x in self.sql(
+            "SELECT id, (extract(epoch FROM created_at) * 1000000)::bigint, account, amount::text, "
+            "status, payload FROM %s ORDER BY id" % src)]
+        # the extension
+        queue = self.new_queue()
+        stream = self.sql("SELECT zerobus.create_stream('s_verify', %s, 'store', 'main.default.by_extension')",
+                          (queue,))
+        self.sql("INSERT INTO %s SELECT * FROM %s" % (queue, src))
+        self.one("SELECT zerobus.flush('s_verify', '2 min')")
+        self.drop("s_verify", queue)
+        # the polling client
+        queue = self.new_queue(extra=",\n    PRIMARY KEY (id)")
+        self.sql("INSERT INTO %s SELECT * FROM %s" % (queue, src))
+        subprocess.run(["/usr/bin/python3", os.path.join(HERE, "polling_client.py"), "--dsn", self.cluster.dsn(),
+                        "--queue", queue, "--http", emu.http, "--grpc", emu.grpc_hostport,
+                        "--target", "main.default.by_client", "--batch", "500"],
+                       check=True, capture_output=True, text=True)
+        self.drop(None, queue)
+        self.drop(None, src)
+        verdicts = []
+        for who, t in (("zerobus_fdw", "main.default.by_extension"), ("polling client", "main.default.by_client")):
+            with urllib.request.urlopen(emu.http + "/emulator/tables/%s/rows" % t, timeout=60) as resp:
+                got = json.load(resp)["rows"]
+            got = sorted(([int(x[0]), int(x[1]), x[2], None if x[3] is None else "%.2f" % float(x[3]),
+                           x[4], x[5]] for x in got),
+                         key=lambda x: x[0])
+            ok = got == expected
+            verdicts.append("%s %s (%d rows)" % (who, "identical" if ok else "DIFFERENT", len(got)))
+            if not ok:
+                self.notes.append("verify: %s delivered different records than PostgreSQL holds "
+                                  "(first: %s vs %s)" % (who, got[:1], expected[:1]))
+        r.add("Check: %d rows sent by each mover to a storing emulator (not sink mode) decode to the "
+              "values PostgreSQL holds: %s." % (n, "; ".join(verdicts)))
+        r.add()
+
     def sc_fill(self):
         r = self.report
         r.add("## Fill rate (the yardstick)")
@@ -740,6 +793,9 @@ class Bench:
                          "yes" if depth <= max(20000, n // 100) else "no",
                          fmt_f(wcpu * 1e6 / n, 2), fmt_f(icpu * 1e6 / n, 2), fmt_f(emu_cpu * 1e6 / n, 2),
                          cores(cpu)])
+            self.concurrent = getattr(self, "concurrent", {})
+            self.concurrent[(fmt, workers)] = {"insert": n / t_ins, "e2e": n / elapsed, "depth": depth,
+                                               "kept": depth <= max(20000, n // 100)}
             log("concurrent %s w%d: insert %.0f rows/s, end to end %.0f rows/s, depth %d"
                 % (fmt, workers, n / t_ins, n / elapsed, depth))
         r.table(["format", "workers", "rows", "insert rows/s", "end-to-end rows/s",
@@ -813,11 +869,30 @@ class Bench:
               "same emulator, VACUUMed queue for both." % fmt_int(n))
         r.add()
         ext = self.drain(n, pad, "proto", 1)
+        out = self.poll_run(n, pad, "emu")
+        prate = out["rate"]
+        self.poll_ratio = ext["rate"] / prate
+        r.table(["mover", "rows", "s", "rows/s", "mover CPU µs/row (client + its backend)",
+                 "emulator µs/row", "cores ours / others"], [
+            ["zerobus_fdw, 1 worker", fmt_int(n), fmt_f(ext["seconds"], 2), fmt_int(ext["rate"]),
+             fmt_f(ext["worker_us_row"], 2), fmt_f(ext["emu_us_row"], 2), ext["cores"]],
+            ["polling client", fmt_int(n), fmt_f(out["seconds"], 2), fmt_int(prate),
+             "%s (%s + %s)" % (fmt_f(out["client_us_row"] + (out["backend_us_row"] or 0), 2),
+                               fmt_f(out["client_us_row"], 2), fmt_f(out["backend_us_row"], 2)),
+             fmt_f(out["emu_us_row"], 2), out["cores"]],
+        ])
+        r.add("Ratio zerobus_fdw / polling client: **%.1f×** (the client's time excludes its "
+              "start-up; the extension's includes worker start)." % self.poll_ratio)
+        r.add()
+        log("polling: client %s rows/s, extension %.0f rows/s, ratio %.1f" % (prate, ext["rate"], self.poll_ratio))
+
+    def poll_run(self, n, pad, server):
+        """The polling client over a fresh, VACUUMed queue of n rows (with a primary key)."""
         queue = self.new_queue(extra=",\n    PRIMARY KEY (id)")
         self.fill(queue, n, pad)
         self.sql("VACUUM (ANALYZE) %s" % queue)
         self.settle()
-        emu = self.emus["emu"]
+        emu = self.emus[server]
         st0 = emu.stats()
         emu_cpu0 = proc_cpu_s(emu.pid)
         cmd = ["/usr/bin/python3", os.path.join(HERE, "polling_client.py"), "--dsn", self.cluster.dsn(),
@@ -833,19 +908,10 @@ class Bench:
         if out["rows"] != n or left != 0 or st1["records"] - st0["records"] != n:
             self.notes.append("polling client: moved %s rows, emulator got %d, %s left (expected %d)"
                               % (out["rows"], st1["records"] - st0["records"], left, n))
-        prate = out["rows_per_s"]
-        self.poll_ratio = ext["rate"] / prate
-        r.table(["mover", "rows", "s", "rows/s", "client/worker CPU µs/row", "emulator µs/row",
-                 "cores ours / others"], [
-            ["zerobus_fdw, 1 worker", fmt_int(n), fmt_f(ext["seconds"], 2), fmt_int(ext["rate"]),
-             fmt_f(ext["worker_us_row"], 2), fmt_f(ext["emu_us_row"], 2), ext["cores"]],
-            ["polling client", fmt_int(out["rows"]), fmt_f(out["seconds"], 2), fmt_int(prate),
-             fmt_f(out["cpu_s"] * 1e6 / n, 2), fmt_f(emu_cpu * 1e6 / n, 2), cores(cpu)],
-        ])
-        r.add("Ratio zerobus_fdw / polling client: **%.1f×** (the client's time excludes its "
-              "start-up; the extension's includes worker start)." % self.poll_ratio)
-        r.add()
-        log("polling: client %s rows/s, extension %.0f rows/s, ratio %.1f" % (prate, ext["rate"], self.poll_ratio))
+        return {"rate": out["rows_per_s"], "seconds": out["seconds"],
+                "client_us_row": out["cpu_s"] * 1e6 / n,
+                "backend_us_row": out["backend_cpu_s"] * 1e6 / n if out["backend_cpu_s"] is not None else None,
+                "emu_us_row": emu_cpu * 1e6 / n, "cores": cores(cpu)}
 
     def sc_acks150(self):
         r = self.report
@@ -867,8 +933,17 @@ class Bench:
                          fmt_f(d["ack_p50"], 1), fmt_f(d["ack_p99"], 1), fmt_f(d["worker_us_row"], 2),
                          d["cores"]])
             log("acks150 w%d: %.0f rows/s" % (workers, d["rate"]))
+        pn = self.p("poll_rows")
+        pc = self.poll_run(pn, ROW_SIZES["200B"], "emu150")
+        self.acks150_poll = pc
+        rows.append(["polling client", fmt_int(pn), fmt_f(pc["seconds"], 2), fmt_int(pc["rate"]),
+                     "–", "–", fmt_f(pc["client_us_row"], 2) + " (client)", pc["cores"]])
+        log("acks150 polling client: %.0f rows/s" % pc["rate"])
         r.table(["workers", "rows", "s", "rows/s", "ack p50 ms", "ack p99 ms", "worker µs/row",
                  "cores ours / others"], rows)
+        r.add("Ratio zerobus_fdw (best) / polling client with 150 ms acks: **%.1f×**."
+              % (max(v["rate"] for v in self.acks150.values()) / pc["rate"]))
+        r.add()
 
     def sc_rss(self):
         r = self.report
@@ -1002,6 +1077,13 @@ class Bench:
             rows.append(["drain ≥ one session's INSERT … SELECT (%s rows/s)" % fmt_int(fr),
                          "1 worker %s, best %s" % (fmt_int(w1), fmt_int(best200)),
                          "met" if best200 >= fr else "MISSED"])
+        c = getattr(self, "concurrent", {})
+        if c:
+            rows.append(["keeps pace with one session inserting (concurrent, 10k-row transactions)",
+                         "; ".join("%s w%d: insert %s, end to end %s rows/s, queue %s at end of insert"
+                                   % (f, w, fmt_int(v["insert"]), fmt_int(v["e2e"]), fmt_int(v["depth"]))
+                                   for (f, w), v in c.items()),
+                         ", ".join("%s w%d %s" % (f, w, "yes" if v["kept"] else "NO") for (f, w), v in c.items())])
         a = getattr(self, "acks150", {})
         if a:
             best = max(v["rate"] for v in a.values())
@@ -1014,6 +1096,12 @@ class Bench:
                 fmt_int(self.rss["anon_min"]), fmt_int(self.rss["anon_max"]), fmt_int(g)),
                 "flat" if g is not None and g <= 1024 else "CHECK"])
         r.table(["target", "measured", "verdict"], rows)
+        if d:
+            r.add("CPU per row, from the drains with 1 worker (µs of CPU ÷ rows delivered):")
+            r.add()
+            r.table(["row", "format", "worker", "emulator (sink)"],
+                    [[k[0], k[1], fmt_f(v["worker_us_row"], 2), fmt_f(v["emu_us_row"], 2)]
+                     for k, v in d.items() if k[2] == 1])
         if self.notes:
             r.add("## Anomalies")
             r.add()

@@ -25,7 +25,9 @@ python3-protobuf, protobuf-c-compiler):
         --queue poll_queue --key id --http http://127.0.0.1:PORT --grpc 127.0.0.1:PORT \\
         --target main.default.bench [--format proto|json] [--batch 5000]
 
-Prints one JSON line: rows, requests, seconds, rows_per_s, cpu_s (this process).
+Prints one JSON line: rows, requests, seconds, rows_per_s, cpu_s (this process)
+and backend_cpu_s (its PostgreSQL backend's, read from /proc when the server
+runs on this machine and /proc is readable; else null).
 """
 
 import argparse
@@ -180,6 +182,16 @@ class Stream:
             pass
 
 
+def proc_cpu_s(pid):
+    """utime + stime of a local process, seconds; None if unreadable."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def main():
     ap = argparse.ArgumentParser(description="poll a queue table and stream it to ZeroBus")
     ap.add_argument("--dsn", required=True, help="libpq connection string")
@@ -197,7 +209,7 @@ def main():
     args = ap.parse_args()
 
     wire = WireMessages()
-    conn = psycopg2.connect(args.dsn)
+    conn = psycopg2.connect(args.dsn, application_name="bench polling client")
     columns = table_columns(conn, args.queue)
     names = [c[0] for c in columns]
     proto = args.format == "proto"
@@ -227,7 +239,13 @@ def main():
     stream = Stream(channel, wire, token, args.target,
                     wire.RECORD_TYPE_PROTO if proto else wire.RECORD_TYPE_JSON, descriptor)
 
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]
+    conn.commit()
+
     rows = requests = 0
+    bcpu0 = proc_cpu_s(backend)
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     started = time.monotonic()
     with conn.cursor() as cur:
@@ -245,13 +263,15 @@ def main():
                 break
     elapsed = time.monotonic() - started
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    bcpu1 = proc_cpu_s(backend)
     stream.close()
     channel.close()
     conn.close()
     print(json.dumps({
         "rows": rows, "requests": requests, "seconds": round(elapsed, 3),
         "rows_per_s": round(rows / elapsed) if elapsed > 0 else None,
-        "cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 3)}))
+        "cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 3),
+        "backend_cpu_s": round(bcpu1 - bcpu0, 3) if bcpu0 is not None and bcpu1 is not None else None}))
 
 
 if __name__ == "__main__":
