@@ -70,4 +70,4 @@ tap:
 	$(prove_installcheck)
 
 emulator-test:
-	cd $(srcdir) && /usr/bin/python3 -m unittest discover -s emulator/tests -t . -v
+	cd $(srcdir) && /usr/bin/python3 -m unittest discover -s emulator/tests -v

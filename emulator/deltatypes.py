@@ -19,6 +19,7 @@ import json
 import math
 import re
 import struct
+import decimal
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -253,6 +254,12 @@ def store_native(dtype, value):
             return float(value.replace("Infinity", "inf"))
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueRejected("expected a number for %s, got %s" % (dtype, _describe(value)))
+        if name == "FLOAT":
+            # FLOAT is 32-bit: a JSON number is rounded as Delta would
+            try:
+                return struct.unpack("<f", struct.pack("<f", float(value)))[0]
+            except OverflowError:
+                raise ValueRejected("%r is out of range for FLOAT" % (value,)) from None
         return float(value)
     if name == "DECIMAL":
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -345,7 +352,11 @@ def check_decimal(dtype, text):
         raise ValueRejected("invalid decimal text %r" % text) from None
     if not number.is_finite():
         raise ValueRejected("decimal %r is not finite" % text)
-    sign, digits, exponent = number.normalize().as_tuple() if number else (0, (0,), 0)
+    # normalize() rounds to the context's precision (28 digits by default):
+    # DECIMAL(38, s) needs more
+    with decimal.localcontext() as ctx:
+        ctx.prec = 100
+        sign, digits, exponent = number.normalize().as_tuple() if number else (0, (0,), 0)
     frac_digits = max(0, -exponent)
     int_digits = max(0, len(digits) + exponent)
     if frac_digits > dtype.scale or int_digits > dtype.precision - dtype.scale:
@@ -461,11 +472,17 @@ def micros_to_datetime(micros):
     return EPOCH + datetime.timedelta(microseconds=int(micros))
 
 
+def _date_time_text(moment, sep):
+    """YYYY-MM-DD<sep>HH:MM:SS with a four-digit year (glibc's %Y does not pad)."""
+    return "%04d-%02d-%02d%s%02d:%02d:%02d" % (moment.year, moment.month, moment.day, sep,
+                                               moment.hour, moment.minute, moment.second)
+
+
 def format_timestamp(micros, utc_suffix):
     """ISO-8601 text, at least millisecond precision: 2024-01-31T12:34:56.789Z."""
     moment = micros_to_datetime(micros)
     fraction = ("%06d" % moment.microsecond).rstrip("0").ljust(3, "0")
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + "." + fraction + ("Z" if utc_suffix else "")
+    return _date_time_text(moment, "T") + "." + fraction + ("Z" if utc_suffix else "")
 
 
 # ---------------------------------------------------------------- casts
@@ -503,7 +520,7 @@ def cast_to_string(dtype, value):
     name = dtype.name
     if name in ("TIMESTAMP", "TIMESTAMP_NTZ"):
         moment = micros_to_datetime(value)
-        text = moment.strftime("%Y-%m-%d %H:%M:%S")
+        text = _date_time_text(moment, " ")
         if moment.microsecond:
             text += "." + ("%06d" % moment.microsecond).rstrip("0")
         return text

@@ -25,7 +25,7 @@ run_suite() {
 for s in "${suites[@]}"; do
   case $s in
     emulator)
-      run_suite emulator bash -c "cd '$BUILD_DIR/src' && /usr/bin/python3 -m unittest discover -s emulator/tests -t . 2>&1 | tail -n 25; exit \${PIPESTATUS[0]}" ;;
+      run_suite emulator bash -c "cd '$BUILD_DIR/src' && /usr/bin/python3 -m unittest discover -s emulator/tests 2>&1 | tail -n 25; exit \${PIPESTATUS[0]}" ;;
     regress)
       run_suite regress bash -c "cd '$BUILD_DIR/src' && make -s regress PG_CONFIG='$PG_CONFIG' || { cat regression.diffs 2>/dev/null | head -n 300; exit 1; }" ;;
     tap)

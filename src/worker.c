@@ -20,9 +20,10 @@
  *      commits: only now do the rows leave the queue.
  * A batch the server rejects (INVALID_ARGUMENT) is bisected on new streams
  * until the rejected rows are isolated; they go to zerobus.dead_letters with
- * the error, in the same transaction.  A retryable failure is retried once
- * on a new stream within the transaction; after that the transaction rolls
- * back (the rows return to the queue) and the worker backs off.
+ * the error, in the same transaction.  A retryable failure is retried on a
+ * new stream within the transaction, for as long as each failed stream had
+ * made progress (and once more); then the transaction rolls back (the rows
+ * return to the queue) and the worker backs off.
  * See docs/DESIGN.md for why rows are claimed by TID range.
  *-------------------------------------------------------------------------
  */
@@ -53,11 +54,13 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -638,6 +641,20 @@ typedef struct Worker
 
 static Worker W;
 
+/* Our server's or user mapping's options changed: reload before the next attempt. */
+static volatile bool options_changed = false;
+static uint32 server_hash;
+static uint32 mapping_hash;
+
+static void
+worker_options_changed(Datum arg, int cacheid, uint32 hashvalue)
+{
+	if (hashvalue == 0 ||
+		(cacheid == FOREIGNSERVEROID && hashvalue == server_hash) ||
+		(cacheid == USERMAPPINGOID && hashvalue == mapping_hash))
+		options_changed = true;
+}
+
 static void
 worker_state(ZbState state)
 {
@@ -737,6 +754,8 @@ worker_load(void)
 	if (found)
 	{
 		W.server = zb_server_config(zb_server_oid(W.row.server), W.owner, true);
+		server_hash = GetSysCacheHashValue1(FOREIGNSERVEROID, ObjectIdGetDatum(W.server->serverid));
+		mapping_hash = GetSysCacheHashValue1(USERMAPPINGOID, ObjectIdGetDatum(W.server->umid));
 		zb_require_endpoint(W.server);
 		zb_credentials(W.server, &W.cred);
 		W.json = strcmp(W.row.record_format, "json") == 0;
@@ -1237,6 +1256,8 @@ static bool
 worker_await_acks(void)
 {
 	int			retries = 0;
+	int			acked_requests = 0;
+	int			acked_at_failure = 0;
 	int			i;
 
 	worker_state(ZB_STATE_STREAMING);
@@ -1261,7 +1282,10 @@ worker_await_acks(void)
 				WorkerRequest *r = &W.reqs[i];
 
 				if (!r->acked && r->offset >= 0 && r->offset <= acked)
+				{
 					worker_account_ack(r, now);
+					acked_requests++;
+				}
 			}
 		}
 		for (i = 0; i < W.nreqs; i++)
@@ -1339,6 +1363,10 @@ worker_await_acks(void)
 		if (err.kind == ZB_ERR_GRPC && err.grpc_code == GRPC_UNAUTHENTICATED)
 			zb_oauth_invalidate(&W.cred, ZB_TOKEN_ZEROBUS, W.row.target);
 		worker_error(err.message);
+		/* a stream that made progress before failing earns another try */
+		if (acked_requests > acked_at_failure)
+			retries = 0;
+		acked_at_failure = acked_requests;
 		if (err.retryable && retries++ < 1)
 		{
 			if (!worker_resend())
@@ -1556,6 +1584,8 @@ zerobus_stream_main(Datum arg)
 										 ALLOCSET_DEFAULT_SIZES);
 	W.batch_cxt = AllocSetContextCreate(TopMemoryContext, "zerobus worker batch",
 										ALLOCSET_DEFAULT_SIZES);
+	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, worker_options_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(USERMAPPINGOID, worker_options_changed, (Datum) 0);
 
 	/*
 	 * An ERROR anywhere below lands here: report it, roll back (the batch's
@@ -1602,10 +1632,20 @@ zerobus_stream_main(Datum arg)
 			break;
 		if (W.retry_at > GetCurrentTimestamp())
 		{
+			/* look for fixed options now and then while backing off */
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 Max(zb_ms_until(W.retry_at), 1), PG_WAIT_EXTENSION);
+							 Min(Max(zb_ms_until(W.retry_at), 1), 5000), PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
+			StartTransactionCommand();	/* processes catalog invalidations */
+			CommitTransactionCommand();
+			if (options_changed)
+				W.retry_at = 0;
 			continue;
+		}
+		if (options_changed)
+		{
+			options_changed = false;
+			W.loaded = false;
 		}
 		if (!W.loaded && !worker_load())
 			break;				/* the stream is gone */
