@@ -31,8 +31,8 @@ PG_USER = "postgres"
 
 # name -> (quick, full) parameters
 PARAMS = {
-    "fill_rows_200": (1_000_000, 1_000_000),
-    "fill_rows_1k": (300_000, 300_000),
+    "fill_rows_200": (500_000, 1_000_000),
+    "fill_rows_1k": (150_000, 300_000),
     "drain_rows_200": (300_000, 1_000_000),
     "drain_rows_1k": (100_000, 300_000),
     "concurrent_rows": (500_000, 2_000_000),
@@ -409,7 +409,7 @@ class Bench:
     def wait_quiet(self):
         """Before a timed measurement: wait (up to a limit) until other users of
         the machine leave it alone for half a second."""
-        limit = 10 if self.mode == "quick" else 30
+        limit = 5 if self.mode == "quick" else 30
         deadline = time.monotonic() + limit
         while True:
             with Meter(self) as m:
