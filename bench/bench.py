@@ -110,6 +110,16 @@ def proc_cpu_s(pid):
         return None
 
 
+def proc_children_cpu_s(pid):
+    """cutime + cstime: CPU of the children a process has waited for, seconds."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return (int(rest[13]) + int(rest[14])) / CLK_TCK
+    except (OSError, IndexError):
+        return None
+
+
 def proc_minflt(pid):
     """Minor page faults of a process so far; None if gone."""
     try:
@@ -167,9 +177,13 @@ class Meter:
     def _ours(self):
         pids = self.bench.our_pids()
         cpu = {p: proc_cpu_s(p) for p in pids}
+        # backends that exit during the measurement (psql, pgbench, the polling
+        # client's) are counted through the postmaster's cutime/cstime
+        pm = self.bench.cluster.postmaster_pid()
+        reaped = (proc_children_cpu_s(pm) or 0.0) if pm else 0.0
         ru_self = resource.getrusage(resource.RUSAGE_SELF)
         ru_ch = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return cpu, ru_self.ru_utime + ru_self.ru_stime + ru_ch.ru_utime + ru_ch.ru_stime
+        return cpu, reaped + ru_self.ru_utime + ru_self.ru_stime + ru_ch.ru_utime + ru_ch.ru_stime
 
     def __enter__(self):
         self.cpu0, self.ru0 = self._ours()
@@ -185,6 +199,9 @@ class Meter:
         for p, c in cpu1.items():
             if c is not None:
                 ours += c - (self.cpu0.get(p) or 0.0)
+        for p, c in self.cpu0.items():
+            if c is not None and cpu1.get(p) is None:
+                ours -= c       # exited: its whole CPU is in the reaped figure
         ticks = t1 - self.t0
         self.busy = (b1 - self.b0) / ticks * os.cpu_count() if ticks else 0.0
         self.ours = ours / wall if wall > 0 else 0.0
@@ -397,6 +414,7 @@ class Bench:
         self.seq = 0
         self.conn = None
         self.busy_waits = 0
+        self.busy_streak = 0
 
     def our_pids(self):
         pids = [e.pid for e in self.emus.values() if e.proc]
@@ -410,14 +428,18 @@ class Bench:
         """Before a timed measurement: wait (up to a limit) until other users of
         the machine leave it alone for half a second."""
         limit = 5 if self.mode == "quick" else 30
+        if self.busy_streak >= 2:
+            limit = 1           # the machine stays busy: do not wait long each time
         deadline = time.monotonic() + limit
         while True:
             with Meter(self) as m:
                 time.sleep(0.5)
             if m.others < 0.15:
+                self.busy_streak = 0
                 return
             if time.monotonic() > deadline:
                 self.busy_waits += 1
+                self.busy_streak += 1
                 log("machine busy (%.2f cores used by others): measuring anyway" % m.others)
                 return
 
@@ -587,7 +609,7 @@ class Bench:
             "rows": n, "seconds": elapsed, "rate": n / elapsed, "workers_seen": len(pids),
             "worker_us_row": wcpu * 1e6 / n, "emu_us_row": emu_cpu * 1e6 / n,
             "worker_minflt_row": wflt / n,
-            "flush_cpu_s": f_cpu, "cores": cores(cpu),
+            "flush_cpu_s": f_cpu, "cores": cores(cpu), "others": cpu.others,
             "req_bytes_per_row": rbytes / records if records else None,
             "requests": st1["requests"] - st0["requests"],
             "reconnects": m.get("reconnects"), "failed": m.get("rows_failed"),
@@ -795,6 +817,7 @@ class Bench:
                          cores(cpu)])
             self.concurrent = getattr(self, "concurrent", {})
             self.concurrent[(fmt, workers)] = {"insert": n / t_ins, "e2e": n / elapsed, "depth": depth,
+                                               "others": cpu.others,
                                                "kept": depth <= max(20000, n // 100)}
             log("concurrent %s w%d: insert %.0f rows/s, end to end %.0f rows/s, depth %d"
                 % (fmt, workers, n / t_ins, n / elapsed, depth))
@@ -830,7 +853,8 @@ class Bench:
             self.settle()
             pids = self.worker_pids(stream)
             w0 = {p: proc_cpu_s(p) for p in pids}
-            res = self.cluster.pgbench(["-n", "-R", "100", "-T", str(secs), "-c", "1"], script)
+            with Meter(self) as cpu:
+                res = self.cluster.pgbench(["-n", "-R", "100", "-T", str(secs), "-c", "1"], script)
             self.one("SELECT zerobus.flush(%s, '5 min')", (stream,))
             wcpu = sum((proc_cpu_s(p) or 0) - (w0[p] or 0) for p in pids)
             m = self.metrics(stream)
@@ -846,14 +870,14 @@ class Bench:
                          fmt_f(m.get("commit_to_ack_p99_ms"), 2), fmt_f(m.get("ack_latency_p50_ms"), 2),
                          fmt_f(m.get("ack_latency_p99_ms"), 2), fmt_f(m.get("ack_latency_max_ms"), 2),
                          m.get("requests_acked"), fmt_f(wcpu * 1e6 / n if n else None, 2),
-                         lat, lag])
+                         lat, lag, cores(cpu)])
             self.latency = getattr(self, "latency", {})
-            self.latency[fmt] = m
+            self.latency[fmt] = dict(m, others=cpu.others)
             log("latency %s: commit->ack p50 %s p99 %s ms" % (
                 fmt, m.get("commit_to_ack_p50_ms"), m.get("commit_to_ack_p99_ms")))
         r.table(["format", "rows", "rows/s", "commit→ack p50 ms", "commit→ack p99 ms",
                  "ack p50 ms", "ack p99 ms", "ack max ms", "requests", "worker µs/row",
-                 "pgbench latency avg", "pgbench schedule lag"], rows)
+                 "pgbench latency avg", "pgbench schedule lag", "cores ours / others"], rows)
 
     def sc_polling(self):
         r = self.report
@@ -872,6 +896,7 @@ class Bench:
         out = self.poll_run(n, pad, "emu")
         prate = out["rate"]
         self.poll_ratio = ext["rate"] / prate
+        self.poll_ext, self.poll_cli = ext, out
         r.table(["mover", "rows", "s", "rows/s", "mover CPU µs/row (client + its backend)",
                  "emulator µs/row", "cores ours / others"], [
             ["zerobus_fdw, 1 worker", fmt_int(n), fmt_f(ext["seconds"], 2), fmt_int(ext["rate"]),
@@ -911,7 +936,7 @@ class Bench:
         return {"rate": out["rows_per_s"], "seconds": out["seconds"],
                 "client_us_row": out["cpu_s"] * 1e6 / n,
                 "backend_us_row": out["backend_cpu_s"] * 1e6 / n if out["backend_cpu_s"] is not None else None,
-                "emu_us_row": emu_cpu * 1e6 / n, "cores": cores(cpu)}
+                "emu_us_row": emu_cpu * 1e6 / n, "cores": cores(cpu), "others": cpu.others}
 
     def sc_acks150(self):
         r = self.report
@@ -1057,45 +1082,59 @@ class Bench:
         r = self.report
         r.add("## Targets (SPEC §12)")
         r.add()
+        r.add("`others`: cores used by other processes on the machine during the measurements "
+              "behind the figure (max); above ~0.2 the figure is disturbed.")
+        r.add()
         rows = []
         d = getattr(self, "drain_results", {})
-        best200 = max((v["rate"] for k, v in d.items() if k[0] == "200B" and k[1] == "proto"), default=None)
-        if best200 is not None:
-            rows.append(["≥ 200,000 rows/s, 200 B PROTO (best drain)", fmt_int(best200),
-                         "met" if best200 >= 200000 else "MISSED"])
+        p200 = {k: v for k, v in d.items() if k[0] == "200B" and k[1] == "proto"}
+        if p200:
+            k, best = max(p200.items(), key=lambda kv: kv[1]["rate"])
+            rows.append(["≥ 200,000 rows/s, 200 B PROTO (best drain)",
+                         "%s (%d workers)" % (fmt_int(best["rate"]), k[2]), fmt_f(best["others"], 2),
+                         "met" if best["rate"] >= 200000 else "MISSED"])
         if hasattr(self, "poll_ratio"):
-            rows.append(["≥ 10× the polling client", "%.1f×" % self.poll_ratio,
-                         "met" if self.poll_ratio >= 10 else "MISSED"])
+            rows.append(["≥ 10× the polling client", "%.1f× (%s vs %s rows/s)" % (
+                self.poll_ratio, fmt_int(self.poll_ext["rate"]), fmt_int(self.poll_cli["rate"])),
+                fmt_f(max(self.poll_ext["others"], self.poll_cli["others"]), 2),
+                "met" if self.poll_ratio >= 10 else "MISSED"])
+        if getattr(self, "acks150_poll", None) and getattr(self, "acks150", None):
+            best = max(v["rate"] for v in self.acks150.values())
+            ratio = best / self.acks150_poll["rate"]
+            rows.append(["≥ 10× the polling client, with 150 ms acks", "%.1f×" % ratio,
+                         fmt_f(max([self.acks150_poll["others"]] + [v["others"] for v in self.acks150.values()]), 2),
+                         "met" if ratio >= 10 else "MISSED"])
         lat = getattr(self, "latency", {}).get("proto")
         if lat and lat.get("commit_to_ack_p99_ms") is not None:
             p99 = lat["commit_to_ack_p99_ms"]
             rows.append(["commit→ack p99 ≤ 20 ms at 10,000 rows/s (PROTO)", "%.2f ms" % p99,
-                         "met" if p99 <= 20 else "MISSED"])
+                         fmt_f(lat["others"], 2), "met" if p99 <= 20 else "MISSED"])
         fr = getattr(self, "fill_rate", {}).get(("200B", "queue INSERT … SELECT"))
-        if fr and best200:
-            w1 = d.get(("200B", "proto", 1), {}).get("rate")
-            rows.append(["drain ≥ one session's INSERT … SELECT (%s rows/s)" % fmt_int(fr),
-                         "1 worker %s, best %s" % (fmt_int(w1), fmt_int(best200)),
-                         "met" if best200 >= fr else "MISSED"])
+        if fr and p200:
+            best = max(v["rate"] for v in p200.values())
+            rows.append(["drain ≥ one session's INSERT … SELECT (%s rows/s, stream stopped)" % fmt_int(fr),
+                         "best drain %s" % fmt_int(best), fmt_f(max(v["others"] for v in p200.values()), 2),
+                         "met" if best >= fr else "MISSED"])
         c = getattr(self, "concurrent", {})
-        if c:
-            rows.append(["keeps pace with one session inserting (concurrent, 10k-row transactions)",
-                         "; ".join("%s w%d: insert %s, end to end %s rows/s, queue %s at end of insert"
-                                   % (f, w, fmt_int(v["insert"]), fmt_int(v["e2e"]), fmt_int(v["depth"]))
-                                   for (f, w), v in c.items()),
-                         ", ".join("%s w%d %s" % (f, w, "yes" if v["kept"] else "NO") for (f, w), v in c.items())])
+        for (f, w), v in c.items():
+            rows.append(["keeps pace with one session inserting 10k-row transactions (%s, %d worker%s)"
+                         % (f, w, "s" if w > 1 else ""),
+                         "insert %s, end to end %s rows/s, %s rows queued at end of insert"
+                         % (fmt_int(v["insert"]), fmt_int(v["e2e"]), fmt_int(v["depth"])),
+                         fmt_f(v["others"], 2), "yes" if v["kept"] else "NO"])
         a = getattr(self, "acks150", {})
         if a:
             best = max(v["rate"] for v in a.values())
             rows.append(["150 ms acks: ≥ 100,000 rows/s with enough workers",
                          " / ".join("w%d %s" % (w, fmt_int(v["rate"])) for w, v in sorted(a.items())),
+                         fmt_f(max(v["others"] for v in a.values()), 2),
                          "met" if best >= 100000 else "MISSED"])
         if hasattr(self, "rss"):
             g = self.rss["growth"]
             rows.append(["worker memory flat", "RssAnon %s–%s kB, 2nd-half growth %s kB" % (
-                fmt_int(self.rss["anon_min"]), fmt_int(self.rss["anon_max"]), fmt_int(g)),
+                fmt_int(self.rss["anon_min"]), fmt_int(self.rss["anon_max"]), fmt_int(g)), "–",
                 "flat" if g is not None and g <= 1024 else "CHECK"])
-        r.table(["target", "measured", "verdict"], rows)
+        r.table(["target", "measured", "others", "verdict"], rows)
         if d:
             r.add("CPU per row, from the drains with 1 worker (µs of CPU ÷ rows delivered):")
             r.add()
