@@ -39,7 +39,7 @@ PARAMS = {
     "latency_s": (15, 30),
     "poll_rows": (200_000, 500_000),
     "acks150_rows": (300_000, 1_000_000),
-    "rss_s": (40, 600),
+    "rss_s": (30, 600),
     "rss_every_s": (5, 10),
 }
 ALL_SCENARIOS = ["verify", "fill", "drain", "concurrent", "latency", "polling", "acks150", "rss"]
@@ -1000,7 +1000,12 @@ class Bench:
         t0 = time.monotonic()
         th.start()
         sconn = self.cluster.connect()
+        palloc = []             # (s, bytes used by the worker's memory contexts)
+        dumped_early = False
         while th.is_alive():
+            if not dumped_early and time.monotonic() - t0 >= every:
+                palloc.append((time.monotonic() - t0, self.context_total(sconn, pid)))
+                dumped_early = True
             mem = proc_mem_kb(pid)
             acked = self.metrics_on(sconn, stream).get("rows_acked")
             samples.append((time.monotonic() - t0, mem.get("VmRSS"), mem.get("RssAnon"), acked))
@@ -1008,6 +1013,7 @@ class Bench:
         mem = proc_mem_kb(pid)
         samples.append((time.monotonic() - t0, mem.get("VmRSS"), mem.get("RssAnon"),
                         self.metrics_on(sconn, stream).get("rows_acked")))
+        palloc.append((time.monotonic() - t0, self.context_total(sconn, pid)))
         self.one("SELECT zerobus.flush(%s, '5 min')", (stream,))
         m = self.metrics(stream)
         still = pid in self.worker_pids(stream)
@@ -1024,6 +1030,11 @@ class Bench:
                 [[fmt_int(m.get("rows_acked")), len(samples), fmt_int(min(rss)), fmt_int(max(rss)),
                   fmt_int(min(anon)), fmt_int(max(anon)), fmt_int(growth), "yes" if still else "no",
                   fmt_f(m.get("commit_to_ack_p99_ms"), 2)]])
+        r.add("The worker's PostgreSQL memory contexts (`pg_log_backend_memory_contexts`, "
+              "\"Grand total … used\"): %s. RssAnon growth that palloc does not show is memory "
+              "allocated with malloc outside the contexts (libcurl, nghttp2, protobuf-c, glibc arenas)."
+              % ", ".join("%s bytes at %.0f s" % (fmt_int(b) if b is not None else "?", t) for t, b in palloc))
+        r.add()
         r.add("<details><summary>samples (s, VmRSS kB, RssAnon kB, rows acked)</summary>")
         r.add()
         r.add("```")
@@ -1033,6 +1044,27 @@ class Bench:
         r.add("</details>")
         r.add()
         self.rss = {"growth": growth, "anon_max": max(anon), "anon_min": min(anon)}
+
+    def context_total(self, conn, pid):
+        """Bytes used by a backend's memory contexts, from pg_log_backend_memory_contexts
+        (the server log's "Grand total" line for that pid)."""
+        with open(self.cluster.logfile, "rb") as f:
+            f.seek(0, 2)
+            start = f.tell()
+        self.one("SELECT pg_log_backend_memory_contexts(%s)", (pid,), conn=conn)
+        tag = ("[%d] " % pid).encode()
+        for _ in range(100):
+            time.sleep(0.05)
+            with open(self.cluster.logfile, "rb") as f:
+                f.seek(start)
+                for line in f:
+                    if tag in line and b"Grand total:" in line:
+                        # "Grand total: N bytes in B blocks; F free (C chunks); U used"
+                        try:
+                            return int(line.rsplit(b";", 1)[1].split()[0])
+                        except (IndexError, ValueError):
+                            return None
+        return None
 
     def metrics_on(self, conn, stream):
         with conn.cursor() as cur:
