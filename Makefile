@@ -55,8 +55,9 @@ $(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PARTS)
 # protoc-c's oneof initializers trip -Wmissing-braces; the code is generated, not ours.
 $(PROTO_GEN_C:.c=.o): override CFLAGS += -Wno-missing-braces
 
-# Every object may include a generated header.
-$(OBJS): $(PROTO_GEN_H)
+# PGXS does not track header dependencies: every object depends on every
+# header, generated ones included, so that a changed struct rebuilds all.
+$(OBJS): $(PROTO_GEN_H) $(wildcard $(srcdir)/src/*.h)
 
 .PHONY: deps regress tap emulator-test
 deps:

@@ -20,6 +20,8 @@ CREATE FUNCTION zerobus.metrics(
     OUT streams_opened bigint,
     OUT reconnects bigint,
     OUT rows_per_sec double precision,
+    OUT rows_generated bigint,
+    OUT generated_per_sec double precision,
     OUT ack_latency_min_ms double precision,
     OUT ack_latency_p50_ms double precision,
     OUT ack_latency_avg_ms double precision,
@@ -44,3 +46,72 @@ COMMENT ON VIEW zb_metrics IS
 REVOKE ALL ON FUNCTION zerobus.metrics() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION zerobus.metrics() TO pg_monitor;
 GRANT SELECT ON zb_metrics TO pg_monitor;
+
+CREATE FUNCTION zerobus.metrics_history(
+    OUT "time" timestamptz,
+    OUT stream text,
+    OUT database name,
+    OUT rows_per_sec double precision,
+    OUT generated_per_sec double precision,
+    OUT bytes_per_sec double precision,
+    OUT dead_letters_per_sec double precision,
+    OUT ack_latency_p50_ms double precision,
+    OUT ack_latency_p95_ms double precision,
+    OUT ack_latency_p99_ms double precision,
+    OUT commit_to_ack_p50_ms double precision,
+    OUT commit_to_ack_p99_ms double precision,
+    OUT queue_depth bigint,
+    OUT rows_in_flight bigint,
+    OUT errors integer,
+    OUT reconnects integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'zerobus_metrics_history'
+LANGUAGE C STRICT VOLATILE;
+
+-- Long and narrow, sorted by time: what Grafana's time-series format wants
+-- ($__timeFilter(time); the stream column becomes the series label).
+CREATE VIEW zb_metrics_history AS
+  SELECT * FROM zerobus.metrics_history() ORDER BY "time", stream;
+COMMENT ON VIEW zb_metrics_history IS
+  'Per-second samples of every stream (the last 17 minutes): rates, latency percentiles, queue depth';
+
+CREATE FUNCTION zerobus.reset_metrics(stream text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'zerobus_reset_metrics'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION zerobus.reset_metrics(text) IS
+  'Zero the counters, latency histograms and history of one stream of this database, or of all; returns how many';
+
+-- One line per stream for psql's \watch 1: the pipeline at a glance, with a
+-- throughput sparkline of the last 30 seconds.
+CREATE VIEW zb_dashboard AS
+  SELECT m.stream,
+         m.state,
+         round(m.generated_per_sec)::bigint AS "gen/s",
+         round(m.rows_per_sec)::bigint AS "acked/s",
+         (SELECT string_agg(substr('▁▂▃▄▅▆▇█',
+                  1 + least(7, floor(8 * h.rows_per_sec / nullif(mx.peak, 0)))::int, 1), ''
+                  ORDER BY h."time")
+            FROM (SELECT "time", rows_per_sec FROM zerobus.metrics_history() x
+                   WHERE x.stream = m.stream AND x.database = m.database
+                   ORDER BY "time" DESC LIMIT 30) h,
+                 (SELECT max(rows_per_sec) AS peak FROM zerobus.metrics_history() y
+                   WHERE y.stream = m.stream AND y.database = m.database
+                     AND y."time" > now() - interval '30 seconds') mx) AS "last 30 s",
+         m.rows_acked AS acked,
+         m.queue_depth AS queued,
+         m.rows_in_flight AS in_flight,
+         round(m.ack_latency_p50_ms::numeric, 1) AS "ack p50 ms",
+         round(m.ack_latency_p99_ms::numeric, 1) AS "ack p99 ms",
+         round(m.commit_to_ack_p99_ms::numeric, 1) AS "commit→ack p99 ms",
+         m.rows_dead_lettered AS dead,
+         m.reconnects,
+         left(m.last_error, 60) AS last_error
+    FROM zerobus.metrics() m
+   ORDER BY m.database, m.stream;
+COMMENT ON VIEW zb_dashboard IS 'The pipeline at a glance, for \watch 1';
+
+REVOKE ALL ON FUNCTION zerobus.metrics_history() FROM PUBLIC;
+REVOKE ALL ON FUNCTION zerobus.reset_metrics(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION zerobus.metrics_history() TO pg_monitor;
+GRANT SELECT ON zb_metrics_history, zb_dashboard TO pg_monitor;

@@ -17,7 +17,7 @@
 
 #include "shmem.h"
 
-#define METRICS_NCOLS 31
+#define METRICS_NCOLS 33
 
 static Datum
 ms_datum(double us)
@@ -32,7 +32,6 @@ zerobus_metrics(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	ZbShared   *sh = zb_shmem();
-	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -93,6 +92,8 @@ zerobus_metrics(PG_FUNCTION_ARGS)
 		values[c++] = Int64GetDatum(copy.c.streams_opened);
 		values[c++] = Int64GetDatum(copy.c.reconnects);
 		values[c++] = Float8GetDatum(copy.rate_ema);
+		values[c++] = Int64GetDatum(copy.c.rows_generated);
+		values[c++] = Float8GetDatum(copy.gen_rate_ema);
 		if (copy.ack_latency.count > 0)
 		{
 			values[c++] = ms_datum(copy.ack_latency.min_us);
@@ -130,8 +131,114 @@ zerobus_metrics(PG_FUNCTION_ARGS)
 		values[c] = TimestampTzGetDatum(copy.started_at);
 		nulls[c++] = copy.started_at == 0;
 		Assert(c == METRICS_NCOLS);
-		(void) now;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+#define HISTORY_NCOLS 16
+
+PG_FUNCTION_INFO_V1(zerobus_metrics_history);
+
+/* Every stream's per-second samples, oldest first. */
+Datum
+zerobus_metrics_history(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ZbShared   *sh = zb_shmem();
+	ZbSample   *samples = palloc(sizeof(ZbSample) * ZB_HISTORY_LEN);
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (i = 0; i < sh->max_streams; i++)
+	{
+		ZbStreamSlot *s = &sh->streams[i];
+		ZbHistory  *h = &sh->history[i];
+		char		name[ZB_NAMELEN];
+		Oid			dboid;
+		char	   *dbname;
+		int			n;
+		int			first;
+		int			k;
+
+		LWLockAcquire(sh->lock, LW_SHARED);
+		if (!s->in_use)
+		{
+			LWLockRelease(sh->lock);
+			continue;
+		}
+		strlcpy(name, s->name, sizeof(name));
+		dboid = s->dboid;
+		LWLockRelease(sh->lock);
+
+		LWLockAcquire(sh->history_lock, LW_SHARED);
+		n = h->count;
+		first = (h->next - n + ZB_HISTORY_LEN) % ZB_HISTORY_LEN;
+		for (k = 0; k < n; k++)
+			samples[k] = h->samples[(first + k) % ZB_HISTORY_LEN];
+		LWLockRelease(sh->history_lock);
+
+		dbname = get_database_name(dboid);
+		for (k = 0; k < n; k++)
+		{
+			ZbSample   *x = &samples[k];
+			Datum		values[HISTORY_NCOLS];
+			bool		nulls[HISTORY_NCOLS] = {0};
+			int			c = 0;
+
+			values[c++] = TimestampTzGetDatum(x->at);
+			values[c++] = CStringGetTextDatum(name);
+			values[c] = dbname ? DirectFunctionCall1(namein, CStringGetDatum(dbname)) : (Datum) 0;
+			nulls[c++] = dbname == NULL;
+			values[c++] = Float8GetDatum(x->rows_per_sec);
+			values[c++] = Float8GetDatum(x->generated_per_sec);
+			values[c++] = Float8GetDatum(x->bytes_per_sec);
+			values[c++] = Float8GetDatum(x->dead_per_sec);
+			values[c++] = Float8GetDatum(x->ack_p50_ms);
+			values[c++] = Float8GetDatum(x->ack_p95_ms);
+			values[c++] = Float8GetDatum(x->ack_p99_ms);
+			values[c++] = Float8GetDatum(x->e2e_p50_ms);
+			values[c++] = Float8GetDatum(x->e2e_p99_ms);
+			values[c++] = Int64GetDatum((int64) x->queue_depth);
+			values[c++] = Int64GetDatum((int64) x->in_flight);
+			values[c++] = Int32GetDatum((int32) x->errors);
+			values[c++] = Int32GetDatum((int32) x->reconnects);
+			Assert(c == HISTORY_NCOLS);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	}
+	pfree(samples);
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(zerobus_reset_metrics);
+
+/* Zero the counters and history of one stream of this database, or all of them. */
+Datum
+zerobus_reset_metrics(PG_FUNCTION_ARGS)
+{
+	ZbShared   *sh = zb_shmem();
+	char	   *only = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int			reset = 0;
+	int			i;
+
+	for (i = 0; i < sh->max_streams; i++)
+	{
+		ZbStreamSlot *s = &sh->streams[i];
+		bool		match;
+
+		LWLockAcquire(sh->lock, LW_SHARED);
+		match = s->in_use && s->dboid == MyDatabaseId && (only == NULL || strcmp(s->name, only) == 0);
+		LWLockRelease(sh->lock);
+		if (match)
+		{
+			zb_metrics_reset(s, &sh->history[i]);
+			reset++;
+		}
+	}
+	if (only && reset == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("no running stream \"%s\" in this database", only)));
+	PG_RETURN_INT32(reset);
 }

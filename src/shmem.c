@@ -28,8 +28,11 @@ ZbShared   *zb_shared = NULL;
 static Size
 zb_shmem_size(void)
 {
-	return add_size(offsetof(ZbShared, streams),
-					mul_size(sizeof(ZbStreamSlot), zb_max_streams));
+	Size		size = add_size(offsetof(ZbShared, streams),
+								mul_size(sizeof(ZbStreamSlot), zb_max_streams));
+
+	size = MAXALIGN(size);
+	return add_size(size, mul_size(sizeof(ZbHistory), zb_max_streams));
 }
 
 /* From shmem_request_hook (PG15+) or _PG_init (PG14). */
@@ -37,7 +40,7 @@ void
 zb_shmem_request(void)
 {
 	RequestAddinShmemSpace(zb_shmem_size());
-	RequestNamedLWLockTranche("zerobus_fdw", 1);
+	RequestNamedLWLockTranche("zerobus_fdw", 2);
 }
 
 void
@@ -51,10 +54,14 @@ zb_shmem_startup(void)
 	if (!found)
 	{
 		memset(zb_shared, 0, zb_shmem_size());
-		zb_shared->lock = &(GetNamedLWLockTranche("zerobus_fdw"))->lock;
+		zb_shared->lock = &(GetNamedLWLockTranche("zerobus_fdw"))[0].lock;
+		zb_shared->history_lock = &(GetNamedLWLockTranche("zerobus_fdw"))[1].lock;
 		zb_shared->launcher_procno = -1;
 		zb_shared->max_streams = zb_max_streams;
 		zb_shared->rescan_all = true;
+		zb_shared->history = (ZbHistory *)
+			((char *) zb_shared + MAXALIGN(offsetof(ZbShared, streams) +
+										   sizeof(ZbStreamSlot) * zb_max_streams));
 		for (i = 0; i < zb_max_streams; i++)
 		{
 			ZbStreamSlot *s = &zb_shared->streams[i];
@@ -226,6 +233,33 @@ zb_metrics_error(ZbStreamSlot *s, const char *message)
 	SpinLockRelease(&s->mutex);
 }
 
+/*
+ * Zero a stream's counters, histograms and history (its identity, state
+ * and configuration stay).  The caller holds no lock.
+ */
+void
+zb_metrics_reset(ZbStreamSlot *s, ZbHistory *h)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&s->mutex);
+	memset(&s->c.rows_sent, 0, offsetof(ZbCounters, inflight_rows));
+	s->c.rows_generated = 0;
+	memset(&s->ack_latency, 0, sizeof(s->ack_latency));
+	memset(&s->e2e_latency, 0, sizeof(s->e2e_latency));
+	s->rate_ema = s->gen_rate_ema = 0;
+	s->started_at = now;
+	s->last_ack_at = 0;
+	s->last_error_at = 0;
+	s->last_error[0] = '\0';
+	SpinLockRelease(&s->mutex);
+
+	LWLockAcquire(zb_shared->history_lock, LW_EXCLUSIVE);
+	h->next = 0;
+	h->count = 0;
+	LWLockRelease(zb_shared->history_lock);
+}
+
 const char *
 zb_state_name(int state)
 {
@@ -288,6 +322,34 @@ zb_hist_add(ZbHistogram *h, uint64 us)
 		h->max_us = us;
 	h->count++;
 	h->sum_us += us;
+}
+
+/* What was added to a histogram since an earlier copy of it. */
+void
+zb_hist_delta(const ZbHistogram *cur, const ZbHistogram *prev, ZbHistogram *out)
+{
+	int			b;
+	int			first = -1;
+	int			last = -1;
+
+	memset(out, 0, sizeof(ZbHistogram));
+	for (b = 0; b < ZB_HIST_BUCKETS; b++)
+	{
+		out->buckets[b] = cur->buckets[b] - prev->buckets[b];
+		if (out->buckets[b] > 0)
+		{
+			if (first < 0)
+				first = b;
+			last = b;
+		}
+	}
+	out->count = cur->count - prev->count;
+	out->sum_us = cur->sum_us - prev->sum_us;
+	if (first >= 0)
+	{
+		out->min_us = (uint64) hist_lower(first);
+		out->max_us = (uint64) hist_lower(last + 1);
+	}
 }
 
 /* The p-th percentile (0..1) in microseconds, interpolated within its bucket. */

@@ -19,6 +19,7 @@
 #define ZB_HIST_BUCKETS 128		/* 4 per power of two, in microseconds */
 #define ZB_ERRLEN 256
 #define ZB_MAX_RESCANS 64
+#define ZB_HISTORY_LEN 1024		/* per-second samples: 17 minutes */
 
 typedef enum ZbState
 {
@@ -79,6 +80,15 @@ typedef struct ZbStreamSlot
 	uint32		generation;		/* bumped on every configuration change */
 	ZbWorkerSlot workers[ZB_MAX_STREAM_WORKERS];
 
+	/* the built-in generator: configuration under ZbShared->lock */
+	bool		gen_enabled;
+	char		gen_profile[32];
+	double		gen_rate;		/* rows/s; changes apply without a restart */
+	int			gen_throttle;	/* 1-100, or 0 when set by rate */
+	uint32		gen_generation; /* bumped when the profile or on/off changes */
+	TimestampTz gen_started_at;
+	pid_t		gen_pid;
+
 	/* metrics: under mutex */
 	slock_t		mutex;
 	int			state;			/* ZbState, the latest any worker reported */
@@ -86,17 +96,45 @@ typedef struct ZbStreamSlot
 	ZbHistogram ack_latency;	/* request sent -> durable ack */
 	ZbHistogram e2e_latency;	/* row committed -> durable ack (track_commit_timestamp) */
 	double		rate_ema;		/* acked rows/s, exponential moving average */
-	TimestampTz rate_at;
-	uint64		rate_rows;		/* rows_acked at rate_at */
+	double		gen_rate_ema;	/* generated rows/s, the same way */
+	int64		queue_depth;	/* the statistics' estimate, from a worker */
 	TimestampTz started_at;
 	TimestampTz last_ack_at;
 	TimestampTz last_error_at;
 	char		last_error[ZB_ERRLEN];
 } ZbStreamSlot;
 
+/* One second of one stream, as the launcher sampled it. */
+typedef struct ZbSample
+{
+	TimestampTz at;				/* the end of the period it covers */
+	float4		rows_per_sec;	/* acknowledged */
+	float4		generated_per_sec;
+	float4		bytes_per_sec;
+	float4		ack_p50_ms;
+	float4		ack_p95_ms;
+	float4		ack_p99_ms;
+	float4		e2e_p50_ms;
+	float4		e2e_p99_ms;
+	float4		queue_depth;
+	float4		in_flight;
+	float4		dead_per_sec;
+	uint32		errors;			/* in that second */
+	uint32		reconnects;
+} ZbSample;
+
+typedef struct ZbHistory
+{
+	int			next;			/* where the next sample goes */
+	int			count;
+	ZbSample	samples[ZB_HISTORY_LEN];
+} ZbHistory;
+
 typedef struct ZbShared
 {
 	LWLock	   *lock;
+	LWLock	   *history_lock;	/* guards every ZbHistory */
+	ZbHistory  *history;		/* [max_streams], after the slots */
 	pid_t		launcher_pid;
 	int			launcher_procno;
 	/* databases whose streams must be re-read from their catalog */
@@ -125,6 +163,8 @@ extern void zb_metrics_state(ZbStreamSlot *s, ZbState state);
 extern void zb_metrics_error(ZbStreamSlot *s, const char *message);
 extern void zb_hist_add(ZbHistogram *h, uint64 us);
 extern double zb_hist_percentile(const ZbHistogram *h, double p);
+extern void zb_hist_delta(const ZbHistogram *cur, const ZbHistogram *prev, ZbHistogram *out);
 extern const char *zb_state_name(int state);
+extern void zb_metrics_reset(ZbStreamSlot *s, ZbHistory *h);
 
 #endif							/* ZB_SHMEM_H */

@@ -53,6 +53,7 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
@@ -73,6 +74,7 @@
 #include "zerobus.h"
 
 int			zb_poll_interval_ms = 1000;
+bool		zb_collect_metrics = true;
 
 #define CHUNK_BLOCKS 64			/* the unit of the queue split among workers */
 #define MAX_SPAN_CHUNKS 64		/* one claim covers at most this many chunks */
@@ -88,13 +90,6 @@ int			zb_poll_interval_ms = 1000;
 #define MY_PROCNO() (MyProc->pgprocno)
 #endif
 
-/* What a stream worker is told at start, in bgw_extra. */
-typedef struct WorkerExtra
-{
-	uint32		generation;
-	Oid			dboid;
-	char		name[ZB_NAMELEN];
-} WorkerExtra;
 
 /* ======================================================================
  * Launcher
@@ -112,6 +107,7 @@ typedef struct LauncherWorker
 } LauncherWorker;
 
 static LauncherWorker *launcher_workers;	/* [max_streams][ZB_MAX_STREAM_WORKERS] */
+static LauncherWorker *launcher_generators; /* [max_streams] */
 
 #define LW(slot, w) (&launcher_workers[(slot) * ZB_MAX_STREAM_WORKERS + (w)])
 
@@ -226,11 +222,99 @@ launcher_backoff_ms(int failures)
 	return Min(ms, WORKER_RESTART_MAX_MS);
 }
 
-/* Keep the wanted stream workers running, and only those. */
+/*
+ * Keep one background worker in the wanted state: start it if wanted (after
+ * its restart backoff), ask it to leave if not wanted or outdated (then
+ * terminate it after a grace period), and notice when it exits.
+ * 'generation' identifies the configuration it must run with.
+ */
+static void
+launcher_keep(LauncherWorker *lw, bool wanted, uint32 generation, int slot,
+			  const char *function, const char *name, const char *type,
+			  int32 main_arg, const WorkerExtra *extra, long *next_ms)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	pid_t		pid;
+
+	if (lw->handle)
+	{
+		if (GetBackgroundWorkerPid(lw->handle, &pid) == BGWH_STOPPED)
+		{
+			pfree(lw->handle);
+			lw->handle = NULL;
+			if (wanted && lw->generation == generation && lw->stop_requested_at == 0)
+			{
+				/* it exited on its own: restart, backing off if it keeps dying */
+				if (now - lw->started_at < 10 * USECS_PER_SEC)
+					lw->failures++;
+				else
+					lw->failures = 0;
+				lw->next_start = TimestampTzPlusMilliseconds(now, launcher_backoff_ms(lw->failures));
+			}
+			else
+			{
+				lw->failures = 0;
+				lw->next_start = 0;
+			}
+			lw->stop_requested_at = 0;
+		}
+		else if (!wanted || lw->generation != generation)
+		{
+			/* ask it to leave at a batch boundary; insist after a grace period */
+			if (lw->stop_requested_at == 0)
+			{
+				lw->stop_requested_at = now;
+				zb_wake_stream(slot);
+			}
+			else if (now - lw->stop_requested_at > STOP_GRACE_MS * 1000L)
+				TerminateBackgroundWorker(lw->handle);
+		}
+	}
+
+	if (lw->handle == NULL && wanted)
+	{
+		BackgroundWorker bgw;
+
+		if (lw->next_start > now)
+		{
+			*next_ms = Min(*next_ms, (long) ((lw->next_start - now) / 1000) + 1);
+			return;
+		}
+		memset(&bgw, 0, sizeof(bgw));
+		strlcpy(bgw.bgw_function_name, function, BGW_MAXLEN);
+		strlcpy(bgw.bgw_name, name, BGW_MAXLEN);
+		strlcpy(bgw.bgw_type, type, BGW_MAXLEN);
+		bgw.bgw_main_arg = Int32GetDatum(main_arg);
+		memcpy(bgw.bgw_extra, extra, sizeof(*extra));
+		if (launcher_start(&bgw, &lw->handle))
+		{
+			lw->generation = generation;
+			lw->started_at = now;
+			lw->stop_requested_at = 0;
+			lw->warned = false;
+		}
+		else
+		{
+			lw->handle = NULL;
+			lw->next_start = TimestampTzPlusMilliseconds(now, 1000);
+			if (!lw->warned)
+			{
+				ereport(WARNING,
+						(errmsg("zerobus_fdw could not start %s: no background worker slot is free", name),
+						 errhint("Raise max_worker_processes (now %d): the launcher, each stream worker and each generator need one.",
+								 max_worker_processes)));
+				zb_metrics_error(&zb_shared->streams[slot],
+								 "no background worker slot is free: raise max_worker_processes");
+				lw->warned = true;
+			}
+		}
+	}
+}
+
+/* Keep the wanted stream and generator workers running, and only those. */
 static long
 launcher_reconcile(void)
 {
-	TimestampTz now = GetCurrentTimestamp();
 	long		next_ms = 1000;
 	int			i;
 
@@ -239,111 +323,63 @@ launcher_reconcile(void)
 		ZbStreamSlot *s = &zb_shared->streams[i];
 		bool		in_use;
 		bool		enabled;
+		bool		gen_enabled;
 		int			nworkers;
-		uint32		generation;
-		Oid			dboid;
-		char		name[ZB_NAMELEN];
+		WorkerExtra extra;
 		int			w;
 
+		memset(&extra, 0, sizeof(extra));
 		LWLockAcquire(zb_shared->lock, LW_SHARED);
 		in_use = s->in_use;
 		enabled = s->enabled;
+		gen_enabled = s->gen_enabled;
 		nworkers = s->nworkers;
-		generation = s->generation;
-		dboid = s->dboid;
-		strlcpy(name, s->name, sizeof(name));
+		extra.generation = s->generation;
+		extra.gen_generation = s->gen_generation;
+		extra.dboid = s->dboid;
+		strlcpy(extra.name, s->name, sizeof(extra.name));
 		LWLockRelease(zb_shared->lock);
 
 		for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
-		{
-			LauncherWorker *lw = LW(i, w);
-			bool		wanted = in_use && enabled && w < nworkers;
-			pid_t		pid;
-
-			if (lw->handle)
-			{
-				if (GetBackgroundWorkerPid(lw->handle, &pid) == BGWH_STOPPED)
-				{
-					pfree(lw->handle);
-					lw->handle = NULL;
-					if (wanted && lw->generation == generation && lw->stop_requested_at == 0)
-					{
-						/* it exited on its own: restart, backing off if it keeps dying */
-						if (now - lw->started_at < 10 * USECS_PER_SEC)
-							lw->failures++;
-						else
-							lw->failures = 0;
-						lw->next_start = TimestampTzPlusMilliseconds(now, launcher_backoff_ms(lw->failures));
-					}
-					else
-					{
-						lw->failures = 0;
-						lw->next_start = 0;
-					}
-					lw->stop_requested_at = 0;
-				}
-				else if (!wanted || lw->generation != generation)
-				{
-					/* ask it to leave at a batch boundary; insist after a grace period */
-					if (lw->stop_requested_at == 0)
-					{
-						lw->stop_requested_at = now;
-						zb_wake_stream(i);
-					}
-					else if (now - lw->stop_requested_at > STOP_GRACE_MS * 1000L)
-						TerminateBackgroundWorker(lw->handle);
-				}
-			}
-
-			if (lw->handle == NULL && wanted)
-			{
-				BackgroundWorker bgw;
-				WorkerExtra extra;
-
-				if (lw->next_start > now)
-				{
-					next_ms = Min(next_ms, (long) ((lw->next_start - now) / 1000) + 1);
-					continue;
-				}
-				memset(&bgw, 0, sizeof(bgw));
-				strlcpy(bgw.bgw_function_name, "zerobus_stream_main", BGW_MAXLEN);
-				snprintf(bgw.bgw_name, BGW_MAXLEN, "zerobus_fdw stream %s worker %d", name, w);
-				strlcpy(bgw.bgw_type, "zerobus_fdw stream", BGW_MAXLEN);
-				bgw.bgw_main_arg = Int32GetDatum(i * ZB_MAX_STREAM_WORKERS + w);
-				memset(&extra, 0, sizeof(extra));
-				extra.generation = generation;
-				extra.dboid = dboid;
-				strlcpy(extra.name, name, sizeof(extra.name));
-				memcpy(bgw.bgw_extra, &extra, sizeof(extra));
-				if (launcher_start(&bgw, &lw->handle))
-				{
-					lw->generation = generation;
-					lw->started_at = now;
-					lw->stop_requested_at = 0;
-					lw->warned = false;
-				}
-				else
-				{
-					lw->handle = NULL;
-					lw->next_start = TimestampTzPlusMilliseconds(now, 1000);
-					if (!lw->warned)
-					{
-						ereport(WARNING,
-								(errmsg("zerobus_fdw could not start worker %d of stream \"%s\": no background worker slot is free",
-										w, name),
-								 errhint("Raise max_worker_processes (now %d): the launcher, each stream worker and each generator need one.",
-										 max_worker_processes)));
-						zb_metrics_error(s, "no background worker slot is free: raise max_worker_processes");
-						lw->warned = true;
-					}
-				}
-			}
-		}
+			launcher_keep(LW(i, w), in_use && enabled && w < nworkers, extra.generation, i,
+						  "zerobus_stream_main",
+						  psprintf("zerobus_fdw stream %s worker %d", extra.name, w),
+						  "zerobus_fdw stream", i * ZB_MAX_STREAM_WORKERS + w, &extra, &next_ms);
+		launcher_keep(&launcher_generators[i], in_use && enabled && gen_enabled,
+					  extra.generation ^ (extra.gen_generation << 16), i,
+					  "zerobus_generator_main",
+					  psprintf("zerobus_fdw generator %s", extra.name),
+					  "zerobus_fdw generator", i, &extra, &next_ms);
 	}
 	return next_ms;
 }
 
-/* Once a second: the acked-rows rate of each stream, as a moving average. */
+/* What the launcher saw of a stream at its previous sample. */
+typedef struct SamplePrev
+{
+	bool		valid;
+	Oid			dboid;
+	char		name[ZB_NAMELEN];
+	TimestampTz started_at;		/* changes when the metrics are reset */
+	TimestampTz at;
+	ZbCounters	c;
+	ZbHistogram ack;
+	ZbHistogram e2e;
+} SamplePrev;
+
+static SamplePrev *launcher_prev;	/* [max_streams] */
+
+static float4
+sample_ms(const ZbHistogram *h, double p)
+{
+	return h->count ? (float4) (zb_hist_percentile(h, p) / 1000.0) : 0;
+}
+
+/*
+ * About once a second: each stream's rates as moving averages, and a sample
+ * of the last period (rates, latency percentiles of the acknowledgements in
+ * it, queue depth, errors) into its history ring.
+ */
 static void
 launcher_sample(void)
 {
@@ -353,23 +389,82 @@ launcher_sample(void)
 	for (i = 0; i < zb_shared->max_streams; i++)
 	{
 		ZbStreamSlot *s = &zb_shared->streams[i];
+		SamplePrev *prev = &launcher_prev[i];
+		SamplePrev	cur;
+		bool		in_use;
+		int64		depth;
+
+		LWLockAcquire(zb_shared->lock, LW_SHARED);
+		in_use = s->in_use;
+		cur.dboid = s->dboid;
+		strlcpy(cur.name, s->name, sizeof(cur.name));
+		LWLockRelease(zb_shared->lock);
+		if (!in_use)
+		{
+			prev->valid = false;
+			continue;
+		}
 
 		SpinLockAcquire(&s->mutex);
-		if (s->rate_at == 0)
+		cur.c = s->c;
+		cur.ack = s->ack_latency;
+		cur.e2e = s->e2e_latency;
+		cur.started_at = s->started_at;
+		depth = s->queue_depth;
+		if (prev->valid && prev->started_at == cur.started_at && now > prev->at)
 		{
-			s->rate_at = now;
-			s->rate_rows = s->c.rows_acked;
-		}
-		else if (now - s->rate_at >= USECS_PER_SEC)
-		{
-			double		secs = (now - s->rate_at) / (double) USECS_PER_SEC;
-			double		inst = (s->c.rows_acked - s->rate_rows) / secs;
+			double		secs = (now - prev->at) / (double) USECS_PER_SEC;
 
-			s->rate_ema = 0.3 * inst + 0.7 * s->rate_ema;
-			s->rate_at = now;
-			s->rate_rows = s->c.rows_acked;
+			s->rate_ema = 0.3 * ((cur.c.rows_acked - prev->c.rows_acked) / secs) + 0.7 * s->rate_ema;
+			s->gen_rate_ema = 0.3 * ((cur.c.rows_generated - prev->c.rows_generated) / secs) +
+				0.7 * s->gen_rate_ema;
 		}
 		SpinLockRelease(&s->mutex);
+		cur.at = now;
+		cur.valid = true;
+
+		if (prev->valid && prev->dboid == cur.dboid && strcmp(prev->name, cur.name) == 0 &&
+			prev->started_at == cur.started_at && now > prev->at)
+		{
+			double		secs = (now - prev->at) / (double) USECS_PER_SEC;
+			ZbHistory  *h = &zb_shared->history[i];
+			ZbHistogram ack;
+			ZbHistogram e2e;
+			ZbSample	x;
+
+			zb_hist_delta(&cur.ack, &prev->ack, &ack);
+			zb_hist_delta(&cur.e2e, &prev->e2e, &e2e);
+			memset(&x, 0, sizeof(x));
+			x.at = now;
+			x.rows_per_sec = (cur.c.rows_acked - prev->c.rows_acked) / secs;
+			x.generated_per_sec = (cur.c.rows_generated - prev->c.rows_generated) / secs;
+			x.bytes_per_sec = (cur.c.bytes_acked - prev->c.bytes_acked) / secs;
+			x.dead_per_sec = (cur.c.rows_dead - prev->c.rows_dead) / secs;
+			x.ack_p50_ms = sample_ms(&ack, 0.50);
+			x.ack_p95_ms = sample_ms(&ack, 0.95);
+			x.ack_p99_ms = sample_ms(&ack, 0.99);
+			x.e2e_p50_ms = sample_ms(&e2e, 0.50);
+			x.e2e_p99_ms = sample_ms(&e2e, 0.99);
+			x.queue_depth = depth;
+			x.in_flight = Max(cur.c.inflight_rows, 0);
+			x.errors = cur.c.errors - prev->c.errors;
+			x.reconnects = cur.c.reconnects - prev->c.reconnects;
+
+			LWLockAcquire(zb_shared->history_lock, LW_EXCLUSIVE);
+			h->samples[h->next] = x;
+			h->next = (h->next + 1) % ZB_HISTORY_LEN;
+			h->count = Min(h->count + 1, ZB_HISTORY_LEN);
+			LWLockRelease(zb_shared->history_lock);
+		}
+		else if (!prev->valid || prev->dboid != cur.dboid || strcmp(prev->name, cur.name) != 0)
+		{
+			/* a new stream in this slot: its history starts now */
+			LWLockAcquire(zb_shared->history_lock, LW_EXCLUSIVE);
+			zb_shared->history[i].next = 0;
+			zb_shared->history[i].count = 0;
+			LWLockRelease(zb_shared->history_lock);
+		}
+		*prev = cur;
 	}
 }
 
@@ -387,6 +482,10 @@ zerobus_launcher_main(Datum arg)
 	launcher_workers = MemoryContextAllocZero(TopMemoryContext,
 											  sizeof(LauncherWorker) * zb_shared->max_streams *
 											  ZB_MAX_STREAM_WORKERS);
+	launcher_generators = MemoryContextAllocZero(TopMemoryContext,
+												 sizeof(LauncherWorker) * zb_shared->max_streams);
+	launcher_prev = MemoryContextAllocZero(TopMemoryContext,
+										   sizeof(SamplePrev) * zb_shared->max_streams);
 	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
 	zb_shared->launcher_pid = MyProcPid;
 	zb_shared->launcher_procno = MY_PROCNO();
@@ -446,6 +545,11 @@ typedef struct ScanRow
 	Oid			owner;
 	int			workers;
 	bool		enabled;
+	bool		gen_enabled;
+	char		gen_profile[32];
+	double		gen_rate;
+	int			gen_throttle;
+	TimestampTz gen_started_at;
 } ScanRow;
 
 PGDLLEXPORT void
@@ -466,7 +570,10 @@ zerobus_scan_main(Datum arg)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (OidIsValid(get_extension_oid("zerobus_fdw", true)))
 	{
-		if (SPI_execute("SELECT name, queue::oid, owner::oid, workers, enabled FROM zerobus.streams",
+		if (SPI_execute("SELECT s.name, s.queue::oid, s.owner::oid, s.workers, s.enabled,"
+						" coalesce(g.enabled, false), coalesce(g.profile, ''),"
+						" coalesce(g.rate, 0), coalesce(g.throttle, 0), g.started_at"
+						" FROM zerobus.streams s LEFT JOIN zerobus.generators g ON g.stream = s.name",
 						true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read zerobus.streams");
 		nrows = (int) SPI_processed;
@@ -482,6 +589,13 @@ zerobus_scan_main(Datum arg)
 			rows[i].owner = DatumGetObjectId(SPI_getbinval(t, td, 3, &isnull));
 			rows[i].workers = DatumGetInt32(SPI_getbinval(t, td, 4, &isnull));
 			rows[i].enabled = DatumGetBool(SPI_getbinval(t, td, 5, &isnull));
+			rows[i].gen_enabled = DatumGetBool(SPI_getbinval(t, td, 6, &isnull));
+			strlcpy(rows[i].gen_profile, SPI_getvalue(t, td, 7), sizeof(rows[i].gen_profile));
+			rows[i].gen_rate = DatumGetFloat8(SPI_getbinval(t, td, 8, &isnull));
+			rows[i].gen_throttle = DatumGetInt32(SPI_getbinval(t, td, 9, &isnull));
+			rows[i].gen_started_at = DatumGetTimestampTz(SPI_getbinval(t, td, 10, &isnull));
+			if (isnull)
+				rows[i].gen_started_at = 0;
 		}
 	}
 	PopActiveSnapshot();
@@ -535,7 +649,8 @@ zerobus_scan_main(Datum arg)
 			memset(&s->ack_latency, 0, sizeof(s->ack_latency));
 			memset(&s->e2e_latency, 0, sizeof(s->e2e_latency));
 			s->rate_ema = 0;
-			s->rate_at = 0;
+			s->gen_rate_ema = 0;
+			s->queue_depth = 0;
 			s->state = ZB_STATE_STOPPED;
 			s->started_at = GetCurrentTimestamp();
 			s->last_ack_at = 0;
@@ -552,6 +667,14 @@ zerobus_scan_main(Datum arg)
 		s->owner = rows[i].owner;
 		s->nworkers = rows[i].workers;
 		s->enabled = rows[i].enabled;
+		if (s->gen_enabled != rows[i].gen_enabled ||
+			strcmp(s->gen_profile, rows[i].gen_profile) != 0)
+			s->gen_generation++;
+		s->gen_enabled = rows[i].gen_enabled;
+		strlcpy(s->gen_profile, rows[i].gen_profile, sizeof(s->gen_profile));
+		s->gen_rate = rows[i].gen_rate;
+		s->gen_throttle = rows[i].gen_throttle;
+		s->gen_started_at = rows[i].gen_started_at;
 		if (!s->enabled)
 			zb_metrics_state(s, ZB_STATE_STOPPED);
 	}
@@ -637,6 +760,7 @@ typedef struct Worker
 	BlockNumber cursor;
 	double		rows_per_block;
 	bool		woken;			/* a latch wake-up arrived since the pass began */
+	TimestampTz depth_at;		/* when the queue depth was last published */
 } Worker;
 
 static Worker W;
@@ -902,6 +1026,8 @@ worker_send(WorkerRequest *r)
 	}
 	pfree(recs);
 	r->sent_at = GetCurrentTimestamp();
+	if (!zb_collect_metrics)
+		return;
 	SpinLockAcquire(&W.s->mutex);
 	W.s->c.rows_sent += r->nrows;
 	W.s->c.bytes_sent += r->bytes;
@@ -986,7 +1112,7 @@ worker_receive(TupleTableSlot *slot, DestReceiver *self)
 	row->len = len;
 	row->tid = *tid;
 	row->committed_at = 0;
-	if (track_commit_timestamp && TransactionIdIsNormal(xmin))
+	if (zb_collect_metrics && track_commit_timestamp && TransactionIdIsNormal(xmin))
 	{
 		if (xmin != W.last_xmin)
 		{
@@ -1156,6 +1282,8 @@ worker_account_ack(WorkerRequest *r, TimestampTz now)
 	int			i;
 
 	r->acked = true;
+	if (!zb_collect_metrics)
+		return;
 	SpinLockAcquire(&W.s->mutex);
 	W.s->c.rows_acked += r->nrows;
 	W.s->c.bytes_acked += r->bytes;
@@ -1460,6 +1588,16 @@ worker_batch(void)
 
 	worker_fill(rel);
 	local_dead = W.ndead;
+	if (GetCurrentTimestamp() - W.depth_at >= USECS_PER_SEC)
+	{
+		int64		depth = DatumGetInt64(DirectFunctionCall1(pg_stat_get_live_tuples,
+															  ObjectIdGetDatum(W.row.queue)));
+
+		SpinLockAcquire(&W.s->mutex);
+		W.s->queue_depth = Max(depth - W.nrows - W.ndead, 0);
+		SpinLockRelease(&W.s->mutex);
+		W.depth_at = GetCurrentTimestamp();
+	}
 	if (W.nrows == 0 && W.ndead == 0)
 	{
 		table_close(rel, RowExclusiveLock);

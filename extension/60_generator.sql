@@ -1,0 +1,71 @@
+-- The built-in traffic generator: a background worker per running generator
+-- fills a stream's queue with realistic rows, paced to a rate.
+
+CREATE TABLE zerobus.generators (
+    stream     text PRIMARY KEY REFERENCES zerobus.streams (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    profile    text NOT NULL,
+    throttle   integer CHECK (throttle BETWEEN 1 AND 100),
+    rate       double precision NOT NULL CHECK (rate > 0),
+    enabled    boolean NOT NULL DEFAULT true,
+    started_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE zerobus.generators IS
+  'Generators: each fills one stream''s queue with rows of a profile at a rate';
+SELECT pg_catalog.pg_extension_config_dump('zerobus.generators', '');
+GRANT SELECT ON zerobus.generators TO PUBLIC;
+CREATE TRIGGER generators_changed
+  AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON zerobus.generators
+  FOR EACH STATEMENT EXECUTE FUNCTION zerobus.streams_changed();
+
+CREATE FUNCTION zerobus.generator_profiles(
+    OUT profile text, OUT description text, OUT queue_columns text, OUT delta_columns text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'zerobus_generator_profiles'
+LANGUAGE C STRICT IMMUTABLE;
+COMMENT ON FUNCTION zerobus.generator_profiles() IS
+  'The generator''s profiles, with the columns of their queue table and of the Delta table';
+
+CREATE FUNCTION zerobus.generator_create_queue(profile text, queue text)
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'zerobus_generator_create_queue'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION zerobus.generator_create_queue(text, text) IS
+  'Create a queue table with the columns of a generator profile';
+
+CREATE FUNCTION zerobus.generator_start(stream text, profile text DEFAULT NULL,
+                                        rate double precision DEFAULT NULL,
+                                        throttle integer DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'zerobus_generator_start'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION zerobus.generator_start(text, text, double precision, integer) IS
+  'Start filling a stream''s queue with rows of a profile, at rate rows/s or at a throttle of 1-100';
+
+CREATE FUNCTION zerobus.generator_throttle(stream text, throttle integer)
+RETURNS double precision
+AS 'MODULE_PATHNAME', 'zerobus_generator_throttle'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION zerobus.generator_throttle(text, integer) IS
+  'Set a generator''s speed, 1-100: 10 x 10^(4 (throttle - 1) / 99) rows/s, from 10 to 100,000; returns that rate';
+
+CREATE FUNCTION zerobus.generator_stop(stream text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'zerobus_generator_stop'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION zerobus.generator_status(
+    OUT stream text, OUT profile text, OUT running boolean, OUT throttle integer,
+    OUT target_rate double precision, OUT actual_rate double precision,
+    OUT rows_generated bigint, OUT started_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'zerobus_generator_status'
+LANGUAGE C STRICT VOLATILE;
+
+REVOKE ALL ON FUNCTION
+    zerobus.generator_create_queue(text, text),
+    zerobus.generator_start(text, text, double precision, integer),
+    zerobus.generator_throttle(text, integer),
+    zerobus.generator_stop(text)
+  FROM PUBLIC;
+REVOKE ALL ON FUNCTION zerobus.generator_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION zerobus.generator_status() TO pg_monitor;
