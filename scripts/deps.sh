@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   postgresql-15 postgresql-server-dev-15 postgresql-contrib
   libcurl4-openssl-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler
-  python3-grpcio python3-protobuf python3-sqlglot
+  python3-grpcio python3-protobuf python3-sqlglot python3-psycopg2
   libipc-run-perl openssl curl make gcc rsync
 )
 
