@@ -36,6 +36,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -594,17 +595,29 @@ zerobus_stop_stream(PG_FUNCTION_ARGS)
 
 /*
  * Rows of the queue, as of now, that were committed before 'before' was
- * taken.  With stop_at_first, 0 or 1.
+ * taken, from block *from on.  With stop_at_first, 0 or 1, and *from is set
+ * to the block of the one found: such rows never move, so blocks before it
+ * need no second look.
  */
 static int64
-flush_count_pending(Oid queue, Snapshot before, bool stop_at_first)
+flush_count_pending(Oid queue, Snapshot before, bool stop_at_first, BlockNumber *from)
 {
 	Snapshot	now = RegisterSnapshot(GetLatestSnapshot());
 	Relation	rel = table_open(queue, AccessShareLock);
-	TableScanDesc scan = table_beginscan(rel, now, 0, NULL);
+	BlockNumber nblocks = RelationGetNumberOfBlocks(rel);
+	TableScanDesc scan;
 	HeapTuple	tup;
 	int64		pending = 0;
 
+	if (*from >= nblocks)
+	{
+		table_close(rel, AccessShareLock);
+		UnregisterSnapshot(now);
+		return 0;
+	}
+	/* no synchronized scan: it must start at *from */
+	scan = table_beginscan_strat(rel, now, 0, NULL, true, false);
+	heap_setscanlimits(scan, *from, nblocks - *from);
 	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
 		TransactionId xmin = HeapTupleHeaderGetXmin(tup->t_data);
@@ -617,7 +630,10 @@ flush_count_pending(Oid queue, Snapshot before, bool stop_at_first)
 		{
 			pending++;
 			if (stop_at_first)
+			{
+				*from = ItemPointerGetBlockNumber(&tup->t_self);
 				break;
+			}
 		}
 	}
 	table_endscan(scan);
@@ -638,6 +654,7 @@ zerobus_flush(PG_FUNCTION_ARGS)
 	Snapshot	before;
 	int64		initial;
 	TimestampTz deadline;
+	BlockNumber from = 0;
 
 	(void) zb_shmem();
 	if (!zb_stream_lookup(name, false, &row))
@@ -653,9 +670,9 @@ zerobus_flush(PG_FUNCTION_ARGS)
 				 errhint("SELECT zerobus.start_stream('%s');", name)));
 
 	before = RegisterSnapshot(GetTransactionSnapshot());
-	initial = flush_count_pending(row.queue, before, false);
+	initial = flush_count_pending(row.queue, before, false, &from);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
-	while (initial > 0 && flush_count_pending(row.queue, before, true) > 0)
+	while (initial > 0 && flush_count_pending(row.queue, before, true, &from) > 0)
 	{
 		long		left = (long) ((deadline - GetCurrentTimestamp()) / 1000);
 

@@ -78,6 +78,8 @@ bool		zb_collect_metrics = true;
 
 #define CHUNK_BLOCKS 64			/* the unit of the queue split among workers */
 #define MAX_SPAN_CHUNKS 64		/* one claim covers at most this many chunks */
+#define RESCAN_MS 100			/* a full pass at least this often */
+#define HOT_MS 1000				/* a chunk that held rows is visited this long */
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 30000
 #define BACKOFF_FATAL_MS 60000	/* between attempts after a non-retryable error */
@@ -739,7 +741,8 @@ typedef struct Worker
 	TimestampTz retry_at;
 
 	/* the current batch (one transaction) */
-	MemoryContext batch_cxt;
+	MemoryContext batch_cxt;	/* reset after every batch */
+	MemoryContext keep_cxt;		/* the batch's big arrays, kept across batches */
 	ZbBuf		recbuf;
 	WorkerRow  *rows;
 	int			nrows;
@@ -759,6 +762,10 @@ typedef struct Worker
 	BlockNumber cursor;
 	double		rows_per_block;
 	bool		woken;			/* a latch wake-up arrived since the pass began */
+	TimestampTz last_full_at;	/* of the last pass over the whole share */
+	BlockNumber known_chunks;	/* chunks of the table at that pass */
+	TimestampTz *hot_until;		/* per chunk: it held rows lately */
+	BlockNumber nhot;
 	TimestampTz depth_at;		/* when the queue depth was last published */
 } Worker;
 
@@ -876,6 +883,12 @@ worker_load(void)
 	}
 	MemoryContextReset(W.cfg_cxt);
 	W.loaded = false;
+	/* the queue may be another table now: look at all of it first */
+	W.known_chunks = 0;
+	W.last_full_at = 0;
+	W.cursor = 0;
+	if (W.hot_until)
+		memset(W.hot_until, 0, sizeof(TimestampTz) * W.nhot);
 
 	StartTransactionCommand();
 	SPI_connect();
@@ -1063,10 +1076,10 @@ worker_add_dead(ItemPointer tid, const char *error)
 	{
 		W.maxdead = Max(16, W.maxdead * 2);
 		W.dead = W.dead ? repalloc(W.dead, sizeof(DeadRow) * W.maxdead)
-			: palloc(sizeof(DeadRow) * W.maxdead);
+			: MemoryContextAlloc(W.batch_cxt, sizeof(DeadRow) * W.maxdead);
 	}
 	W.dead[W.ndead].tid = *tid;
-	W.dead[W.ndead].error = pstrdup(error);
+	W.dead[W.ndead].error = MemoryContextStrdup(W.batch_cxt, error);
 	W.ndead++;
 }
 
@@ -1092,8 +1105,8 @@ worker_receive(TupleTableSlot *slot, DestReceiver *self)
 	xmin = DatumGetTransactionId(values[1]);
 
 	len = W.json
-		? zb_record_encode_json(W.schema, values, isnull, W.batch_cxt, &W.recbuf, &error)
-		: zb_record_encode_proto(W.schema, values, isnull, W.batch_cxt, &W.recbuf, &error);
+		? zb_record_encode_json(W.schema, values, isnull, W.keep_cxt, &W.recbuf, &error)
+		: zb_record_encode_proto(W.schema, values, isnull, W.keep_cxt, &W.recbuf, &error);
 	if (len >= 0 && (size_t) len > ZB_MAX_REQUEST_BYTES - 1024)
 	{
 		error = psprintf("the row's record is %zd bytes, above the %d-byte ZeroBus request limit",
@@ -1112,7 +1125,7 @@ worker_receive(TupleTableSlot *slot, DestReceiver *self)
 	{
 		W.maxrows = Max(1024, W.maxrows * 2);
 		W.rows = W.rows ? repalloc_huge(W.rows, sizeof(WorkerRow) * W.maxrows)
-			: palloc(sizeof(WorkerRow) * W.maxrows);
+			: MemoryContextAlloc(W.keep_cxt, sizeof(WorkerRow) * W.maxrows);
 	}
 	row = &W.rows[W.nrows];
 	row->off = start;
@@ -1145,7 +1158,7 @@ worker_receive(TupleTableSlot *slot, DestReceiver *self)
 		{
 			W.maxreqs = Max(16, W.maxreqs * 2);
 			W.reqs = W.reqs ? repalloc(W.reqs, sizeof(WorkerRequest) * W.maxreqs)
-				: palloc(sizeof(WorkerRequest) * W.maxreqs);
+				: MemoryContextAlloc(W.keep_cxt, sizeof(WorkerRequest) * W.maxreqs);
 		}
 		r = &W.reqs[W.nreqs];
 		memset(r, 0, sizeof(*r));
@@ -1221,8 +1234,47 @@ worker_claim(BlockNumber from, BlockNumber to)
  * cursor, until max_inflight rows are claimed or the pass is complete.
  * Sends full requests as it goes, and drives the network between claims.
  */
+/* Did chunk c hold rows lately? */
 static bool
-worker_fill(Relation rel)
+worker_chunk_hot(BlockNumber c, TimestampTz now)
+{
+	return c < W.nhot && W.hot_until[c] > now;
+}
+
+static void
+worker_mark_hot(BlockNumber first, BlockNumber last, TimestampTz now)
+{
+	BlockNumber c;
+
+	if (last >= W.nhot)
+	{
+		BlockNumber n = Max(last + 1, W.nhot * 2);
+
+		W.hot_until = W.hot_until
+			? repalloc(W.hot_until, sizeof(TimestampTz) * n)
+			: MemoryContextAlloc(W.keep_cxt, sizeof(TimestampTz) * n);
+		memset(W.hot_until + W.nhot, 0, sizeof(TimestampTz) * (n - W.nhot));
+		W.nhot = n;
+	}
+	for (c = first; c <= last; c++)
+		W.hot_until[c] = TimestampTzPlusMilliseconds(now, HOT_MS);
+}
+
+/*
+ * One pass of claims over this worker's chunks of the queue, from the
+ * cursor, until max_inflight rows are claimed or the pass is over.  Sends
+ * full requests as it goes, and drives the network between claims.
+ *
+ * A full pass visits every chunk of the worker's share.  Otherwise only the
+ * chunks that held rows lately ("hot") and those past the end of the table
+ * at the last full pass are visited: appended rows land there, and the
+ * empty space before them is not read again and again.  Rows placed in
+ * reused space elsewhere are found by the next full pass (worker_batch()
+ * runs one at least every RESCAN_MS, and at once when a wake-up finds
+ * nothing).  Returns true when a full pass saw the whole share.
+ */
+static bool
+worker_fill(Relation rel, bool full)
 {
 	BlockNumber nblocks = RelationGetNumberOfBlocks(rel);
 	BlockNumber nchunks = (nblocks + CHUNK_BLOCKS - 1) / CHUNK_BLOCKS;
@@ -1231,9 +1283,10 @@ worker_fill(Relation rel)
 	BlockNumber visited = 0;
 	BlockNumber last_span = 1;
 	BlockNumber c;
+	TimestampTz now = GetCurrentTimestamp();
 
 	if (nchunks <= (BlockNumber) W.widx)
-		return true;
+		return full;
 	mine = (nchunks - W.widx + nworkers - 1) / nworkers;
 	c = W.cursor;
 	if (c >= nchunks || c % nworkers != (BlockNumber) W.widx)
@@ -1247,39 +1300,52 @@ worker_fill(Relation rel)
 		ZbError		err;
 		int			wake;
 
-		/*
-		 * A single worker claims consecutive chunks at once, sized to the
-		 * room left by the observed row density; the span at most doubles
-		 * from one claim to the next, so a sparse region cannot lead to a
-		 * huge claim in a dense one.
-		 */
-		if (nworkers == 1)
+		if (full || c >= W.known_chunks || worker_chunk_hot(c, now))
 		{
-			double		room = W.row.max_inflight - (W.nrows + W.ndead);
-			double		per_chunk = Max(W.rows_per_block, 1.0) * CHUNK_BLOCKS;
+			/*
+			 * In a full pass a single worker claims consecutive chunks at
+			 * once, sized to the room left by the observed row density; the
+			 * span at most doubles from one claim to the next, so a sparse
+			 * region cannot lead to a huge claim in a dense one.
+			 */
+			if (full && nworkers == 1)
+			{
+				double		room = W.row.max_inflight - (W.nrows + W.ndead);
+				double		per_chunk = Max(W.rows_per_block, 1.0) * CHUNK_BLOCKS;
 
-			span = (BlockNumber) Max(1.0, Min(room / per_chunk, (double) (nchunks - c)));
-			span = Min(span, Min(last_span * 2, MAX_SPAN_CHUNKS));
-			last_span = span;
+				span = (BlockNumber) Max(1.0, Min(room / per_chunk, (double) (nchunks - c)));
+				span = Min(span, Min(last_span * 2, MAX_SPAN_CHUNKS));
+				last_span = span;
+			}
+			to = Min((c + span) * CHUNK_BLOCKS, nblocks);
+			got = worker_claim(from, to);
+			W.rows_per_block = 0.8 * W.rows_per_block + 0.2 * ((double) got / (to - from));
+			if (got > 0)
+				worker_mark_hot(c, c + span - 1, now);
+
+			/* let requests already sealed go out, and acks come in */
+			if (W.stream && !zb_stream_poll(W.stream, 0, &wake, &err))
+			{
+				c += span * nworkers;
+				break;			/* the ack phase deals with it */
+			}
+			if (W.stream && (wake & ZB_WAKE_LATCH))
+				W.woken = true;
 		}
-		to = Min((c + span) * CHUNK_BLOCKS, nblocks);
-		got = worker_claim(from, to);
-		W.rows_per_block = 0.8 * W.rows_per_block + 0.2 * ((double) got / (to - from));
 		visited += span;
 		c += span * nworkers;
 		if (c >= nchunks && visited < mine && W.nrows + W.ndead < W.row.max_inflight)
 			c = W.widx;			/* wrap once to cover the chunks before the cursor */
-
-		/* let requests already sealed go out, and acks come in */
-		if (W.stream && !zb_stream_poll(W.stream, 0, &wake, &err))
-			break;				/* the ack phase deals with it */
-		if (W.stream && (wake & ZB_WAKE_LATCH))
-			W.woken = true;
 	}
 	W.cursor = c;
 	if (W.open_req >= 0)
 		worker_seal();
-	return visited >= mine;
+	if (full && visited >= mine)
+	{
+		W.known_chunks = nchunks;
+		return true;
+	}
+	return false;
 }
 
 /* ---------- waiting for acks ---------- */
@@ -1548,15 +1614,31 @@ worker_bury(Relation rel)
 	ExecDropSingleTupleTableSlot(slot);
 }
 
+/*
+ * Start a new batch.  The record buffer and the row and request arrays are
+ * kept (their pages stay mapped, nothing is copied to grow them again);
+ * only a buffer that an unusually large batch blew up is given back.
+ */
+#define KEEP_MAX_BYTES (64 * 1024 * 1024)
+
 static void
 worker_reset_batch(void)
 {
 	MemoryContextReset(W.batch_cxt);
-	memset(&W.recbuf, 0, sizeof(W.recbuf));
-	W.rows = NULL;
-	W.nrows = W.maxrows = 0;
-	W.reqs = NULL;
-	W.nreqs = W.maxreqs = 0;
+	if (W.recbuf.cap > KEEP_MAX_BYTES)
+	{
+		MemoryContextReset(W.keep_cxt);
+		memset(&W.recbuf, 0, sizeof(W.recbuf));
+		W.rows = NULL;
+		W.maxrows = 0;
+		W.reqs = NULL;
+		W.maxreqs = 0;
+		W.hot_until = NULL;
+		W.nhot = 0;
+	}
+	W.recbuf.len = W.recbuf.off = 0;
+	W.nrows = 0;
+	W.nreqs = 0;
 	W.open_req = -1;
 	W.dead = NULL;
 	W.ndead = W.maxdead = 0;
@@ -1573,6 +1655,7 @@ worker_batch(void)
 	Relation	rel;
 	int			settled;
 	int			local_dead;
+	bool		full;
 	bool		complete;
 
 	worker_reset_batch();
@@ -1595,7 +1678,16 @@ worker_batch(void)
 		return 1;
 	}
 
-	complete = worker_fill(rel);
+	/* a full pass now and then, and when a wake-up's rows are not where we looked */
+	full = GetCurrentTimestamp() - W.last_full_at >= RESCAN_MS * 1000L;
+	complete = worker_fill(rel, full);
+	if (!full && W.nrows == 0 && W.ndead == 0)
+	{
+		full = true;
+		complete = worker_fill(rel, true);
+	}
+	if (complete)
+		W.last_full_at = GetCurrentTimestamp();
 	local_dead = W.ndead;
 
 	/*
@@ -1737,6 +1829,8 @@ zerobus_stream_main(Datum arg)
 										 ALLOCSET_DEFAULT_SIZES);
 	W.batch_cxt = AllocSetContextCreate(TopMemoryContext, "zerobus worker batch",
 										ALLOCSET_DEFAULT_SIZES);
+	W.keep_cxt = AllocSetContextCreate(TopMemoryContext, "zerobus worker buffers",
+									   ALLOCSET_DEFAULT_SIZES);
 	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, worker_options_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(USERMAPPINGOID, worker_options_changed, (Datum) 0);
 
