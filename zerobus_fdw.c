@@ -140,6 +140,11 @@ _PG_init(void)
 							"Commits that insert into a queue wake its workers at once; this is the fallback.",
 							&zb_poll_interval_ms, 1000, 10, 60000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomBoolVariable("zerobus.metrics",
+							 "Collect stream metrics (counters, latency histograms, commit timestamps).",
+							 "Off only to measure what collecting them costs; zb_metrics then shows zeros.",
+							 &zb_collect_metrics, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("zerobus");
 #else

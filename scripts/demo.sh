@@ -7,8 +7,8 @@
 #
 # It installs what is missing, builds the extension, starts the emulator
 # and a PostgreSQL server with zerobus_fdw preloaded, checks the connection,
-# creates a transactions queue and its stream, inserts traffic, and shows
-# the live metrics and what arrived in the emulator's Delta table.
+# creates a transactions queue and its stream, runs the built-in generator,
+# and shows the live metrics and what arrived in the emulator's Delta table.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -29,7 +29,6 @@ cleanup() {
   if [ $KEEP -eq 0 ]; then
     as_user "$PG_BIN/pg_ctl" -D "$DEMO_DIR/data" -m fast stop >/dev/null 2>&1 || true
     [ -n "${EMU_PID:-}" ] && kill "$EMU_PID" 2>/dev/null || true
-    [ -n "${LOAD_PID:-}" ] && kill "$LOAD_PID" 2>/dev/null || true
   fi
 }
 trap cleanup EXIT
@@ -47,14 +46,6 @@ GRPCS="https://localhost:$(port grpcs)"
 HTTPS="https://localhost:$(port https)"
 HTTP="http://127.0.0.1:$(port http)"
 echo "ZeroBus endpoint $GRPCS, workspace $HTTPS (TLS, test CA $DEMO_DIR/tls/ca.crt)"
-curl -s -X POST "$HTTP/emulator/tables" -H 'Content-Type: application/json' -d '{
-  "name": "main.default.financial_transactions",
-  "columns": [
-    {"name": "txn_id", "type": "STRING", "nullable": false},
-    {"name": "sender", "type": "STRING"}, {"name": "receiver", "type": "STRING"},
-    {"name": "amount", "type": "DECIMAL(12,2)"}, {"name": "currency", "type": "STRING"},
-    {"name": "txn_type", "type": "STRING"}, {"name": "status", "type": "STRING"},
-    {"name": "risk_score", "type": "DOUBLE"}, {"name": "ts", "type": "TIMESTAMP"}]}' >/dev/null
 
 say "Starting PostgreSQL 15 with shared_preload_libraries = 'zerobus_fdw' (port $PORT)"
 if [ ! -d "$DEMO_DIR/data" ]; then
@@ -83,49 +74,48 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER lakehouse
 EOF
 psql_demo -x -c "SELECT * FROM zerobus.check_connection('lakehouse', 'main.default.financial_transactions')"
 
-say "A queue table and its stream: rows inserted here go to main.default.financial_transactions"
-psql_demo -q <<'EOF'
-CREATE TABLE tx_queue (txn_id text NOT NULL, sender text, receiver text, amount numeric(12,2),
-                       currency text, txn_type text, status text, risk_score double precision,
-                       ts timestamptz NOT NULL DEFAULT now());
+say "A queue table from the generator's transactions profile, and its stream"
+DELTA_COLUMNS=$(psql_demo -At -c "SELECT delta_columns FROM zerobus.generator_profiles() WHERE profile = 'transactions'")
+echo "Delta table main.default.financial_transactions ($DELTA_COLUMNS)"
+/usr/bin/python3 - "$HTTP" "$DELTA_COLUMNS" <<'PY'
+import json, re, sys, urllib.error, urllib.request
+name = "main.default.financial_transactions"
+try:  # a fresh table on every run
+    urllib.request.urlopen(urllib.request.Request(sys.argv[1] + "/emulator/tables/" + name,
+                                                  method="DELETE")).read()
+except urllib.error.HTTPError:
+    pass
+cols = []
+for part in re.split(r",(?![^(]*\))", sys.argv[2]):
+    m = re.match(r"\s*(\w+)\s+(\S+)(\s+NOT NULL)?", part)
+    cols.append({"name": m.group(1), "type": m.group(2), "nullable": not m.group(3)})
+req = urllib.request.Request(sys.argv[1] + "/emulator/tables", method="POST",
+                             data=json.dumps({"name": name, "columns": cols}).encode(),
+                             headers={"Content-Type": "application/json"})
+urllib.request.urlopen(req).read()
+PY
+psql_demo -q <<'SQL'
+SELECT zerobus.generator_create_queue('transactions', 'tx_queue');
 SELECT zerobus.create_stream('tx', queue => 'tx_queue', server => 'lakehouse',
                              target => 'main.default.financial_transactions');
-EOF
+SQL
 psql_demo -c "SELECT name, queue, target, record_format, workers, enabled FROM zerobus.streams"
 
-say "Traffic: an application inserting transactions (about 2,000 rows/s) for $SECONDS_TO_RUN s"
-psql_demo -q -v secs="$SECONDS_TO_RUN" >/dev/null 2>&1 <<'EOF' &
-SELECT set_config('demo.until', (clock_timestamp() + :'secs' * interval '1 second')::text, false);
-DO $$
-BEGIN
-  WHILE clock_timestamp() < current_setting('demo.until')::timestamptz LOOP
-    INSERT INTO tx_queue (txn_id, sender, receiver, amount, currency, txn_type, status, risk_score)
-    SELECT md5(random()::text), 'ACC' || (random() * 9999)::int, 'ACC' || (random() * 9999)::int,
-           round((1 + random() * 49999)::numeric, 2),
-           (ARRAY['USD','EUR','GBP','JPY','CHF'])[1 + (random() * 4)::int],
-           (ARRAY['transfer','payment','withdrawal','deposit'])[1 + (random() * 3)::int],
-           (ARRAY['completed','completed','completed','pending','failed'])[1 + (random() * 4)::int],
-           CASE WHEN random() < 0.05 THEN 0.8 + random() * 0.2 ELSE random() * 0.3 END
-      FROM generate_series(1, 200);
-    COMMIT;
-    PERFORM pg_sleep(0.1);
-  END LOOP;
-END $$;
-EOF
-LOAD_PID=$!
-
+say "The generator: throttle 45 (about 660 rows/s), then 70 (about 6,300 rows/s), for $SECONDS_TO_RUN s"
+psql_demo -c "SELECT zerobus.generator_start('tx', profile => 'transactions', throttle => 45)"
 end=$((SECONDS + SECONDS_TO_RUN))
+half=$((SECONDS + SECONDS_TO_RUN / 2))
+throttled=0
 while [ $SECONDS -lt $end ]; do
   sleep 2
-  psql_demo -c "SELECT stream, state, rows_acked, rows_in_flight, queue_depth,
-                       round(rows_per_sec) AS rows_per_sec,
-                       round(ack_latency_p50_ms::numeric, 1) AS ack_p50_ms,
-                       round(ack_latency_p99_ms::numeric, 1) AS ack_p99_ms,
-                       round(commit_to_ack_p99_ms::numeric, 1) AS commit_to_ack_p99_ms
-                  FROM zb_metrics"
+  if [ $throttled -eq 0 ] && [ $SECONDS -ge $half ]; then
+    psql_demo -At -c "SELECT 'throttle 70: ' || round(zerobus.generator_throttle('tx', 70)) || ' rows/s'"
+    throttled=1
+  fi
+  psql_demo -c "SELECT * FROM zb_dashboard"
 done
-wait $LOAD_PID 2>/dev/null || true
-LOAD_PID=
+psql_demo -c "SELECT zerobus.generator_stop('tx')"
+psql_demo -c "SELECT stream, profile, round(target_rate) AS target_rate, round(actual_rate) AS actual_rate, rows_generated FROM zerobus.generator_status()"
 
 say "flush: wait until every committed row is durably acknowledged"
 psql_demo -c "SELECT zerobus.flush('tx') AS rows_waited_for, (SELECT count(*) FROM tx_queue) AS still_queued"

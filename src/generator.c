@@ -15,7 +15,7 @@
  *
  * Throttle 1-100 (the seed dashboards' speed slider) maps to
  *   rate = 10 × 10^(4 (throttle − 1) / 99) rows/s:
- * 1 → 10, 25 → 93, 50 → 955, 75 → 9,126, 100 → 100,000.
+ * 1 → 10, 25 → 93, 50 → 955, 75 → 9,770, 100 → 100,000.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -263,6 +263,10 @@ zerobus_generator_stop(PG_FUNCTION_ARGS)
 
 	(void) zb_shmem();
 	gen_require_stream(stream, &row);
+	if (gen_current_profile(stream) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("stream \"%s\" has no generator", stream)));
 	gen_write("UPDATE zerobus.generators SET enabled = false WHERE stream = $1",
 			  1, types, values, NULL);
 	PG_RETURN_VOID();

@@ -74,6 +74,7 @@
 #include "zerobus.h"
 
 int			zb_poll_interval_ms = 1000;
+bool		zb_collect_metrics = true;
 
 #define CHUNK_BLOCKS 64			/* the unit of the queue split among workers */
 #define MAX_SPAN_CHUNKS 64		/* one claim covers at most this many chunks */
@@ -1025,6 +1026,8 @@ worker_send(WorkerRequest *r)
 	}
 	pfree(recs);
 	r->sent_at = GetCurrentTimestamp();
+	if (!zb_collect_metrics)
+		return;
 	SpinLockAcquire(&W.s->mutex);
 	W.s->c.rows_sent += r->nrows;
 	W.s->c.bytes_sent += r->bytes;
@@ -1109,7 +1112,7 @@ worker_receive(TupleTableSlot *slot, DestReceiver *self)
 	row->len = len;
 	row->tid = *tid;
 	row->committed_at = 0;
-	if (track_commit_timestamp && TransactionIdIsNormal(xmin))
+	if (zb_collect_metrics && track_commit_timestamp && TransactionIdIsNormal(xmin))
 	{
 		if (xmin != W.last_xmin)
 		{
@@ -1279,6 +1282,8 @@ worker_account_ack(WorkerRequest *r, TimestampTz now)
 	int			i;
 
 	r->acked = true;
+	if (!zb_collect_metrics)
+		return;
 	SpinLockAcquire(&W.s->mutex);
 	W.s->c.rows_acked += r->nrows;
 	W.s->c.bytes_acked += r->bytes;

@@ -18,6 +18,7 @@ typedef struct WorkerExtra
 } WorkerExtra;
 
 extern int	zb_poll_interval_ms;
+extern bool zb_collect_metrics;
 
 extern void zb_register_launcher(void);
 
