@@ -1,11 +1,12 @@
 """Fault injection state, scriptable from tests through ``/emulator/faults``.
 
 Faults are kept as one JSON-like dict. Some stay until cleared (``ack_delay_ms``,
-``withhold_acks``, ``reject_record``, ``sql_delay_ms``, ``token_ttl_s``,
+``withhold_acks``, ``reject_record``, ``sql_delay_ms``, ``token_ttl_s``, ``link_ttl_s``,
 ``not_grpc`` given as ``true``); others are consumed: per stream
 (``close_signal``, ``end_stream``, ``drop_connection``), per TCP connection
 (``garbage``, ``not_grpc`` given as an object), per token request
-(``token_endpoint_fail``) or per SQL statement (``sql_fail``).
+(``token_endpoint_fail``) or per SQL statement (``sql_fail``) or per SQL API request (``sql_malformed``,
+``sql_http_fail``).
 """
 
 import copy
@@ -18,6 +19,8 @@ GRPC_STATUS_NAMES = {
     "UNAUTHENTICATED",
 }
 GARBAGE_KINDS = ("frames", "protobuf", "http")
+MALFORMED_KINDS = ("not_json", "truncated", "bad_row", "invalid_utf8", "mutate")
+MALFORMED_TARGETS = ("statement", "chunk")
 PROXY_FAULTS = ("drop_connection", "garbage", "not_grpc")
 
 
@@ -51,6 +54,18 @@ def _validate(key, value):
         return _int(value, key)
     if key == "token_ttl_s":
         return _int(value, key, 1)
+    if key == "link_ttl_s":
+        return _int(value, key, 0)
+    if key == "sql_malformed":
+        spec = _obj(value, key, ("kind", "target", "count", "seed"))
+        spec["seed"] = _int(spec.get("seed", 0), key + ".seed")
+        if spec.get("kind", "not_json") not in MALFORMED_KINDS:
+            raise FaultError("sql_malformed.kind must be one of %s" % ", ".join(MALFORMED_KINDS))
+        if spec.get("target", "statement") not in MALFORMED_TARGETS:
+            raise FaultError("sql_malformed.target must be statement or chunk")
+        spec["kind"] = spec.get("kind", "not_json")
+        spec["target"] = spec.get("target", "statement")
+        return _counted(spec, key, "count")
     if key == "withhold_acks":
         if not isinstance(value, bool):
             raise FaultError("withhold_acks must be true or false")
@@ -84,6 +99,15 @@ def _validate(key, value):
         if status > 599:
             raise FaultError("token_endpoint_fail.status must be 400..599")
         spec["status"] = status
+        return _counted(spec, key, "count")
+    if key == "sql_http_fail":
+        spec = _obj(value, key, ("status", "count", "retry_after"))
+        status = _int(spec.get("status", 503), key + ".status", 400)
+        if status > 599:
+            raise FaultError("sql_http_fail.status must be 400..599")
+        spec["status"] = status
+        if spec.get("retry_after") is not None:
+            spec["retry_after"] = _int(spec["retry_after"], key + ".retry_after")
         return _counted(spec, key, "count")
     if key == "sql_fail":
         spec = _obj(value, key, ("error_code", "message", "count"))
@@ -170,6 +194,25 @@ class FaultState:
         with self._lock:
             spec = self._take("token_endpoint_fail", "count")
             return spec["status"] if spec else None
+
+    def take_sql_malformed(self, target, has_rows):
+        """The kind of damage to do to the next response of this target, or None.
+        A bad_row fault waits for a response that carries rows."""
+        with self._lock:
+            spec = self._faults.get("sql_malformed")
+            if not isinstance(spec, dict) or spec["target"] != target:
+                return None
+            if spec["kind"] in ("bad_row", "mutate") and not has_rows:
+                return None
+            taken = self._take("sql_malformed", "count")
+            # each use of a counted fault gets its own mutation, reproducibly
+            return (taken["kind"], taken["seed"] * 100003 + taken["count"])
+
+    def take_sql_http_failure(self):
+        """(status, retry_after or None) the next SQL API request must be refused with."""
+        with self._lock:
+            spec = self._take("sql_http_fail", "count")
+            return (spec["status"], spec.get("retry_after")) if spec else None
 
     def take_sql_failure(self):
         """(error_code, message) the next statement must fail with, or None."""

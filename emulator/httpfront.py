@@ -27,6 +27,7 @@ class Request:
     headers: object  # email.message.Message: case-insensitive .get()
     body: bytes
     client_address: tuple
+    scheme: str = "http"
 
     def json(self):
         """The body as JSON (an empty body is an empty object); raises ValueError."""
@@ -109,7 +110,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(size) if size else b""
         url = urllib.parse.urlsplit(self.path)
         request = Request(self.command, url.path, dict(urllib.parse.parse_qsl(url.query)),
-                          self.headers, body, self.client_address)
+                          self.headers, body, self.client_address,
+                          "https" if self.server.ssl_context else "http")
         try:
             response = self.server.router.dispatch(request)
         except Exception:  # a bug in a handler must not kill the connection silently

@@ -7,9 +7,12 @@ JSON string or null) and kept as pre-serialized JSON chunks of ``chunk_rows``
 rows, so large results cost bytes, not Python objects.
 """
 
+import datetime
 import json
 import logging
+import random
 import re
+import secrets
 import sqlite3
 import threading
 import time
@@ -21,6 +24,9 @@ from sqltranslate import Executor, SqlError
 
 log = logging.getLogger("zerobus_emulator.sql")
 STATEMENTS_PATH = "/api/2.0/sql/statements"
+STORAGE_PATH = "/emulator-storage"
+STORAGE_KEY_HEADER = "x-zb-storage-key"
+LINK_TTL_S = 900
 RESULT_TTL_S = 3600
 MAX_LOG = 10000
 INLINE_LIMIT_BYTES = 25 * 1024 * 1024
@@ -48,6 +54,7 @@ class Statement:
         self.row_limit = row_limit
         self.byte_limit = byte_limit
         self.state = "PENDING"
+        self.disposition = "INLINE"
         self.error = None
         self.columns = []
         self.chunks = []  # [(row_offset, row_count, serialized data_array)]
@@ -76,7 +83,7 @@ class StatementManager:
     """Submission, polling, chunk retrieval and cancellation of statements."""
 
     def __init__(self, store, tokens, faults, stats, warehouses, chunk_rows,
-                 inline_limit=INLINE_LIMIT_BYTES):
+                 inline_limit=INLINE_LIMIT_BYTES, link_ttl=LINK_TTL_S):
         self.store = store
         self.tokens = tokens
         self.faults = faults
@@ -87,6 +94,8 @@ class StatementManager:
         self._lock = threading.Lock()
         self._statements = {}
         self._log = []
+        self.link_ttl = link_ttl
+        self._links = {}  # token -> (statement, chunk index, header key, expiry)
 
     def register(self, router):
         router.add("POST", STATEMENTS_PATH, self.submit)
@@ -94,6 +103,7 @@ class StatementManager:
         router.add("POST", STATEMENTS_PATH + r"/(?P<statement_id>[^/]+)/cancel", self.cancel)
         router.add("GET", STATEMENTS_PATH +
                    r"/(?P<statement_id>[^/]+)/result/chunks/(?P<chunk_index>\d+)", self.chunk)
+        router.add("GET", STORAGE_PATH + r"/(?P<token>[A-Za-z0-9_-]+)", self.storage)
 
     # ------------------------------------------------------------ handlers
 
@@ -105,6 +115,7 @@ class StatementManager:
             return exc.response
         statement = Statement(body["statement"], body["parameters"], body.get("catalog"),
                               body.get("schema"), body["row_limit"], body["byte_limit"])
+        statement.disposition = body["disposition"]
         self.stats.incr("statements")
         with self._lock:
             self._expire_old()
@@ -120,7 +131,7 @@ class StatementManager:
                 body["on_wait_timeout"] == "CANCEL":
             self._cancel(statement)
             statement.finished.wait(5)
-        return Response(200, self._describe(statement))
+        return self._damaged("statement", Response(200, self._describe(statement, request)))
 
     def get(self, request, statement_id):
         try:
@@ -128,7 +139,7 @@ class StatementManager:
             statement = self._find(statement_id)
         except RequestError as exc:
             return exc.response
-        return Response(200, self._describe(statement))
+        return self._damaged("statement", Response(200, self._describe(statement, request)))
 
     def cancel(self, request, statement_id):
         try:
@@ -154,7 +165,34 @@ class StatementManager:
                                    % (index, len(statement.chunks)))
         except RequestError as exc:
             return exc.response
-        return Response(200, _result_json(*self._result(statement, index)).encode())
+        if statement.disposition == "EXTERNAL_LINKS":
+            return self._damaged("chunk", Response(200, {"external_links": [
+                self._link(statement, index, request)]}))
+        return self._damaged("chunk", Response(
+            200, _result_json(*self._result(statement, index)).encode()))
+
+    def storage(self, request, token):
+        """The emulated cloud storage behind EXTERNAL_LINKS: a pre-signed URL that must
+        come without our Authorization header and with the link's http_headers."""
+        with self._lock:
+            entry = self._links.get(token)
+        if entry is None:
+            return Response(404, b"<Error><Code>NoSuchKey</Code></Error>",
+                            content_type="application/xml")
+        statement, index, key, expires = entry
+        if request.headers.get("Authorization") is not None:
+            return Response(400, b"<Error><Code>InvalidArgument</Code><Message>Only one auth "
+                            b"mechanism allowed</Message></Error>", content_type="application/xml")
+        if request.headers.get(STORAGE_KEY_HEADER) != key:
+            return Response(403, b"<Error><Code>SignatureDoesNotMatch</Code></Error>",
+                            content_type="application/xml")
+        if time.time() > expires:
+            return Response(403, b"<Error><Code>AccessDenied</Code><Message>Request has "
+                            b"expired</Message></Error>", content_type="application/xml")
+        encoded = statement.chunks[index][2].encode()
+        self.stats.incr("external_fetches")
+        self.stats.incr("external_bytes", len(encoded))
+        return self._damaged("chunk", Response(200, encoded))
 
     def log(self):
         """The statements received, with their current state."""
@@ -178,6 +216,16 @@ class StatementManager:
     # ------------------------------------------------------------ request checks
 
     def _authorize(self, request):
+        failure = self.faults.take_sql_http_failure()
+        if failure:
+            status, retry_after = failure
+            self.stats.incr("sql_http_refusals")
+            exc = RequestError(status, "RESOURCE_EXHAUSTED" if status == 429
+                               else "TEMPORARILY_UNAVAILABLE",
+                               "Request refused by emulator fault injection (HTTP %d)" % status)
+            if retry_after is not None:
+                exc.response.headers["Retry-After"] = str(retry_after)
+            raise exc
         refused = self.tokens.check_sql(request.bearer_token())
         if refused:
             status, message = refused
@@ -223,17 +271,17 @@ class StatementManager:
         if on_wait not in ("CONTINUE", "CANCEL"):
             raise bad("on_wait_timeout must be CONTINUE or CANCEL")
         disposition = body.get("disposition", "INLINE")
-        if disposition == "EXTERNAL_LINKS":
-            raise RequestError(400, "NOT_IMPLEMENTED",
-                               "disposition EXTERNAL_LINKS is not implemented by the emulator")
-        if disposition != "INLINE":
+        if disposition not in ("INLINE", "EXTERNAL_LINKS"):
             raise bad("disposition must be INLINE or EXTERNAL_LINKS")
         fmt = body.get("format", "JSON_ARRAY")
-        if fmt in ("ARROW_STREAM", "CSV"):
+        if fmt not in ("JSON_ARRAY", "ARROW_STREAM", "CSV"):
+            raise bad("format must be JSON_ARRAY, ARROW_STREAM or CSV")
+        if disposition == "INLINE" and fmt != "JSON_ARRAY":
             raise bad("format %s requires disposition EXTERNAL_LINKS; INLINE supports only "
                       "JSON_ARRAY" % fmt)
         if fmt != "JSON_ARRAY":
-            raise bad("format must be JSON_ARRAY, ARROW_STREAM or CSV")
+            raise RequestError(400, "NOT_IMPLEMENTED",
+                               "format %s is not implemented by the emulator" % fmt)
         limits = {}
         for key in ("row_limit", "byte_limit"):
             value = body.get(key)
@@ -242,6 +290,7 @@ class StatementManager:
                 raise bad("%s must be a non-negative integer" % key)
             limits[key] = value
         return dict(body, wait_s=wait_s, on_wait_timeout=on_wait, warehouse_id=warehouse,
+                    disposition=disposition,
                     parameters=_parse_parameters(body.get("parameters"), bad),
                     raw_parameters=body.get("parameters") or [], **limits)
 
@@ -303,7 +352,7 @@ class StatementManager:
                 data = self._limit_bytes(statement, data, total_bytes)
             encoded = json.dumps(data, separators=(",", ":"))
             total_bytes += len(encoded)
-            if total_bytes > self.inline_limit:
+            if total_bytes > self.inline_limit and statement.disposition == "INLINE":
                 raise SqlError("[INLINE_RESULT_TOO_LARGE] The result exceeds the %d-byte limit "
                                "of disposition INLINE; use EXTERNAL_LINKS or a smaller result."
                                % self.inline_limit)
@@ -333,7 +382,7 @@ class StatementManager:
 
     # ------------------------------------------------------------ responses
 
-    def _describe(self, statement):
+    def _describe(self, statement, request):
         """The StatementResponse JSON (bytes, with the first chunk spliced in)."""
         state = statement.current_state()
         status = {"state": state}
@@ -362,8 +411,56 @@ class StatementManager:
         if not statement.chunks:
             response["result"] = {"chunk_index": 0, "row_offset": 0, "row_count": 0}
             return _spliced(response, None, None)
+        if statement.disposition == "EXTERNAL_LINKS":
+            response["result"] = {"external_links": [self._link(statement, 0, request)]}
+            return _spliced(response, None, None)
         response["result"] = None
         return _spliced(response, self._result(statement, 0), "result")
+
+    def _link(self, statement, index, request):
+        """A fresh pre-signed link to one chunk (ExternalLink JSON)."""
+        token = secrets.token_urlsafe(18)
+        key = secrets.token_hex(12)
+        ttl = self.faults.get("link_ttl_s")
+        expires = time.time() + (self.link_ttl if ttl is None else ttl)
+        offset, count, encoded = statement.chunks[index]
+        with self._lock:
+            now = time.time()
+            for stale in [t for t, e in self._links.items() if e[3] < now - 60]:
+                del self._links[stale]
+            self._links[token] = (statement, index, key, expires)
+        link = {"chunk_index": index, "row_offset": offset, "row_count": count,
+                "byte_count": len(encoded),
+                "external_link": "%s://%s%s/%s" % (request.scheme, request.headers.get(
+                    "Host", "127.0.0.1"), STORAGE_PATH, token),
+                "expiration": datetime.datetime.fromtimestamp(
+                    expires, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "http_headers": {STORAGE_KEY_HEADER: key}}
+        if index + 1 < len(statement.chunks):
+            link["next_chunk_index"] = index + 1
+            link["next_chunk_internal_link"] = "%s/%s/result/chunks/%d" % (
+                STATEMENTS_PATH, statement.id, index + 1)
+        return link
+
+    def _damaged(self, target, response):
+        """Apply a pending sql_malformed fault for this target to a 200 response."""
+        payload = response.encode()
+        taken = self.faults.take_sql_malformed(target, b"[[" in payload)
+        if taken is None:
+            return response
+        kind, seed = taken
+        if kind == "mutate":
+            return Response(200, _mutate(payload, seed))
+        if kind == "not_json":
+            return Response(200, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+                            content_type="text/html")
+        if kind == "truncated":
+            return Response(200, payload[:max(1, len(payload) // 2)])
+        if kind == "invalid_utf8":
+            return Response(200, payload.replace(b'"', b'"\xff', 1) if b'"' in payload
+                            else b"\xff" + payload)
+        # bad_row: the first row of the data gets one value too many
+        return Response(200, payload.replace(b"[[", b'[["zb-extra",', 1))
 
     @staticmethod
     def _result(statement, index):
@@ -375,6 +472,29 @@ class StatementManager:
             result["next_chunk_internal_link"] = "%s/%s/result/chunks/%d" % (
                 STATEMENTS_PATH, statement.id, index + 1)
         return result, encoded
+
+
+def _mutate(payload, seed):
+    """Fuzzing: a few random byte flips, insertions of JSON-ish tokens, deletions
+    and maybe a truncation, reproducible from the seed."""
+    rng = random.Random(seed)
+    data = bytearray(payload)
+    tokens = [b'"', b"\\", b"\\u", b"\\ud800", b"[", b"]", b"{", b"}", b",", b":", b"null",
+              b"1e999", b"-", b"\x00", b"\xff", b"\xc3", b'"data_array":', b"[[", b"]]"]
+    for _ in range(rng.randint(1, 6)):
+        if not data:
+            break
+        pos = rng.randrange(len(data))
+        action = rng.random()
+        if action < 0.4:
+            data[pos] = rng.randrange(256)
+        elif action < 0.8:
+            data[pos:pos] = rng.choice(tokens)
+        else:
+            del data[pos:pos + rng.randint(1, 8)]
+    if rng.random() < 0.2:
+        data = data[:rng.randrange(len(data) + 1)]
+    return bytes(data)
 
 
 def _spliced(document, result, key):

@@ -96,7 +96,8 @@ class SqlFunctions:
         for name, arity, func in (
                 ("zb_cast", 3, self._cast), ("zb_base64", 1, self._base64),
                 ("zb_unbase64", 1, self._unbase64), ("zb_to_json", 2, self._to_json),
-                ("zb_date_format", 3, self._date_format), ("zb_concat", -1, self._concat)):
+                ("zb_date_format", 3, self._date_format), ("zb_concat", -1, self._concat),
+                ("zb_parse_json", 1, self._parse_json)):
             conn.create_function(name, arity, self._guard(func), deterministic=True)
         conn.create_aggregate("zb_decimal_sum", 1, _DecimalSum)
 
@@ -144,6 +145,16 @@ class SqlFunctions:
             raise ValueError("[DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE] date_format needs a "
                              "DATE or TIMESTAMP, not %s. SQLSTATE: 42K09" % dtype)
         return spark_date_format(moment, pattern)
+
+    @staticmethod
+    def _parse_json(value):
+        if value is None:
+            return None
+        try:
+            return json.dumps(json.loads(value), separators=(",", ":"))
+        except ValueError:
+            raise ValueError("[MALFORMED_RECORD_IN_PARSING] Malformed JSON: %r. SQLSTATE: 22032"
+                             % value[:100]) from None
 
     @staticmethod
     def _concat(*values):

@@ -18,6 +18,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.databricks import Databricks
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 import deltatypes as dt
 from deltatypes import DeltaType, TypeParseError, ValueRejected
@@ -73,8 +74,16 @@ class _Parser(Databricks.Parser):
                  "DATE_FORMAT": lambda args: exp.Anonymous(this="date_format", expressions=args)}
 
 
+class _Tokenizer(Databricks.Tokenizer):
+    """Databricks' tokenizer; sqlglot 10.6 does not know TIMESTAMP_NTZ, so it is read as
+    DATETIME (which Databricks itself does not have) and mapped back in _datatype."""
+
+    KEYWORDS = {**Databricks.Tokenizer.KEYWORDS, "TIMESTAMP_NTZ": TokenType.DATETIME}
+
+
 class EmulatorDialect(Databricks):
     Parser = _Parser
+    Tokenizer = _Tokenizer
 
 
 def unsupported(what):
@@ -101,6 +110,43 @@ def _unquote(name):
 
 def _split_name(text):
     return [_unquote(p) for p in re.findall(NAME, text)]
+
+
+def sqlite_ident(name):
+    """A quoted SQLite identifier node. sqlglot does not escape quotes in names it
+    prints, so the escaping is done here: a double quote inside is doubled."""
+    return exp.Identifier(this=name.replace('"', '""'), quoted=True)
+
+
+# Lexemes that matter for finding identifiers: backtick identifiers, strings (with
+# backslash escapes), comments, and runs of anything else.
+_LEXEME = re.compile(r"`(?:[^`]|``)*`|'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
+                     r"|--[^\n]*|/\*.*?\*/|[^`'\"/-]+|.", re.S)
+_PLAIN_IDENT = re.compile(r"^`[A-Za-z0-9_ ]*`$")
+
+
+def protect_identifiers(sql):
+    """Replace backtick identifiers holding anything but letters, digits, spaces and _
+    (sqlglot 10.6 mis-tokenizes doubled backticks) with placeholder names; return
+    (sql, {placeholder: original name}). Strings and comments are left alone."""
+    names, out = {}, []
+    for match in _LEXEME.finditer(sql):
+        token = match.group(0)
+        if token.startswith("`") and len(token) >= 2 and token.endswith("`") \
+                and not _PLAIN_IDENT.match(token):
+            placeholder = "zb_ident_%d" % len(names)
+            names[placeholder] = token[1:-1].replace("``", "`")
+            token = "`%s`" % placeholder
+        out.append(token)
+    return "".join(out), names
+
+
+def restore_identifiers(tree, names):
+    """Put the original names back into a tree parsed from protect_identifiers' SQL."""
+    if names:
+        for node in tree.find_all(exp.Identifier):
+            if node.name in names:
+                node.set("this", names[node.name])
 
 
 def call(name, *args):
@@ -135,6 +181,7 @@ class Executor:
             match = pattern.match(sql)
             if match:
                 return handler(match)
+        sql, names = protect_identifiers(sql)
         try:
             statements = sqlglot.parse(sql, read=EmulatorDialect)
         except (ParseError, TokenError) as exc:
@@ -143,6 +190,7 @@ class Executor:
         if len(statements) != 1:
             raise parse_error("expected exactly one statement")
         tree = statements[0]
+        restore_identifiers(tree, names)
         if isinstance(tree, exp.Select):
             sql_text, columns = self._select(tree)
             return QueryResult(columns, self._run(sql_text).fetchall())
@@ -336,6 +384,8 @@ class Executor:
             clause = tree.args.get(key)
             if clause is not None:
                 clause.set("expression", self._expr(clause.expression, scope)[0])
+        if tree.args.get("offset") is not None and tree.args.get("limit") is None:
+            tree.set("limit", exp.Limit(expression=exp.Literal.number(-1)))  # SQLite needs one
         return tree.sql(dialect="sqlite"), columns
 
     def _group_item(self, node, scope, columns):
@@ -361,17 +411,15 @@ class Executor:
                 columns = {c.name.lower(): (c.name, c.dtype) for c in table.columns}
                 sqlite_name = table.name
             alias = alias or parts[-1]
-            replacement = exp.Table(this=exp.Identifier(this=sqlite_name, quoted=True),
-                                    alias=exp.TableAlias(this=exp.Identifier(this=alias,
-                                                                             quoted=True)))
+            replacement = exp.Table(this=sqlite_ident(sqlite_name),
+                                    alias=exp.TableAlias(this=sqlite_ident(alias)))
         elif isinstance(source, exp.Subquery) and isinstance(source.this, exp.Select):
             if not alias:
                 raise parse_error("a subquery in FROM needs an alias")
             _, outputs = self._select(source.this, scope.outer)
             columns = {n.lower(): ("c%d" % i, t) for i, (n, t) in enumerate(outputs)}
             replacement = exp.Subquery(this=source.this,
-                                       alias=exp.TableAlias(this=exp.Identifier(this=alias,
-                                                                                quoted=True)))
+                                       alias=exp.TableAlias(this=sqlite_ident(alias)))
         else:
             raise unsupported("FROM %s" % type(source).__name__)
         scope.add_source(alias.lower(), columns, alias)
@@ -408,16 +456,14 @@ class Executor:
 
     def _expand_star(self, item, scope):
         if isinstance(item, exp.Star):
-            return [exp.Column(this=exp.Identifier(this=name, quoted=True),
-                               table=exp.Identifier(this=alias, quoted=True))
+            return [exp.Column(this=sqlite_ident(name), table=sqlite_ident(alias))
                     for alias, name, _ in scope.all_columns()]
         if isinstance(item, exp.Column) and isinstance(item.this, exp.Star):
             qualifier = item.table.lower()
             if qualifier not in scope.sources:
                 raise SqlError("[CANNOT_RESOLVE_STAR_EXPAND] Cannot resolve %s.* given input "
                                "columns. SQLSTATE: 42704" % item.table)
-            return [exp.Column(this=exp.Identifier(this=name, quoted=True),
-                               table=exp.Identifier(this=alias, quoted=True))
+            return [exp.Column(this=sqlite_ident(name), table=sqlite_ident(alias))
                     for alias, name, _ in scope.all_columns() if alias.lower() == qualifier]
         return [item]
 
@@ -478,9 +524,9 @@ class Executor:
                     scope.output_aliases[node.name.lower()])
             raise _unresolved_column(node.sql(dialect="databricks"), scope.column_names())
         alias, name, dtype = found
-        column = exp.Column(this=exp.Identifier(this=name, quoted=True))
+        column = exp.Column(this=sqlite_ident(name))
         if alias is not None:
-            column.set("table", exp.Identifier(this=alias, quoted=True))
+            column.set("table", sqlite_ident(alias))
         return column, dtype
 
     def _placeholder(self, node):
@@ -507,6 +553,21 @@ class Executor:
             if name == "unbase64":
                 return call("zb_unbase64", args[0][0]), DeltaType("BINARY")
             return call("zb_to_json", args[0][0], type_literal(args[0][1])), dt.STRING
+        if name == "from_json":
+            _arity(name, args, 2)
+            (value, _), (schema, _) = args
+            if not (isinstance(schema, exp.Literal) and schema.is_string):
+                raise SqlError("[INVALID_SCHEMA.NON_STRING_LITERAL] The input schema of from_json "
+                               "must be a string literal. SQLSTATE: 42K07")
+            try:
+                target = dt.parse_type(schema.this)
+            except TypeParseError as exc:
+                raise SqlError("[PARSE_SYNTAX_ERROR] Syntax error in the schema: %s. SQLSTATE: "
+                               "42601" % exc) from None
+            return call("zb_cast", value, type_literal(dt.STRING), type_literal(target)), target
+        if name == "parse_json":
+            _arity(name, args, 1)
+            return call("zb_parse_json", args[0][0]), DeltaType("VARIANT")
         if name == "date_format":
             _arity(name, args, 2)
             (value, vtype), (fmt, _) = args
@@ -588,9 +649,12 @@ class Executor:
             "BOOLEAN", "DATE", "TIMESTAMP", "TIMESTAMP_NTZ")), None)
         if target is None:
             return
+        # a DATE compared with a timestamp is that day's midnight
+        target = next((t for _, _, t in typed if t.name in ("TIMESTAMP", "TIMESTAMP_NTZ")),
+                      target) if target.name == "DATE" else target
         replaced = []
         for key, expression, dtype in typed:
-            if dtype.is_string:
+            if dtype.is_string or (dtype.name == "DATE" and target.name != "DATE"):
                 expression = call("zb_cast", expression, type_literal(dtype), type_literal(target))
             if key == list_key:
                 replaced.append(expression)
@@ -672,6 +736,8 @@ def _table_parts(table):
 
 
 def _datatype(node):
+    if node.this == exp.DataType.Type.DATETIME:
+        return dt.parse_type("TIMESTAMP_NTZ")
     try:
         return dt.parse_type(node.sql(dialect="databricks"))
     except TypeParseError as exc:

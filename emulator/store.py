@@ -94,9 +94,11 @@ def build_columns(specs):
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
             raise TableError("invalid", "column %d needs a name" % position)
         name = spec["name"]
-        if not NAME_PART.match(name):
-            raise TableError("invalid", "column name %r: use ASCII letters, digits and "
-                             "underscores" % name)
+        # Delta column mapping allows any name; ZeroBus itself still refuses names
+        # that are not letters, digits and _ (its descriptor fields must match).
+        if not name or len(name) > 255 or any(ord(ch) < 0x20 for ch in name):
+            raise TableError("invalid", "column name %r: 1 to 255 characters, no control "
+                             "characters" % name)
         if name.lower() in seen:
             raise TableError("invalid", "duplicate column name %r" % name)
         seen.add(name.lower())

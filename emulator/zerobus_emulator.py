@@ -61,6 +61,8 @@ def parse_args(argv):
                         help="rows per SQL API result chunk")
     parser.add_argument("--inline-limit-bytes", type=int, default=25 * 1024 * 1024,
                         help="largest INLINE result before the statement fails")
+    parser.add_argument("--link-ttl", type=int, default=900,
+                        help="lifetime of EXTERNAL_LINKS pre-signed links, seconds")
     parser.add_argument("--db", help="SQLite file (kept across restarts; default: temporary)")
     parser.add_argument("--stream-lifetime", type=float, default=900.0,
                         help="seconds before a stream gets CloseStreamSignal (0: never)")
@@ -103,7 +105,7 @@ class Emulator:
                                     args.workspace_id, self.faults, self.stats)
         self.statements = StatementManager(self.store, self.tokens, self.faults, self.stats,
                                            args.warehouse_id, args.chunk_rows,
-                                           args.inline_limit_bytes)
+                                           args.inline_limit_bytes, args.link_ttl)
         self.proxies = []
         self.http_servers = []
         self.grpc_server = None

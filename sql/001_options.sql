@@ -17,11 +17,11 @@ CREATE SERVER lakehouse FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (
 CREATE USER MAPPING FOR CURRENT_USER SERVER lakehouse
     OPTIONS (client_id 'my-client', client_secret 'not-a-real-secret');
 
-\set VERBOSITY verbose
--- Unknown options, and typos of real ones.
+-- Unknown options, and typos of real ones (with their SQLSTATE).
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace 'x');
+\echo :LAST_ERROR_SQLSTATE
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (zerobus_endpont 'https://x.example.com');
-\set VERBOSITY default
+\echo :LAST_ERROR_SQLSTATE
 -- Options on the wrong object.
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (client_secret 'x');
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (table 'main.default.t');

@@ -11,6 +11,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include <curl/curl.h>
 
 #include "access/reloptions.h"
@@ -39,7 +41,10 @@ typedef enum OptKind
 	OPT_NAME3,					/* catalog.schema.table */
 	OPT_IDENT,					/* a Databricks name: letters, digits, _ */
 	OPT_PATH,					/* an absolute file path (superuser only) */
-	OPT_SECRET
+	OPT_SECRET,
+	OPT_WAIT,					/* SQL API wait_timeout: 0s, or 5s to 50s */
+	OPT_DISPOSITION,			/* SQL API result disposition */
+	OPT_COST					/* a non-negative planner cost */
 } OptKind;
 
 typedef struct ZbOption
@@ -59,10 +64,17 @@ static const ZbOption zb_options[] = {
 	{"ca_file", ForeignServerRelationId, OPT_PATH},
 	{"connect_timeout", ForeignServerRelationId, OPT_MS},
 	{"request_timeout", ForeignServerRelationId, OPT_MS},
+	/* history FDW (SQL Statement Execution API) */
+	{"wait_timeout", ForeignServerRelationId, OPT_WAIT},
+	{"statement_timeout", ForeignServerRelationId, OPT_MS},
+	{"disposition", ForeignServerRelationId, OPT_DISPOSITION},
+	{"fdw_startup_cost", ForeignServerRelationId, OPT_COST},
+	{"fdw_tuple_cost", ForeignServerRelationId, OPT_COST},
 	{"client_id", UserMappingRelationId, OPT_TEXT},
 	{"client_secret", UserMappingRelationId, OPT_SECRET},
 	{"table", ForeignTableRelationId, OPT_NAME3},
 	{"query", ForeignTableRelationId, OPT_TEXT},
+	{"disposition", ForeignTableRelationId, OPT_DISPOSITION},
 	{"column_name", AttributeRelationId, OPT_TEXT},
 	{NULL, InvalidOid, 0}
 };
@@ -213,11 +225,71 @@ opt_parse_ms(const char *name, const char *value)
 	return ms;
 }
 
+/* wait_timeout: the SQL API accepts 0s (return at once) or 5s to 50s. */
+static long
+opt_parse_wait(const char *name, const char *value)
+{
+	int			s;
+	const char *hint = NULL;
+
+	if (!parse_int(value, &s, GUC_UNIT_S, &hint) || !(s == 0 || (s >= 5 && s <= 50)))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
+				 errdetail("The SQL Statement API accepts 0s, or 5s to 50s."),
+				 errhint("'0s' submits and then polls; a longer wait saves polls, but a query cancel then waits for the submit to return.")));
+	return s;
+}
+
+/* disposition: where the SQL API puts results. */
+static bool
+opt_parse_disposition(const char *name, const char *value)
+{
+	if (pg_strcasecmp(value, "inline") == 0)
+		return false;
+	if (pg_strcasecmp(value, "external_links") == 0)
+		return true;
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+			 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
+			 errhint("Use 'inline' (results in the API responses, at most 25 MiB) or 'external_links' (results fetched from cloud storage, any size).")));
+	return false;
+}
+
+static double
+opt_parse_cost(const char *name, const char *value)
+{
+	char	   *end;
+	double		v = strtod(value, &end);
+
+	if (end == value || *end != '\0' || !(v >= 0) || isinf(v))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
+				 errhint("A non-negative number is required.")));
+	return v;
+}
+
+bool
+zb_parse_disposition(const char *value)
+{
+	return opt_parse_disposition("disposition", value);
+}
+
 static void
 opt_check_value(const ZbOption *opt, const char *value)
 {
 	switch (opt->kind)
 	{
+		case OPT_WAIT:
+			(void) opt_parse_wait(opt->name, value);
+			break;
+		case OPT_DISPOSITION:
+			(void) opt_parse_disposition(opt->name, value);
+			break;
+		case OPT_COST:
+			(void) opt_parse_cost(opt->name, value);
+			break;
 		case OPT_URL:
 			opt_check_url(opt->name, value);
 			break;
@@ -371,6 +443,11 @@ zb_server_config(Oid serverid, Oid userid, bool need_mapping)
 	cfg->servername = pstrdup(server->servername);
 	cfg->connect_timeout_ms = ZB_DEFAULT_CONNECT_TIMEOUT_MS;
 	cfg->request_timeout_ms = ZB_DEFAULT_REQUEST_TIMEOUT_MS;
+	cfg->wait_timeout_s = 0;
+	cfg->statement_timeout_ms = 0;
+	cfg->external_links = false;
+	cfg->fdw_startup_cost = ZB_DEFAULT_FDW_STARTUP_COST;
+	cfg->fdw_tuple_cost = ZB_DEFAULT_FDW_TUPLE_COST;
 
 	foreach(lc, server->options)
 	{
@@ -395,6 +472,16 @@ zb_server_config(Oid serverid, Oid userid, bool need_mapping)
 			cfg->connect_timeout_ms = opt_parse_ms(def->defname, v);
 		else if (strcmp(def->defname, "request_timeout") == 0)
 			cfg->request_timeout_ms = opt_parse_ms(def->defname, v);
+		else if (strcmp(def->defname, "wait_timeout") == 0)
+			cfg->wait_timeout_s = opt_parse_wait(def->defname, v);
+		else if (strcmp(def->defname, "statement_timeout") == 0)
+			cfg->statement_timeout_ms = opt_parse_ms(def->defname, v);
+		else if (strcmp(def->defname, "disposition") == 0)
+			cfg->external_links = opt_parse_disposition(def->defname, v);
+		else if (strcmp(def->defname, "fdw_startup_cost") == 0)
+			cfg->fdw_startup_cost = opt_parse_cost(def->defname, v);
+		else if (strcmp(def->defname, "fdw_tuple_cost") == 0)
+			cfg->fdw_tuple_cost = opt_parse_cost(def->defname, v);
 	}
 	if (cfg->workspace_id == NULL && cfg->zerobus_endpoint)
 		cfg->workspace_id = zb_workspace_id_from_endpoint(cfg->zerobus_endpoint);

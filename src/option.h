@@ -23,6 +23,12 @@ typedef struct ZbServerConfig
 	char	   *ca_file;
 	long		connect_timeout_ms;
 	long		request_timeout_ms;
+	/* history FDW (SQL Statement Execution API) */
+	long		wait_timeout_s; /* 0, or 5..50 */
+	long		statement_timeout_ms;	/* 0 = no limit of our own */
+	bool		external_links; /* disposition EXTERNAL_LINKS */
+	double		fdw_startup_cost;
+	double		fdw_tuple_cost;
 	/* from the user mapping */
 	Oid			umid;
 	char	   *client_id;
@@ -31,12 +37,15 @@ typedef struct ZbServerConfig
 
 #define ZB_DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define ZB_DEFAULT_REQUEST_TIMEOUT_MS 30000
+#define ZB_DEFAULT_FDW_STARTUP_COST 100.0
+#define ZB_DEFAULT_FDW_TUPLE_COST 0.05
 
 extern ZbServerConfig *zb_server_config(Oid serverid, Oid userid, bool need_mapping);
 extern Oid	zb_server_oid(const char *servername);
 extern void zb_credentials(const ZbServerConfig *cfg, ZbCredentials *cred);
 extern void zb_require_endpoint(const ZbServerConfig *cfg);
 extern bool zb_valid_name(const char *name);
+extern bool zb_parse_disposition(const char *value);
 extern void zb_check_table_name(const char *table, const char *what);
 
 #endif							/* ZB_OPTION_H */

@@ -41,6 +41,10 @@ sub running
 
 ok($emu->wait_for(sub { generated() > 300 }, 60), 'the generator makes rows');
 is(running(), 't', 'and says it runs');
+# a few seconds of traffic in the per-second history
+ok($emu->wait_for(sub {
+	$node->safe_psql('postgres', q{SELECT count(*) FROM zb_metrics_history WHERE stream = 'tx' AND rows_per_sec > 0}) >= 4 }, 60),
+	'the history records the traffic second by second');
 
 # the rows go through the stream like any application's
 $node->safe_psql('postgres', q{SELECT zerobus.generator_stop('tx')});

@@ -1,6 +1,9 @@
 """The SQL Statement Execution API and the Databricks SQL subset."""
 
+import json
 import time
+import urllib.error
+import urllib.request
 
 from harness import EmulatorTestCase
 
@@ -177,8 +180,10 @@ class SqlApiTest(EmulatorTestCase):
                   "RESOURCE_DOES_NOT_EXIST"),
                  ({"statement": "SELECT 1", "wait_timeout": "3s"}, 400, "INVALID_PARAMETER_VALUE"),
                  ({"statement": "SELECT 1", "format": "CSV"}, 400, "INVALID_PARAMETER_VALUE"),
-                 ({"statement": "SELECT 1", "disposition": "EXTERNAL_LINKS"}, 400,
-                  "NOT_IMPLEMENTED"),
+                 ({"statement": "SELECT 1", "disposition": "EXTERNAL_LINKS", "format": "CSV"},
+                  400, "NOT_IMPLEMENTED"),
+                 ({"statement": "SELECT 1", "disposition": "SOMEWHERE"}, 400,
+                  "INVALID_PARAMETER_VALUE"),
                  ({"warehouse_id": WH}, 400, "INVALID_PARAMETER_VALUE")]
         for body, status, code in cases:
             got_status, got = self.post(body)
@@ -224,3 +229,88 @@ class SqlApiTest(EmulatorTestCase):
         status, body = self.emulator.http("POST", "/api/2.0/sql/statements", {
             "statement": "SELECT 'x' AS s", "warehouse_id": WH}, token=self.token, tls=True)
         self.assertEqual(body["result"]["data_array"], [["x"]])
+
+
+    # ------------------------------------------------------------ EXTERNAL_LINKS
+
+    @staticmethod
+    def fetch(link, headers=None):
+        request = urllib.request.Request(link["external_link"], headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def test_external_links(self):
+        body = self.sql("SELECT id FROM %s ORDER BY id" % TABLE, disposition="EXTERNAL_LINKS")
+        self.assertEqual(body["manifest"]["total_chunk_count"], 2)
+        self.assertNotIn("data_array", body["result"])
+        link = body["result"]["external_links"][0]
+        self.assertEqual((link["chunk_index"], link["row_count"], link["next_chunk_index"]),
+                         (0, 3, 1))
+        # our Authorization header must not travel to storage; the link's headers must
+        status, _ = self.fetch(link, dict(link["http_headers"],
+                                          Authorization="Bearer " + self.token))
+        self.assertEqual(status, 400)
+        self.assertEqual(self.fetch(link)[0], 403)
+        status, data = self.fetch(link, link["http_headers"])
+        self.assertEqual((status, json.loads(data)), (200, [["1"], ["2"], ["3"]]))
+        status, chunk = self.emulator.http("GET", link["next_chunk_internal_link"],
+                                           token=self.token)
+        self.assertEqual(status, 200)
+        link = chunk["external_links"][0]
+        self.assertNotIn("next_chunk_index", link)
+        self.assertEqual(json.loads(self.fetch(link, link["http_headers"])[1]), [["4"], ["5"]])
+        stats = self.emulator.control("GET", "/stats")
+        self.assertEqual((stats["external_fetches"], stats["external_bytes"]), (2, 32))
+
+    def test_external_links_expire_and_skip_inline_limit(self):
+        self.emulator.control("POST", "/faults", {"link_ttl_s": 0})
+        body = self.sql("SELECT id FROM %s" % TABLE, disposition="EXTERNAL_LINKS")
+        link = body["result"]["external_links"][0]
+        time.sleep(0.05)
+        status, data = self.fetch(link, link["http_headers"])
+        self.assertEqual(status, 403)
+        self.assertIn(b"expired", data)
+
+    def test_malformed_faults(self):
+        for kind, check in (("not_json", lambda raw: raw.startswith(b"<html>")),
+                            ("truncated", lambda raw: not raw.endswith(b"}")),
+                            ("invalid_utf8", lambda raw: b"\xff" in raw),
+                            ("bad_row", lambda raw: b'[["zb-extra",' in raw)):
+            self.emulator.control("POST", "/faults", {"sql_malformed": {"kind": kind}})
+            status, raw = self.post({"statement": "SELECT id FROM %s ORDER BY id" % TABLE})
+            self.assertEqual(status, 200)
+            if not isinstance(raw, bytes):
+                raw = json.dumps(raw, separators=(",", ":")).encode()
+            self.assertTrue(check(raw), (kind, raw[:200]))
+            self.sql("SELECT 1")  # consumed: the next response is whole
+        self.emulator.control("POST", "/faults", {"sql_malformed": {"kind": "bad_row",
+                                                                    "target": "chunk"}})
+        body = self.sql("SELECT id FROM %s ORDER BY id" % TABLE)
+        status, chunk = self.emulator.http("GET", body["result"]["next_chunk_internal_link"],
+                                           token=self.token)
+        self.assertEqual(chunk["data_array"][0], ["zb-extra", "4"])
+
+    def test_exotic_identifiers_and_offset(self):
+        name = 'we`ird "col -- :x /* */'
+        self.emulator.create_table("main.default.odd", [("id", "BIGINT"), (name, "STRING")])
+        quoted = "`" + name.replace("`", "``") + "`"
+        self.sql("INSERT INTO main.default.odd VALUES (1, 'a'), (2, 'b`c')")
+        rows = self.rows("SELECT `id`, %s FROM `main`.`default`.`odd` WHERE (%s = :p1)"
+                         % (quoted, quoted), parameters=[{"name": "p1", "value": "b`c"}])
+        self.assertEqual(rows, [["2", "b`c"]])
+        body = self.sql("SELECT %s FROM `main`.`default`.`odd`" % quoted)
+        self.assertEqual(body["manifest"]["schema"]["columns"][0]["name"], name)
+        self.assertEqual(self.rows("SELECT id FROM %s ORDER BY id OFFSET 3" % TABLE),
+                         [["4"], ["5"]])
+
+    def test_http_refusals(self):
+        self.emulator.control("POST", "/faults", {"sql_http_fail": {"status": 429, "count": 2,
+                                                                    "retry_after": 3}})
+        for _ in range(2):
+            status, body = self.post({"statement": "SELECT 1"})
+            self.assertEqual((status, body["error_code"]), (429, "RESOURCE_EXHAUSTED"))
+        self.sql("SELECT 1")
+        self.assertEqual(self.emulator.control("GET", "/stats")["sql_http_refusals"], 2)
