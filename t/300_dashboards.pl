@@ -19,10 +19,10 @@ use Test::More;
 use ZerobusEmulator;
 use ZerobusNode;
 
-# The History row reads the Delta table through a foreign table. Until the
-# history FDW is on main, 'local' stands in a plain table holding a copy of
-# the emulator's Delta table; 'foreign' imports the real foreign table.
-my $HISTORY = 'local';
+# The History row reads the Delta table through a foreign table: 'foreign'
+# imports the real one (the history FDW over the emulator's SQL API); 'local'
+# stands in a plain table holding a copy of the emulator's Delta table.
+my $HISTORY = 'foreign';
 
 my $root = File::Spec->rel2abs(dirname(__FILE__) . '/..');
 my $DS_TYPE = 'grafana-postgresql-datasource';
