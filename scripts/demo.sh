@@ -8,7 +8,14 @@
 # It installs what is missing, builds the extension, starts the emulator
 # and a PostgreSQL server with zerobus_fdw preloaded, checks the connection,
 # creates a transactions queue and its stream, runs the built-in generator,
-# and shows the live metrics and what arrived in the emulator's Delta table.
+# shows the live metrics, then reads the Delta table back through the
+# foreign data wrapper.
+#
+# Against a real Databricks workspace, the same SQL runs with the server's
+# workspace_url, zerobus_endpoint and warehouse_id set to yours, a user
+# mapping with a service principal's OAuth secret, and the Delta table
+# created in Unity Catalog first (zerobus.generator_profiles() gives its
+# columns); see README.md, "Pointing at a real Databricks workspace".
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -120,10 +127,27 @@ psql_demo -c "SELECT stream, profile, round(target_rate) AS target_rate, round(a
 say "flush: wait until every committed row is durably acknowledged"
 psql_demo -c "SELECT zerobus.flush('tx') AS rows_waited_for, (SELECT count(*) FROM tx_queue) AS still_queued"
 
-say "What arrived in the Delta table (the emulator's store)"
-curl -s -X POST "$HTTP/emulator/sql" -H 'Content-Type: application/json' \
-  -d '{"sql": "SELECT currency, count(*), round(sum(amount), 2) FROM \"main.default.financial_transactions\" GROUP BY currency ORDER BY currency"}' |
-  /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); print('currency  rows  amount'); [print('%-8s %5d  %s' % tuple(r)) for r in d['rows']]"
+say "The history, read back through the foreign data wrapper (SQL Statement Execution API)"
+psql_demo -q <<'SQL'
+CREATE SCHEMA history;
+IMPORT FOREIGN SCHEMA "main.default" LIMIT TO (financial_transactions)
+    FROM SERVER lakehouse INTO history;
+SQL
+echo "-- aggregates run remotely; only the result rows come back:"
+psql_demo -c "EXPLAIN (VERBOSE, COSTS OFF)
+  SELECT currency, count(*), sum(amount) FROM history.financial_transactions
+   WHERE created_at > now() - interval '1 hour' GROUP BY currency"
+psql_demo -c "SELECT currency, count(*) AS transactions, sum(amount) AS volume,
+                     count(*) FILTER (WHERE is_anomaly) AS anomalies
+                FROM history.financial_transactions
+               WHERE created_at > now() - interval '1 hour'
+               GROUP BY currency ORDER BY volume DESC"
+psql_demo -c "SELECT txn_id, amount, currency, txn_type, status, round(risk_score::numeric, 2) AS risk, created_at
+                FROM history.financial_transactions
+               ORDER BY created_at DESC LIMIT 5 OFFSET 10"
+psql_demo -c "SELECT (SELECT count(*) FROM history.financial_transactions) AS in_delta,
+                     (SELECT sum(rows_generated) FROM zerobus.generator_status()) AS generated,
+                     (SELECT count(*) FROM tx_queue) AS still_queued"
 psql_demo -x -c "SELECT * FROM zb_metrics"
 
 if [ $KEEP -eq 1 ]; then

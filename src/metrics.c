@@ -78,12 +78,9 @@ zerobus_metrics(PG_FUNCTION_ARGS)
 		values[c++] = Int64GetDatum(copy.c.rows_failed);
 		values[c++] = Int64GetDatum(copy.c.rows_dead);
 		values[c++] = Int64GetDatum(Max(copy.c.inflight_rows, 0));
-		/* queue depth: the statistics system's live-row estimate, in this database */
-		if (copy.dboid == MyDatabaseId)
-			values[c++] = DirectFunctionCall1(pg_stat_get_live_tuples,
-											  ObjectIdGetDatum(copy.queue_relid));
-		else
-			nulls[c++] = true;
+		/* queue depth, as the workers last saw it (NULL while none runs) */
+		values[c] = Int64GetDatum(zb_queue_depth(&copy));
+		nulls[c++] = running == 0;
 		values[c++] = Int64GetDatum(copy.c.bytes_sent);
 		values[c++] = Int64GetDatum(copy.c.bytes_acked);
 		values[c++] = Int64GetDatum(copy.c.requests_sent);

@@ -260,6 +260,22 @@ zb_metrics_reset(ZbStreamSlot *s, ZbHistory *h)
 	LWLockRelease(zb_shared->history_lock);
 }
 
+/*
+ * Rows waiting in a stream's queue, as its workers last saw them (the sum
+ * of their shares).  Caller holds the slot's mutex.
+ */
+int64
+zb_queue_depth(ZbStreamSlot *s)
+{
+	int64		depth = 0;
+	int			w;
+
+	for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
+		if (s->workers[w].pid != 0)
+			depth += s->workers[w].queue_depth;
+	return depth;
+}
+
 const char *
 zb_state_name(int state)
 {

@@ -47,6 +47,7 @@ typedef struct ZbWorkerSlot
 	pid_t		pid;			/* 0 when not running */
 	int			pgprocno;		/* for SetLatch; -1 when not running */
 	int			state;			/* ZbState */
+	int64		queue_depth;	/* rows waiting in its share of the queue */
 } ZbWorkerSlot;
 
 typedef struct ZbCounters
@@ -97,7 +98,6 @@ typedef struct ZbStreamSlot
 	ZbHistogram e2e_latency;	/* row committed -> durable ack (track_commit_timestamp) */
 	double		rate_ema;		/* acked rows/s, exponential moving average */
 	double		gen_rate_ema;	/* generated rows/s, the same way */
-	int64		queue_depth;	/* the statistics' estimate, from a worker */
 	TimestampTz started_at;
 	TimestampTz last_ack_at;
 	TimestampTz last_error_at;
@@ -166,5 +166,6 @@ extern double zb_hist_percentile(const ZbHistogram *h, double p);
 extern void zb_hist_delta(const ZbHistogram *cur, const ZbHistogram *prev, ZbHistogram *out);
 extern const char *zb_state_name(int state);
 extern void zb_metrics_reset(ZbStreamSlot *s, ZbHistory *h);
+extern int64 zb_queue_depth(ZbStreamSlot *s);
 
 #endif							/* ZB_SHMEM_H */

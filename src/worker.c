@@ -410,7 +410,7 @@ launcher_sample(void)
 		cur.ack = s->ack_latency;
 		cur.e2e = s->e2e_latency;
 		cur.started_at = s->started_at;
-		depth = s->queue_depth;
+		depth = zb_queue_depth(s);
 		if (prev->valid && prev->started_at == cur.started_at && now > prev->at)
 		{
 			double		secs = (now - prev->at) / (double) USECS_PER_SEC;
@@ -650,7 +650,6 @@ zerobus_scan_main(Datum arg)
 			memset(&s->e2e_latency, 0, sizeof(s->e2e_latency));
 			s->rate_ema = 0;
 			s->gen_rate_ema = 0;
-			s->queue_depth = 0;
 			s->state = ZB_STATE_STOPPED;
 			s->started_at = GetCurrentTimestamp();
 			s->last_ack_at = 0;
@@ -834,6 +833,14 @@ worker_publish_inflight(int64 inflight)
 	W.s->c.inflight_rows += inflight - W.inflight;
 	SpinLockRelease(&W.s->mutex);
 	W.inflight = inflight;
+}
+
+static void
+worker_publish_depth(int64 depth)
+{
+	SpinLockAcquire(&W.s->mutex);
+	W.s->workers[W.widx].queue_depth = depth;
+	SpinLockRelease(&W.s->mutex);
 }
 
 static void
@@ -1214,7 +1221,7 @@ worker_claim(BlockNumber from, BlockNumber to)
  * cursor, until max_inflight rows are claimed or the pass is complete.
  * Sends full requests as it goes, and drives the network between claims.
  */
-static void
+static bool
 worker_fill(Relation rel)
 {
 	BlockNumber nblocks = RelationGetNumberOfBlocks(rel);
@@ -1226,7 +1233,7 @@ worker_fill(Relation rel)
 	BlockNumber c;
 
 	if (nchunks <= (BlockNumber) W.widx)
-		return;
+		return true;
 	mine = (nchunks - W.widx + nworkers - 1) / nworkers;
 	c = W.cursor;
 	if (c >= nchunks || c % nworkers != (BlockNumber) W.widx)
@@ -1272,6 +1279,7 @@ worker_fill(Relation rel)
 	W.cursor = c;
 	if (W.open_req >= 0)
 		worker_seal();
+	return visited >= mine;
 }
 
 /* ---------- waiting for acks ---------- */
@@ -1565,6 +1573,7 @@ worker_batch(void)
 	Relation	rel;
 	int			settled;
 	int			local_dead;
+	bool		complete;
 
 	worker_reset_batch();
 	StartTransactionCommand();
@@ -1586,16 +1595,22 @@ worker_batch(void)
 		return 1;
 	}
 
-	worker_fill(rel);
+	complete = worker_fill(rel);
 	local_dead = W.ndead;
-	if (GetCurrentTimestamp() - W.depth_at >= USECS_PER_SEC)
-	{
-		int64		depth = DatumGetInt64(DirectFunctionCall1(pg_stat_get_live_tuples,
-															  ObjectIdGetDatum(W.row.queue)));
 
-		SpinLockAcquire(&W.s->mutex);
-		W.s->queue_depth = Max(depth - W.nrows - W.ndead, 0);
-		SpinLockRelease(&W.s->mutex);
+	/*
+	 * Queue depth: a pass that covered this worker's whole share claimed every
+	 * committed row in it, so nothing of its share waits; a pass cut short by
+	 * max_inflight leaves a backlog, estimated from the statistics.
+	 */
+	if (complete)
+		worker_publish_depth(0);
+	else if (GetCurrentTimestamp() - W.depth_at >= USECS_PER_SEC)
+	{
+		int64		live = DatumGetInt64(DirectFunctionCall1(pg_stat_get_live_tuples,
+															 ObjectIdGetDatum(W.row.queue)));
+
+		worker_publish_depth(Max(live / W.row.workers - W.nrows - W.ndead, 1));
 		W.depth_at = GetCurrentTimestamp();
 	}
 	if (W.nrows == 0 && W.ndead == 0)
@@ -1770,11 +1785,19 @@ zerobus_stream_main(Datum arg)
 			break;
 		if (W.retry_at > GetCurrentTimestamp())
 		{
-			/* look for fixed options now and then while backing off */
+			/*
+			 * While backing off: look for fixed options, and keep the queue
+			 * depth current (it grows while the service is away), once a
+			 * second.
+			 */
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 Min(Max(zb_ms_until(W.retry_at), 1), 5000), PG_WAIT_EXTENSION);
+							 Min(Max(zb_ms_until(W.retry_at), 1), 1000), PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			StartTransactionCommand();	/* processes catalog invalidations */
+			if (W.loaded)
+				worker_publish_depth(DatumGetInt64(DirectFunctionCall1(pg_stat_get_live_tuples,
+																	   ObjectIdGetDatum(W.row.queue))) /
+									 W.row.workers);
 			CommitTransactionCommand();
 			if (options_changed)
 				W.retry_at = 0;
