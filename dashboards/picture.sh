@@ -20,19 +20,30 @@ DEMO_DIR=$BUILD_DIR/demo
 PORT=${DEMO_PORT:-54329}
 
 mkdir -p "$BUILD_DIR"
-echo "starting the demo (log: $BUILD_DIR/picture-demo.log)"
-DEMO_SECONDS=${DEMO_SECONDS:-5} "$REPO/scripts/demo.sh" --keep >"$BUILD_DIR/picture-demo.log" 2>&1
-export PATH="$PG_BIN:$PATH"
 psql_demo() { as_user "$PG_BIN/psql" -h "$DEMO_DIR" -p "$PORT" -X -q -v ON_ERROR_STOP=1 -d postgres "$@"; }
 port() { /usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$DEMO_DIR/ports.json" "$1"; }
-
 stop_demo() {
-  if [ $KEEP -eq 0 ]; then
+  if [ $KEEP -eq 0 ] && [ -f "$DEMO_DIR/ports.json" ]; then
     as_user "$PG_BIN/pg_ctl" -D "$DEMO_DIR/data" -m fast stop >/dev/null 2>&1 || true
-    kill "$(port pid)" 2>/dev/null || true
+    local pid
+    pid=$(port pid 2>/dev/null) || return 0
+    # only the demo's emulator (the pid file may be from an earlier run)
+    if grep -qF "$DEMO_DIR/ports.json" "/proc/$pid/cmdline" 2>/dev/null; then kill "$pid"; fi
   fi
 }
 trap stop_demo EXIT
+
+# demo.sh creates the schema history each run but does not drop it: drop it
+# from an earlier run's database first
+if [ -f "$DEMO_DIR/data/PG_VERSION" ] && [ -x "$PG_BIN/pg_ctl" ]; then
+  as_user "$PG_BIN/pg_ctl" -D "$DEMO_DIR/data" status >/dev/null 2>&1 ||
+    as_user "$PG_BIN/pg_ctl" -D "$DEMO_DIR/data" -l "$DEMO_DIR/postgres.log" -w start >/dev/null
+  as_user "$PG_BIN/psql" -h "$DEMO_DIR" -p "$PORT" -X -q -d postgres -c "DROP SCHEMA IF EXISTS history CASCADE" >/dev/null
+  as_user "$PG_BIN/pg_ctl" -D "$DEMO_DIR/data" -m fast -w stop >/dev/null
+fi
+echo "starting the demo (log: $BUILD_DIR/picture-demo.log)"
+DEMO_SECONDS=${DEMO_SECONDS:-5} "$REPO/scripts/demo.sh" --keep >"$BUILD_DIR/picture-demo.log" 2>&1
+export PATH="$PG_BIN:$PATH"
 
 # The Delta table of the transactions profile, in the emulator
 columns=$(psql_demo -At -c "SELECT delta_columns FROM zerobus.generator_profiles() WHERE profile = 'transactions'")

@@ -103,7 +103,7 @@ def plot(by, out, title):
             if any(s["commit_to_ack_p99_ms"]):
                 ax2.plot(s["time"], no_zero(s["commit_to_ack_p99_ms"]), color=colors[4],
                          linestyle=":", label="commit→ack p99")
-        ax3.plot(s["time"], s["queue_depth"], color=c, label="queued" + suffix)
+        ax3.plot(s["time"], s["queue_depth"], color=c, label="queued" + suffix, zorder=3)
         ax3.fill_between(s["time"], s["rows_in_flight"], color=c, alpha=0.25,
                          label="in flight" + suffix)
 
