@@ -8,6 +8,7 @@ PACKAGES=(
   libcurl4-openssl-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler
   python3-grpcio python3-protobuf python3-sqlglot python3-psycopg2
   libipc-run-perl openssl curl make gcc rsync
+  python3-matplotlib
 )
 
 missing=()
