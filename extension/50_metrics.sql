@@ -11,6 +11,7 @@ CREATE FUNCTION zerobus.metrics(
     OUT rows_failed bigint,
     OUT rows_dead_lettered bigint,
     OUT rows_in_flight bigint,
+    OUT max_in_flight bigint,
     OUT queue_depth bigint,
     OUT bytes_sent bigint,
     OUT bytes_acked bigint,

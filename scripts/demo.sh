@@ -72,6 +72,7 @@ say "CREATE EXTENSION, a server for the workspace, a user mapping, and a connect
 psql_demo -q <<EOF
 DROP EXTENSION IF EXISTS zerobus_fdw CASCADE;
 DROP TABLE IF EXISTS tx_queue;
+DROP SCHEMA IF EXISTS history CASCADE;
 CREATE EXTENSION zerobus_fdw;
 CREATE SERVER lakehouse FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (
     workspace_url '$HTTPS', zerobus_endpoint '$GRPCS', ca_file '$DEMO_DIR/tls/ca.crt',

@@ -7,6 +7,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -17,7 +19,7 @@
 
 #include "shmem.h"
 
-#define METRICS_NCOLS 33
+#define METRICS_NCOLS 34
 
 static Datum
 ms_datum(double us)
@@ -78,6 +80,7 @@ zerobus_metrics(PG_FUNCTION_ARGS)
 		values[c++] = Int64GetDatum(copy.c.rows_failed);
 		values[c++] = Int64GetDatum(copy.c.rows_dead);
 		values[c++] = Int64GetDatum(Max(copy.c.inflight_rows, 0));
+		values[c++] = Int64GetDatum((int64) copy.max_inflight * copy.nworkers);
 		/* queue depth, as the workers last saw it (NULL while none runs) */
 		values[c] = Int64GetDatum(zb_queue_depth(&copy));
 		nulls[c++] = running == 0;
@@ -134,6 +137,12 @@ zerobus_metrics(PG_FUNCTION_ARGS)
 }
 
 #define HISTORY_NCOLS 16
+#define HISTORY_LATENCY(v) \
+	do { \
+		nulls[c] = isnan(v); \
+		values[c] = Float8GetDatum(nulls[c] ? 0 : (v)); \
+		c++; \
+	} while (0)
 
 PG_FUNCTION_INFO_V1(zerobus_metrics_history);
 
@@ -191,11 +200,12 @@ zerobus_metrics_history(PG_FUNCTION_ARGS)
 			values[c++] = Float8GetDatum(x->generated_per_sec);
 			values[c++] = Float8GetDatum(x->bytes_per_sec);
 			values[c++] = Float8GetDatum(x->dead_per_sec);
-			values[c++] = Float8GetDatum(x->ack_p50_ms);
-			values[c++] = Float8GetDatum(x->ack_p95_ms);
-			values[c++] = Float8GetDatum(x->ack_p99_ms);
-			values[c++] = Float8GetDatum(x->e2e_p50_ms);
-			values[c++] = Float8GetDatum(x->e2e_p99_ms);
+			/* seconds without acknowledgements have no latency: NULL */
+			HISTORY_LATENCY(x->ack_p50_ms);
+			HISTORY_LATENCY(x->ack_p95_ms);
+			HISTORY_LATENCY(x->ack_p99_ms);
+			HISTORY_LATENCY(x->e2e_p50_ms);
+			HISTORY_LATENCY(x->e2e_p99_ms);
 			values[c++] = Int64GetDatum((int64) x->queue_depth);
 			values[c++] = Int64GetDatum((int64) x->in_flight);
 			values[c++] = Int32GetDatum((int32) x->errors);

@@ -77,6 +77,7 @@ typedef struct ZbStreamSlot
 	Oid			queue_relid;
 	Oid			owner;
 	int			nworkers;
+	int			max_inflight;	/* rows per worker transaction */
 	bool		enabled;
 	uint32		generation;		/* bumped on every configuration change */
 	ZbWorkerSlot workers[ZB_MAX_STREAM_WORKERS];

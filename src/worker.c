@@ -53,6 +53,7 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
@@ -371,10 +372,11 @@ typedef struct SamplePrev
 
 static SamplePrev *launcher_prev;	/* [max_streams] */
 
+/* A percentile of a second's acknowledgements; NaN (shown as NULL) if none. */
 static float4
 sample_ms(const ZbHistogram *h, double p)
 {
-	return h->count ? (float4) (zb_hist_percentile(h, p) / 1000.0) : 0;
+	return h->count ? (float4) (zb_hist_percentile(h, p) / 1000.0) : get_float4_nan();
 }
 
 /*
@@ -465,6 +467,18 @@ launcher_sample(void)
 			zb_shared->history[i].next = 0;
 			zb_shared->history[i].count = 0;
 			LWLockRelease(zb_shared->history_lock);
+			if (now - cur.started_at < 2 * USECS_PER_SEC)
+			{
+				/*
+				 * It began moments ago with zeroed counters: count its first
+				 * moments from its start, so an early error is not lost in
+				 * the baseline.
+				 */
+				memset(&cur.c, 0, sizeof(cur.c));
+				memset(&cur.ack, 0, sizeof(cur.ack));
+				memset(&cur.e2e, 0, sizeof(cur.e2e));
+				cur.at = cur.started_at;
+			}
 		}
 		*prev = cur;
 	}
@@ -546,6 +560,7 @@ typedef struct ScanRow
 	Oid			queue;
 	Oid			owner;
 	int			workers;
+	int			max_inflight;
 	bool		enabled;
 	bool		gen_enabled;
 	char		gen_profile[32];
@@ -574,7 +589,7 @@ zerobus_scan_main(Datum arg)
 	{
 		if (SPI_execute("SELECT s.name, s.queue::oid, s.owner::oid, s.workers, s.enabled,"
 						" coalesce(g.enabled, false), coalesce(g.profile, ''),"
-						" coalesce(g.rate, 0), coalesce(g.throttle, 0), g.started_at"
+						" coalesce(g.rate, 0), coalesce(g.throttle, 0), g.started_at, s.max_inflight"
 						" FROM zerobus.streams s LEFT JOIN zerobus.generators g ON g.stream = s.name",
 						true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read zerobus.streams");
@@ -598,6 +613,7 @@ zerobus_scan_main(Datum arg)
 			rows[i].gen_started_at = DatumGetTimestampTz(SPI_getbinval(t, td, 10, &isnull));
 			if (isnull)
 				rows[i].gen_started_at = 0;
+			rows[i].max_inflight = DatumGetInt32(SPI_getbinval(t, td, 11, &isnull));
 		}
 	}
 	PopActiveSnapshot();
@@ -667,6 +683,7 @@ zerobus_scan_main(Datum arg)
 		s->queue_relid = rows[i].queue;
 		s->owner = rows[i].owner;
 		s->nworkers = rows[i].workers;
+		s->max_inflight = rows[i].max_inflight;
 		s->enabled = rows[i].enabled;
 		if (s->gen_enabled != rows[i].gen_enabled ||
 			strcmp(s->gen_profile, rows[i].gen_profile) != 0)

@@ -170,9 +170,13 @@ my $reconnects = $node->safe_psql('postgres', 'SELECT reconnects FROM zb_metrics
 insert_rows(20000);
 wait_delivered('close signal');
 check_all('CloseStreamSignal under load');
-cmp_ok($node->safe_psql('postgres', 'SELECT reconnects FROM zb_metrics'), '>=', $reconnects + 3,
+# a stream opened when the rows ran out never reaches 5 requests, and the
+# last rotation may wait for the next batch: at least two signals, each
+# (but possibly the last) followed by a new stream
+my $signals = $emu->stats->{close_signals_sent};
+cmp_ok($signals, '>=', 2, 'close signal: the emulator sent them');
+cmp_ok($node->safe_psql('postgres', 'SELECT reconnects FROM zb_metrics'), '>=', $reconnects + $signals - 1,
 	'close signal: the worker moved to new streams');
-cmp_ok($emu->stats->{close_signals_sent}, '>=', 3, 'close signal: the emulator sent them');
 $emu->clear_faults;
 
 # --- tokens expire while streaming: a worker keeps fetching fresh ones
