@@ -160,15 +160,17 @@ record_resolve_type(Oid typid, ZbRecordCol *col)
 }
 
 /*
- * Check that every column of a table can become a record field, raising a
- * clear error for the first one that cannot.
+ * Check that every column of a table can become a record field.  Returns
+ * NULL, or the problem with the first one that cannot (an error message,
+ * with *hint set when there is one).
  */
-void
-zb_record_check_columns(TupleDesc tupdesc, const char *relname)
+char *
+zb_record_columns_problem(TupleDesc tupdesc, const char *relname, char **hint, int *sqlstate)
 {
 	int			ncols = 0;
 	int			i;
 
+	*hint = NULL;
 	for (i = 0; i < tupdesc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
@@ -178,29 +180,45 @@ zb_record_check_columns(TupleDesc tupdesc, const char *relname)
 			continue;
 		ncols++;
 		if (!record_valid_field_name(NameStr(att->attname)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_NAME),
-					 errmsg("column \"%s\" of table \"%s\" has a name ZeroBus cannot use",
-							NameStr(att->attname), relname),
-					 errdetail("Record field names are ASCII letters, digits and underscores, not starting with a digit."),
-					 errhint("Rename the column, for example: ALTER TABLE %s RENAME COLUMN %s TO …;",
-							 relname, quote_identifier(NameStr(att->attname)))));
+		{
+			*sqlstate = ERRCODE_INVALID_NAME;
+			*hint = psprintf("Rename the column, for example: ALTER TABLE %s RENAME COLUMN %s TO …;",
+							 relname, quote_identifier(NameStr(att->attname)));
+			return psprintf("column \"%s\" of table \"%s\" has a name ZeroBus cannot use",
+							NameStr(att->attname), relname);
+		}
 		if (!record_resolve_type(att->atttypid, &col))
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("column \"%s\" of table \"%s\" has type %s, which ZeroBus records cannot carry",
-							NameStr(att->attname), relname, format_type_be(att->atttypid)),
-					 errhint("Supported types: %s.", supported_types)));
+		{
+			*sqlstate = ERRCODE_FEATURE_NOT_SUPPORTED;
+			*hint = psprintf("Supported types: %s.", supported_types);
+			return psprintf("column \"%s\" of table \"%s\" has type %s, which ZeroBus records cannot carry",
+							NameStr(att->attname), relname, format_type_be(att->atttypid));
+		}
 	}
+	*sqlstate = ncols == 0 ? ERRCODE_INVALID_TABLE_DEFINITION : ERRCODE_TOO_MANY_COLUMNS;
 	if (ncols == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
-				 errmsg("table \"%s\" has no columns", relname)));
+		return psprintf("table \"%s\" has no columns", relname);
 	if (ncols > ZB_MAX_COLUMNS)
+		return psprintf("table \"%s\" has %d columns; ZeroBus accepts at most %d",
+						relname, ncols, ZB_MAX_COLUMNS);
+	return NULL;
+}
+
+/* The same, raising the problem as an error. */
+void
+zb_record_check_columns(TupleDesc tupdesc, const char *relname)
+{
+	char	   *hint;
+	int			sqlstate;
+	char	   *problem = zb_record_columns_problem(tupdesc, relname, &hint, &sqlstate);
+
+	if (problem)
 		ereport(ERROR,
-				(errcode(ERRCODE_TOO_MANY_COLUMNS),
-				 errmsg("table \"%s\" has %d columns; ZeroBus accepts at most %d",
-						relname, ncols, ZB_MAX_COLUMNS)));
+				(errcode(sqlstate),
+				 errmsg_internal("%s", problem),
+				 hint ? errhint("%s", hint) : 0,
+				 strstr(problem, "name ZeroBus cannot use")
+				 ? errdetail("Record field names are ASCII letters, digits and underscores, not starting with a digit.") : 0));
 }
 
 /* Changes whenever a column is added, dropped, renamed, retyped or re-nulled. */

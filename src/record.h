@@ -59,6 +59,8 @@ extern ZbRecordSchema *zb_record_schema(TupleDesc tupdesc, const char *message_n
 										int first_index);
 extern uint32 zb_record_fingerprint(TupleDesc tupdesc);
 extern void zb_record_check_columns(TupleDesc tupdesc, const char *relname);
+extern char *zb_record_columns_problem(TupleDesc tupdesc, const char *relname, char **hint,
+									   int *sqlstate);
 
 /*
  * Append one row's record to 'out' (growing it in 'cxt').  Returns the

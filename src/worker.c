@@ -779,6 +779,9 @@ typedef struct Worker
 	BlockNumber cursor;
 	double		rows_per_block;
 	bool		woken;			/* a latch wake-up arrived since the pass began */
+	bool		paused;			/* the queue's columns cannot be sent */
+	uint32		paused_fingerprint; /* of those columns */
+	char	   *paused_reason;
 	TimestampTz last_full_at;	/* of the last pass over the whole share */
 	BlockNumber known_chunks;	/* chunks of the table at that pass */
 	TimestampTz *hot_until;		/* per chunk: it held rows lately */
@@ -887,7 +890,10 @@ static bool
 worker_load(void)
 {
 	Relation	rel;
-	char	   *qname;
+	char	   *qname = NULL;
+	char	   *problem;
+	char	   *hint;
+	int			sqlstate;
 	Oid			argtypes[2] = {TIDOID, TIDOID};
 	MemoryContext old;
 	bool		found;
@@ -922,15 +928,26 @@ worker_load(void)
 		W.json = strcmp(W.row.record_format, "json") == 0;
 
 		rel = table_open(W.row.queue, AccessShareLock);
-		zb_record_check_columns(RelationGetDescr(rel), RelationGetRelationName(rel));
-		/* RETURNING ctid, xmin, *: the columns start at index 2 */
-		W.schema = zb_record_schema(RelationGetDescr(rel), RelationGetRelationName(rel), 2);
-		qname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-										   RelationGetRelationName(rel));
+		problem = zb_record_columns_problem(RelationGetDescr(rel), RelationGetRelationName(rel),
+											&hint, &sqlstate);
+		W.paused = problem != NULL;
+		if (W.paused)
+		{
+			/* the queue was altered into something records cannot carry */
+			W.paused_fingerprint = zb_record_fingerprint(RelationGetDescr(rel));
+			W.paused_reason = psprintf("paused: %s%s%s", problem, hint ? ". " : "", hint ? hint : "");
+		}
+		else
+		{
+			/* RETURNING ctid, xmin, *: the columns start at index 2 */
+			W.schema = zb_record_schema(RelationGetDescr(rel), RelationGetRelationName(rel), 2);
+			qname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+											   RelationGetRelationName(rel));
+		}
 		table_close(rel, AccessShareLock);
 	}
 	MemoryContextSwitchTo(old);
-	if (found)
+	if (found && !W.paused)
 	{
 		W.plan = SPI_prepare(psprintf("DELETE FROM ONLY %s WHERE ctid >= $1 AND ctid < $2"
 									  " RETURNING ctid, xmin, *", qname),
@@ -1921,6 +1938,28 @@ zerobus_stream_main(Datum arg)
 		}
 		if (!W.loaded && !worker_load())
 			break;				/* the stream is gone */
+		if (W.paused)
+		{
+			/* wait for the queue's columns to change, then look again */
+			bool		changed;
+			Relation	rel;
+
+			worker_close_stream();
+			worker_state(ZB_STATE_PAUSED);
+			if (strncmp(W.s->last_error, W.paused_reason, ZB_ERRLEN - 1) != 0)
+				worker_error(W.paused_reason);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 zb_poll_interval_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			StartTransactionCommand();
+			rel = table_open(W.row.queue, AccessShareLock);
+			changed = zb_record_fingerprint(RelationGetDescr(rel)) != W.paused_fingerprint;
+			table_close(rel, AccessShareLock);
+			CommitTransactionCommand();
+			if (changed)
+				W.loaded = false;
+			continue;
+		}
 		if (W.stream == NULL && !worker_connect())
 			continue;
 

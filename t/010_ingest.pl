@@ -160,6 +160,21 @@ flush('tx');
 is($emu->sql(q{SELECT note FROM "main.default.tx" WHERE id = 60003})->{rows}[0][0], 'back',
 	'and after ADD COLUMN too');
 
+# --- a column no record can carry: the stream pauses, says why, and resumes
+# when the column is gone
+$node->safe_psql('postgres', q{ALTER TABLE tx_queue ADD COLUMN spot point});
+$node->safe_psql('postgres', q{INSERT INTO tx_queue VALUES (60004, 'USD', 1, now(), 'while paused', '(1,2)')});
+ok($emu->wait_for(sub { $node->safe_psql('postgres', q{SELECT state FROM zb_metrics WHERE stream = 'tx'}) eq 'paused' }, 30),
+	'an unsupported column pauses the stream');
+like($node->safe_psql('postgres', q{SELECT last_error FROM zb_metrics WHERE stream = 'tx'}),
+	qr/^paused: column "spot" of table "tx_queue" has type point, which ZeroBus records cannot carry\. Supported types: /,
+	'and says why');
+is(queue_count(), '1', 'the row waits');
+$node->safe_psql('postgres', q{ALTER TABLE tx_queue DROP COLUMN spot});
+flush('tx');
+is($emu->sql(q{SELECT note FROM "main.default.tx" WHERE id = 60004})->{rows}[0][0], 'while paused',
+	'once the column is gone the stream goes on');
+
 # --- a worker terminated by an administrator is restarted; nothing is lost
 my $pid = $node->safe_psql('postgres',
 	q{SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'zerobus_fdw stream tx%'});
