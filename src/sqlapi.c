@@ -308,6 +308,31 @@ sqlapi_parse_headers(JScan *js, StringInfo key, StringInfo tmp, List **headers)
 }
 
 /* One element of external_links. */
+/* Where a chunk sits and what follows it: members of both links and results. */
+static bool
+sqlapi_chunk_field(const char *key)
+{
+	return strcmp(key, "chunk_index") == 0 || strcmp(key, "next_chunk_index") == 0 ||
+		strcmp(key, "next_chunk_internal_link") == 0;
+}
+
+static bool
+sqlapi_parse_chunk_field(JScan *js, const char *key, StringInfo tmp, ResultData *rd)
+{
+	int64		v;
+
+	if (strcmp(key, "next_chunk_internal_link") == 0)
+		return sqlapi_read_text(js, tmp, &rd->next_link);
+	v = strcmp(key, "chunk_index") == 0 ? 0 : -1;
+	if (!sqlapi_read_int(js, tmp, &v))
+		return false;
+	if (strcmp(key, "chunk_index") == 0)
+		rd->chunk_index = (int) v;
+	else
+		rd->next_chunk_index = (int) v;
+	return true;
+}
+
 static bool
 sqlapi_parse_link(JScan *js, StringInfo key, StringInfo tmp, ResultData *rd, bool keep)
 {
@@ -318,8 +343,6 @@ sqlapi_parse_link(JScan *js, StringInfo key, StringInfo tmp, ResultData *rd, boo
 		return false;
 	while (jscan_next(js, '}', &first, &more) && more)
 	{
-		int64		v;
-
 		if (!jscan_key(js, key))
 			return false;
 		if (!keep)
@@ -337,23 +360,9 @@ sqlapi_parse_link(JScan *js, StringInfo key, StringInfo tmp, ResultData *rd, boo
 			if (!sqlapi_parse_headers(js, key, tmp, &rd->ext_headers))
 				return false;
 		}
-		else if (strcmp(key->data, "chunk_index") == 0)
+		else if (sqlapi_chunk_field(key->data))
 		{
-			v = 0;
-			if (!sqlapi_read_int(js, tmp, &v))
-				return false;
-			rd->chunk_index = (int) v;
-		}
-		else if (strcmp(key->data, "next_chunk_index") == 0)
-		{
-			v = -1;
-			if (!sqlapi_read_int(js, tmp, &v))
-				return false;
-			rd->next_chunk_index = (int) v;
-		}
-		else if (strcmp(key->data, "next_chunk_internal_link") == 0)
-		{
-			if (!sqlapi_read_text(js, tmp, &rd->next_link))
+			if (!sqlapi_parse_chunk_field(js, key->data, tmp, rd))
 				return false;
 		}
 		else if (!jscan_skip(js))
@@ -383,8 +392,6 @@ sqlapi_parse_result(JScan *js, StringInfo key, StringInfo tmp, ResultData *rd)
 		return false;
 	while (jscan_next(js, '}', &first, &more) && more)
 	{
-		int64		v;
-
 		if (!jscan_key(js, key))
 			return false;
 		if (strcmp(key->data, "data_array") == 0)
@@ -432,23 +439,9 @@ sqlapi_parse_result(JScan *js, StringInfo key, StringInfo tmp, ResultData *rd)
 			if (js->err)
 				return false;
 		}
-		else if (strcmp(key->data, "chunk_index") == 0)
+		else if (sqlapi_chunk_field(key->data))
 		{
-			v = 0;
-			if (!sqlapi_read_int(js, tmp, &v))
-				return false;
-			rd->chunk_index = (int) v;
-		}
-		else if (strcmp(key->data, "next_chunk_index") == 0)
-		{
-			v = -1;
-			if (!sqlapi_read_int(js, tmp, &v))
-				return false;
-			rd->next_chunk_index = (int) v;
-		}
-		else if (strcmp(key->data, "next_chunk_internal_link") == 0)
-		{
-			if (!sqlapi_read_text(js, tmp, &rd->next_link))
+			if (!sqlapi_parse_chunk_field(js, key->data, tmp, rd))
 				return false;
 		}
 		else if (!jscan_skip(js))
