@@ -51,6 +51,14 @@ SELECT count(*) AS generators_left FROM zerobus.generators;
 SELECT count(*) FROM zb_metrics_history;
 SELECT column_name, data_type FROM information_schema.columns
  WHERE table_name = 'zb_metrics_history' ORDER BY ordinal_position;
+-- The launcher forgets a dropped stream after the commit (asynchronously).
+DO $$
+BEGIN
+  FOR i IN 1..300 LOOP
+    EXIT WHEN (SELECT count(*) FROM zb_dashboard) = 0;
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
 SELECT count(*) FROM zb_dashboard;
 SELECT zerobus.reset_metrics();
 SELECT zerobus.reset_metrics('nosuch');
