@@ -39,6 +39,7 @@ CREATE TABLE zerobus.stream_settings (
 COMMENT ON TABLE zerobus.stream_settings IS
   'The stored settings of each stream; read zerobus.streams, which adds the owner';
 SELECT pg_catalog.pg_extension_config_dump('zerobus.stream_settings', '');
+GRANT SELECT ON zerobus.stream_settings TO PUBLIC;
 
 CREATE VIEW zerobus.streams AS
   SELECT s.name, s.queue, s.server, s.target,

@@ -30,6 +30,7 @@
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -71,10 +72,17 @@ zb_catalog_relid(const char *relname, bool missing_ok)
 	Oid			relid = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
 
 	if (!OidIsValid(relid) && !missing_ok)
+	{
+		if (OidIsValid(get_extension_oid("zerobus_fdw", true)))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the zerobus_fdw objects of this database are older than its library"),
+					 errhint("ALTER EXTENSION zerobus_fdw UPDATE;")));
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("zerobus_fdw is not installed in this database"),
 				 errhint("CREATE EXTENSION zerobus_fdw;")));
+	}
 	return relid;
 }
 

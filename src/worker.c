@@ -1632,6 +1632,30 @@ worker_resend(void)
 	return true;
 }
 
+/* Account the requests the current stream has acknowledged; returns how many. */
+static int
+worker_take_acks(TimestampTz now)
+{
+	int64		acked;
+	int			n = 0;
+	int			i;
+
+	if (W.stream == NULL)
+		return 0;
+	acked = zb_stream_acked(W.stream);
+	for (i = 0; i < W.nreqs; i++)
+	{
+		WorkerRequest *r = &W.reqs[i];
+
+		if (!r->acked && r->offset >= 0 && r->offset <= acked)
+		{
+			worker_account_ack(r, now);
+			n++;
+		}
+	}
+	return n;
+}
+
 /*
  * Wait until every request of the batch is durably acknowledged.  Handles
  * CloseStreamSignal (drain, then a new stream), refused batches (bisect),
@@ -1658,21 +1682,7 @@ worker_await_acks(void)
 		long		wait_ms;
 		bool		failed = false;
 
-		if (W.stream)
-		{
-			int64		acked = zb_stream_acked(W.stream);
-
-			for (i = 0; i < W.nreqs; i++)
-			{
-				WorkerRequest *r = &W.reqs[i];
-
-				if (!r->acked && r->offset >= 0 && r->offset <= acked)
-				{
-					worker_account_ack(r, now);
-					acked_requests++;
-				}
-			}
-		}
+		acked_requests += worker_take_acks(now);
 		for (i = 0; i < W.nreqs; i++)
 		{
 			WorkerRequest *r = &W.reqs[i];
@@ -1739,7 +1749,13 @@ worker_await_acks(void)
 
 		if (err.kind == ZB_ERR_GRPC && err.grpc_code == GRPC_INVALID_ARGUMENT)
 		{
-			/* a record was refused: isolate it (the stream is over either way) */
+			/*
+			 * A record was refused: isolate it (the stream is over either
+			 * way).  Acknowledgements that arrived in the same poll as the
+			 * refusal are taken first, or bisect would blame (and
+			 * dead-letter) a request the service had accepted.
+			 */
+			acked_requests += worker_take_acks(GetCurrentTimestamp());
 			worker_bisect(err.message);
 			if (!worker_resend())
 				return false;
