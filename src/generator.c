@@ -338,7 +338,12 @@ zerobus_generator_profiles(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(zerobus_generator_create_queue);
 
-/* CREATE TABLE <queue> (<the profile's columns>), as the caller. */
+/*
+ * CREATE TABLE <queue> (<the profile's columns>), as the caller.  The name
+ * is resolved with the caller's search_path (the table goes where the
+ * caller would create it); the column types and defaults are bound to
+ * pg_catalog's whatever that search_path holds (runas.c).
+ */
 Datum
 zerobus_generator_create_queue(PG_FUNCTION_ARGS)
 {
@@ -346,17 +351,16 @@ zerobus_generator_create_queue(PG_FUNCTION_ARGS)
 	text	   *qtext = PG_GETARG_TEXT_PP(1);
 	List	   *names = textToQualifiedNameList(qtext);
 	RangeVar   *rv = makeRangeVarFromNameList(names);
-	char	   *qualified = rv->schemaname
-		? quote_qualified_identifier(rv->schemaname, rv->relname)
-		: pstrdup(quote_identifier(rv->relname));
+	Oid			nsp = RangeVarGetCreationNamespace(rv);
+	char	   *qualified = quote_qualified_identifier(get_namespace_name(nsp), rv->relname);
 	Oid			relid;
 
 	SPI_connect();
-	if (SPI_execute(psprintf("CREATE TABLE %s (%s)", qualified, p->columns), false, 0) < 0)
-		elog(ERROR, "could not create the queue table");
+	(void) zb_spi_as(InvalidOid, psprintf("CREATE TABLE %s (%s)", qualified, p->columns),
+					 0, NULL, NULL, NULL, false, 0);
 	SPI_finish();
 	CommandCounterIncrement();
-	relid = RangeVarGetRelid(rv, NoLock, false);
+	relid = get_relname_relid(rv->relname, nsp);
 	PG_RETURN_OID(relid);
 }
 
