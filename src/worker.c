@@ -11,7 +11,8 @@
  * throughput once a second.
  *
  * Stream worker (one per stream and worker index, connected to the stream's
- * database as its owner): repeatedly
+ * database without a user; queue work runs as the queue's owner, see
+ * runas.c): repeatedly
  *   1. opens a ZeroBus stream if none is open (token, CreateIngestStream);
  *   2. in one transaction, DELETEs its share of the queue by TID range with
  *      RETURNING, encoding each row as the executor returns it and sending
@@ -23,8 +24,11 @@
  * the error, in the same transaction.  A retryable failure is retried on a
  * new stream within the transaction, for as long as each failed stream had
  * made progress (and once more); then the transaction rolls back (the rows
- * return to the queue) and the worker backs off.
- * See docs/DESIGN.md for why rows are claimed by TID range.
+ * return to the queue) and the worker backs off.  A missing or forbidden
+ * object is a state ('error', with the fix in last_error), checked before
+ * every batch; an ERROR unwinds to zb_worker_recover() and a backoff.
+ * See docs/DESIGN.md for why rows are claimed by TID range, and for the
+ * states and recovery rules.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
