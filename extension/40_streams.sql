@@ -1,24 +1,55 @@
 -- Ingestion: streams deliver the rows of queue tables to ZeroBus.
 
-CREATE TABLE zerobus.streams (
-    name          text PRIMARY KEY
-                  CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_]*$' AND length(name) < 64),
-    queue         regclass NOT NULL UNIQUE,
+-- The stored settings of each stream.  Readers use the view zerobus.streams,
+-- which adds the owner: a stream belongs to whoever owns its queue table
+-- (read from pg_class each time, never copied, so that ALTER TABLE … OWNER
+-- TO, REASSIGN OWNED and DROP ROLE act on streams the way they act on the
+-- table's other dependents).
+CREATE TABLE zerobus.stream_settings (
+    name          text NOT NULL,
+    queue         regclass NOT NULL,
     server        name NOT NULL,
     target        text NOT NULL,
-    owner         regrole NOT NULL,
-    record_format text NOT NULL DEFAULT 'proto' CHECK (record_format IN ('proto', 'json')),
-    batch_rows    integer NOT NULL DEFAULT 5000 CHECK (batch_rows BETWEEN 1 AND 100000),
-    batch_bytes   integer NOT NULL DEFAULT 4194304 CHECK (batch_bytes BETWEEN 1024 AND 10000000),
-    workers       integer NOT NULL DEFAULT 1 CHECK (workers BETWEEN 1 AND 16),
-    max_inflight  integer NOT NULL DEFAULT 50000 CHECK (max_inflight BETWEEN 1 AND 1000000),
-    ack_timeout   interval NOT NULL DEFAULT '60 seconds' CHECK (ack_timeout > '0'),
+    record_format text NOT NULL DEFAULT 'proto',
+    batch_rows    integer NOT NULL DEFAULT 5000,
+    batch_bytes   integer NOT NULL DEFAULT 4194304,
+    workers       integer NOT NULL DEFAULT 1,
+    max_inflight  integer NOT NULL DEFAULT 50000,
+    ack_timeout   interval NOT NULL DEFAULT '60 seconds',
     enabled       boolean NOT NULL DEFAULT true,
-    created_at    timestamptz NOT NULL DEFAULT now()
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT streams_pkey PRIMARY KEY (name),
+    CONSTRAINT streams_queue_key UNIQUE (queue),
+    CONSTRAINT streams_name_check
+      CHECK (name OPERATOR(pg_catalog.~) '^[A-Za-z_][A-Za-z0-9_]*$'
+             AND pg_catalog.length(name) OPERATOR(pg_catalog.<) 64),
+    CONSTRAINT streams_record_format_check
+      CHECK (record_format OPERATOR(pg_catalog.=) ANY (ARRAY['proto', 'json'])),
+    CONSTRAINT streams_batch_rows_check
+      CHECK (batch_rows OPERATOR(pg_catalog.>=) 1 AND batch_rows OPERATOR(pg_catalog.<=) 100000),
+    CONSTRAINT streams_batch_bytes_check
+      CHECK (batch_bytes OPERATOR(pg_catalog.>=) 1024 AND batch_bytes OPERATOR(pg_catalog.<=) 10000000),
+    CONSTRAINT streams_workers_check
+      CHECK (workers OPERATOR(pg_catalog.>=) 1 AND workers OPERATOR(pg_catalog.<=) 16),
+    CONSTRAINT streams_max_inflight_check
+      CHECK (max_inflight OPERATOR(pg_catalog.>=) 1 AND max_inflight OPERATOR(pg_catalog.<=) 1000000),
+    CONSTRAINT streams_ack_timeout_check
+      CHECK (ack_timeout OPERATOR(pg_catalog.>) '0 seconds'::pg_catalog.interval)
 );
-COMMENT ON TABLE zerobus.streams IS
-  'Streams: each delivers the rows of one queue table to one Databricks table through ZeroBus';
-SELECT pg_catalog.pg_extension_config_dump('zerobus.streams', '');
+COMMENT ON TABLE zerobus.stream_settings IS
+  'The stored settings of each stream; read zerobus.streams, which adds the owner';
+SELECT pg_catalog.pg_extension_config_dump('zerobus.stream_settings', '');
+GRANT SELECT ON zerobus.stream_settings TO PUBLIC;
+
+CREATE VIEW zerobus.streams AS
+  SELECT s.name, s.queue, s.server, s.target,
+         c.relowner::pg_catalog.regrole AS owner,
+         s.record_format, s.batch_rows, s.batch_bytes, s.workers, s.max_inflight,
+         s.ack_timeout, s.enabled, s.created_at
+    FROM zerobus.stream_settings s
+    LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.queue::pg_catalog.oid;
+COMMENT ON VIEW zerobus.streams IS
+  'Streams: each delivers the rows of one queue table to one Databricks table through ZeroBus; the owner is the queue table''s';
 -- Nothing secret here; changes go through the functions below.
 GRANT SELECT ON zerobus.streams TO PUBLIC;
 
@@ -26,7 +57,7 @@ CREATE TABLE zerobus.dead_letters (
     id         bigserial PRIMARY KEY,
     stream     text NOT NULL,
     owner      regrole NOT NULL,
-    failed_at  timestamptz NOT NULL DEFAULT now(),
+    failed_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     error      text NOT NULL,
     record     jsonb NOT NULL
 );
@@ -42,19 +73,36 @@ CREATE POLICY dead_letters_of_owner ON zerobus.dead_letters
 GRANT SELECT, DELETE ON zerobus.dead_letters TO PUBLIC;
 
 -- Wakes a queue's workers when a transaction that inserted into it commits.
+-- Only create_stream attaches it (EXECUTE is not granted), and it refuses
+-- to run on a table that is not a stream's queue.
 CREATE FUNCTION zerobus.queue_wakeup()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'zerobus_queue_wakeup'
 LANGUAGE C;
+REVOKE ALL ON FUNCTION zerobus.queue_wakeup() FROM PUBLIC;
 
--- Tells the launcher, at commit, to re-read this database's streams.
+-- Tells the launcher, at commit, to re-read this database's streams.  Runs
+-- only on zerobus.stream_settings and zerobus.generators.
 CREATE FUNCTION zerobus.streams_changed()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'zerobus_streams_changed'
 LANGUAGE C;
+REVOKE ALL ON FUNCTION zerobus.streams_changed() FROM PUBLIC;
 CREATE TRIGGER streams_changed
-  AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON zerobus.streams
+  AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON zerobus.stream_settings
   FOR EACH STATEMENT EXECUTE FUNCTION zerobus.streams_changed();
+
+-- Dropping a queue table drops its stream (and generator) with it, in the
+-- same transaction, the way a table's triggers and indexes go with it.
+CREATE FUNCTION zerobus.queue_dropped()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'zerobus_queue_dropped'
+LANGUAGE C
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION zerobus.queue_dropped() FROM PUBLIC;
+CREATE EVENT TRIGGER zerobus_queue_dropped ON sql_drop
+  EXECUTE FUNCTION zerobus.queue_dropped();
 
 CREATE FUNCTION zerobus.create_stream(
     name text,

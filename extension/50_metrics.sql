@@ -39,8 +39,12 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'zerobus_metrics'
 LANGUAGE C STRICT VOLATILE;
 
+-- The views of this file bind every function and operator to pg_catalog's
+-- (docs/DESIGN.md, "Security model"): whatever search_path the extension is
+-- installed under, no user's object can be captured into them.
 CREATE VIEW zb_metrics AS
-  SELECT *, now() - started_at AS uptime FROM zerobus.metrics();
+  SELECT m.*, pg_catalog.now() OPERATOR(pg_catalog.-) m.started_at AS uptime
+    FROM zerobus.metrics() m;
 COMMENT ON VIEW zb_metrics IS
   'One row per stream: state, rows sent/acked/failed/dead-lettered, in flight, queue depth, throughput, ack latency';
 
@@ -73,7 +77,7 @@ LANGUAGE C STRICT VOLATILE;
 -- ($__timeFilter(time); the stream column becomes the series label).  ts is
 -- the same instant under a shorter name, for queries that prefer it.
 CREATE VIEW zb_metrics_history AS
-  SELECT *, "time" AS ts FROM zerobus.metrics_history() ORDER BY "time", stream;
+  SELECT h.*, h."time" AS ts FROM zerobus.metrics_history() h ORDER BY h."time", h.stream;
 COMMENT ON VIEW zb_metrics_history IS
   'Per-second samples of every stream (the last 17 minutes): rates, latency percentiles, queue depth';
 
@@ -89,26 +93,31 @@ COMMENT ON FUNCTION zerobus.reset_metrics(text) IS
 CREATE VIEW zb_dashboard AS
   SELECT m.stream,
          m.state,
-         round(m.generated_per_sec)::bigint AS "gen/s",
-         round(m.rows_per_sec)::bigint AS "acked/s",
-         (SELECT string_agg(substr('▁▂▃▄▅▆▇█',
-                  1 + least(7, floor(8 * h.rows_per_sec / nullif(mx.peak, 0)))::int, 1), ''
+         pg_catalog.round(m.generated_per_sec)::pg_catalog.int8 AS "gen/s",
+         pg_catalog.round(m.rows_per_sec)::pg_catalog.int8 AS "acked/s",
+         (SELECT pg_catalog.string_agg(pg_catalog.substr('▁▂▃▄▅▆▇█',
+                  1 OPERATOR(pg_catalog.+) LEAST(7, pg_catalog.floor(
+                      (8::pg_catalog.float8 OPERATOR(pg_catalog.*) h.rows_per_sec)
+                      OPERATOR(pg_catalog./) NULLIF(mx.peak, 0::pg_catalog.float8)))::pg_catalog.int4, 1), ''
                   ORDER BY h."time")
-            FROM (SELECT "time", rows_per_sec FROM zerobus.metrics_history() x
-                   WHERE x.stream = m.stream AND x.database = m.database
-                   ORDER BY "time" DESC LIMIT 30) h,
-                 (SELECT max(rows_per_sec) AS peak FROM zerobus.metrics_history() y
-                   WHERE y.stream = m.stream AND y.database = m.database
-                     AND y."time" > now() - interval '30 seconds') mx) AS "last 30 s",
+            FROM (SELECT x."time", x.rows_per_sec FROM zerobus.metrics_history() x
+                   WHERE x.stream OPERATOR(pg_catalog.=) m.stream
+                     AND x.database OPERATOR(pg_catalog.=) m.database
+                   ORDER BY x."time" DESC LIMIT 30) h,
+                 (SELECT pg_catalog.max(y.rows_per_sec) AS peak FROM zerobus.metrics_history() y
+                   WHERE y.stream OPERATOR(pg_catalog.=) m.stream
+                     AND y.database OPERATOR(pg_catalog.=) m.database
+                     AND y."time" OPERATOR(pg_catalog.>)
+                         (pg_catalog.now() OPERATOR(pg_catalog.-) '30 seconds'::pg_catalog.interval)) mx) AS "last 30 s",
          m.rows_acked AS acked,
          m.queue_depth AS queued,
          m.rows_in_flight AS in_flight,
-         round(m.ack_latency_p50_ms::numeric, 1) AS "ack p50 ms",
-         round(m.ack_latency_p99_ms::numeric, 1) AS "ack p99 ms",
-         round(m.commit_to_ack_p99_ms::numeric, 1) AS "commit→ack p99 ms",
+         pg_catalog.round(m.ack_latency_p50_ms::pg_catalog.numeric, 1) AS "ack p50 ms",
+         pg_catalog.round(m.ack_latency_p99_ms::pg_catalog.numeric, 1) AS "ack p99 ms",
+         pg_catalog.round(m.commit_to_ack_p99_ms::pg_catalog.numeric, 1) AS "commit→ack p99 ms",
          m.rows_dead_lettered AS dead,
          m.reconnects,
-         left(m.last_error, 60) AS last_error
+         pg_catalog."left"(m.last_error, 60) AS last_error
     FROM zerobus.metrics() m
    ORDER BY m.database, m.stream;
 COMMENT ON VIEW zb_dashboard IS 'The pipeline at a glance, for \watch 1';

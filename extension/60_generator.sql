@@ -2,12 +2,14 @@
 -- fills a stream's queue with realistic rows, paced to a rate.
 
 CREATE TABLE zerobus.generators (
-    stream     text PRIMARY KEY REFERENCES zerobus.streams (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    stream     text PRIMARY KEY REFERENCES zerobus.stream_settings (name) ON DELETE CASCADE ON UPDATE CASCADE,
     profile    text NOT NULL,
-    throttle   integer CHECK (throttle BETWEEN 1 AND 100),
-    rate       double precision NOT NULL CHECK (rate > 0),
+    throttle   integer CONSTRAINT generators_throttle_check
+                 CHECK (throttle OPERATOR(pg_catalog.>=) 1 AND throttle OPERATOR(pg_catalog.<=) 100),
+    rate       double precision NOT NULL CONSTRAINT generators_rate_check
+                 CHECK (rate OPERATOR(pg_catalog.>) 0::pg_catalog.float8),
     enabled    boolean NOT NULL DEFAULT true,
-    started_at timestamptz NOT NULL DEFAULT now()
+    started_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE zerobus.generators IS
   'Generators: each fills one stream''s queue with rows of a profile at a rate';
@@ -56,7 +58,7 @@ LANGUAGE C STRICT VOLATILE;
 CREATE FUNCTION zerobus.generator_status(
     OUT stream text, OUT profile text, OUT running boolean, OUT throttle integer,
     OUT target_rate double precision, OUT actual_rate double precision,
-    OUT rows_generated bigint, OUT started_at timestamptz)
+    OUT rows_generated bigint, OUT started_at timestamptz, OUT last_error text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'zerobus_generator_status'
 LANGUAGE C STRICT VOLATILE;

@@ -217,6 +217,7 @@ zerobus_bench_transport(PG_FUNCTION_ARGS)
 	int32		batch_size = PG_GETARG_INT32(3);
 	int32		record_bytes = PG_GETARG_INT32(4);
 	int32		max_inflight = PG_GETARG_INT32(5);
+	Oid			serverid;
 	TupleDesc	tupdesc;
 	Datum		values[BENCH_NCOLS];
 	bool		nulls[BENCH_NCOLS] = {0};
@@ -255,7 +256,10 @@ zerobus_bench_transport(PG_FUNCTION_ARGS)
 				 errmsg("a batch of %d records of %d bytes exceeds the 10 MB request limit",
 						batch_size, record_bytes)));
 
-	cfg = zb_server_config(zb_server_oid(servername), GetUserId(), true);
+	/* the caller connects with its user mapping: it needs USAGE, as postgres_fdw requires */
+	serverid = zb_server_oid(servername);
+	zb_check_server_usage(serverid, servername);
+	cfg = zb_server_config(serverid, GetUserId(), true);
 	zb_require_endpoint(cfg);
 	zb_check_table_name(target, "target table");
 	zb_credentials(cfg, &cred);

@@ -8,7 +8,11 @@
  * generator worker per enabled generator of a running stream.  The worker
  * inserts rows of its profile into the stream's queue with one prepared
  * INSERT … SELECT per tick, as the stream's owner, through the same path as
- * any application's rows.  Pacing keeps a running account: after t seconds
+ * any application's rows (triggers and defaults of the queue run as that
+ * role, restricted, with the search_path pinned: runas.c).  A missing or
+ * forbidden queue is a state, not a crash: the worker backs off and says
+ * why in generator_status().last_error and the stream's zb_metrics.
+ * Pacing keeps a running account: after t seconds
  * at rate r it has made r·t rows, so the long-run rate is exact while the
  * machine keeps up; when it cannot, the backlog is dropped after a second,
  * and the achieved rate is the machine's limit.
@@ -36,15 +40,19 @@
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 #include "utils/wait_event.h"
 
+#include "net.h"
 #include "profiles.h"
+#include "runas.h"
 #include "shmem.h"
 #include "stream.h"
 #include "worker.h"
@@ -106,22 +114,6 @@ gen_check_queue(Oid queue, const ZbProfile *p)
 	}
 }
 
-/* Write the generator's row as the catalog's owner. */
-static void
-gen_write(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
-{
-	Oid			save_userid;
-	int			save_sec;
-
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(zb_catalog_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	SPI_connect();
-	if (SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0) < 0)
-		elog(ERROR, "could not write zerobus.generators");
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
-}
-
 /* The current generator row of a stream: profile (NULL if none). */
 static char *
 gen_current_profile(const char *stream)
@@ -132,9 +124,10 @@ gen_current_profile(const char *stream)
 	char	   *profile = NULL;
 
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT profile FROM zerobus.generators WHERE stream = $1",
-							  1, types, values, NULL, true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1)
+	(void) zb_spi_as(zb_catalog_owner(),
+					 "SELECT profile FROM zerobus.generators WHERE stream OPERATOR(pg_catalog.=) $1",
+					 1, types, values, NULL, true, 1);
+	if (SPI_processed == 1)
 		profile = MemoryContextStrdup(caller, SPI_getvalue(SPI_tuptable->vals[0],
 														   SPI_tuptable->tupdesc, 1));
 	SPI_finish();
@@ -194,13 +187,13 @@ zerobus_generator_start(PG_FUNCTION_ARGS)
 	if (throttle == 0)
 		nulls[2] = 'n';
 	values[3] = Float8GetDatum(rate);
-	gen_write("INSERT INTO zerobus.generators (stream, profile, throttle, rate, enabled, started_at)"
-			  " VALUES ($1, $2, $3, $4, true, now())"
-			  " ON CONFLICT (stream) DO UPDATE SET profile = EXCLUDED.profile,"
-			  " throttle = EXCLUDED.throttle, rate = EXCLUDED.rate, enabled = true,"
-			  " started_at = CASE WHEN zerobus.generators.enabled"
-			  "                   THEN zerobus.generators.started_at ELSE now() END",
-			  4, types, values, nulls);
+	zb_catalog_write("INSERT INTO zerobus.generators (stream, profile, throttle, rate, enabled, started_at)"
+					 " VALUES ($1, $2, $3, $4, true, pg_catalog.now())"
+					 " ON CONFLICT (stream) DO UPDATE SET profile = EXCLUDED.profile,"
+					 " throttle = EXCLUDED.throttle, rate = EXCLUDED.rate, enabled = true,"
+					 " started_at = CASE WHEN zerobus.generators.enabled"
+					 "                   THEN zerobus.generators.started_at ELSE pg_catalog.now() END",
+					 4, types, values, nulls);
 	if (!row.enabled)
 		ereport(NOTICE,
 				(errmsg("stream \"%s\" is stopped: its generator runs once the stream is started", stream)));
@@ -231,8 +224,9 @@ zerobus_generator_throttle(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(stream);
 	values[1] = Int32GetDatum(throttle);
 	values[2] = Float8GetDatum(rate);
-	gen_write("UPDATE zerobus.generators SET throttle = $2, rate = $3 WHERE stream = $1",
-			  3, types, values, NULL);
+	zb_catalog_write("UPDATE zerobus.generators SET throttle = $2, rate = $3"
+					 " WHERE stream OPERATOR(pg_catalog.=) $1",
+					 3, types, values, NULL);
 	PG_RETURN_FLOAT8(rate);
 }
 
@@ -252,8 +246,9 @@ zerobus_generator_stop(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("stream \"%s\" has no generator", stream)));
-	gen_write("UPDATE zerobus.generators SET enabled = false WHERE stream = $1",
-			  1, types, values, NULL);
+	zb_catalog_write("UPDATE zerobus.generators SET enabled = false"
+					 " WHERE stream OPERATOR(pg_catalog.=) $1",
+					 1, types, values, NULL);
 	PG_RETURN_VOID();
 }
 
@@ -270,10 +265,11 @@ zerobus_generator_status(PG_FUNCTION_ARGS)
 	for (i = 0; i < sh->max_streams; i++)
 	{
 		ZbStreamSlot *s = &sh->streams[i];
-		Datum		values[8];
-		bool		nulls[8] = {0};
+		Datum		values[9];
+		bool		nulls[9] = {0};
 		char		name[ZB_NAMELEN];
 		char		profile[32];
+		char		last_error[ZB_ERRLEN];
 		bool		running;
 		int			throttle;
 		double		rate;
@@ -296,6 +292,7 @@ zerobus_generator_status(PG_FUNCTION_ARGS)
 		SpinLockAcquire(&s->mutex);
 		actual = s->gen_rate_ema;
 		generated = s->c.rows_generated;
+		strlcpy(last_error, s->gen_last_error, sizeof(last_error));
 		SpinLockRelease(&s->mutex);
 		LWLockRelease(sh->lock);
 
@@ -309,6 +306,8 @@ zerobus_generator_status(PG_FUNCTION_ARGS)
 		values[6] = Int64GetDatum((int64) generated);
 		values[7] = TimestampTzGetDatum(started);
 		nulls[7] = started == 0;
+		values[8] = CStringGetTextDatum(last_error);
+		nulls[8] = last_error[0] == '\0';
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
@@ -339,7 +338,12 @@ zerobus_generator_profiles(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(zerobus_generator_create_queue);
 
-/* CREATE TABLE <queue> (<the profile's columns>), as the caller. */
+/*
+ * CREATE TABLE <queue> (<the profile's columns>), as the caller.  The name
+ * is resolved with the caller's search_path (the table goes where the
+ * caller would create it); the column types and defaults are bound to
+ * pg_catalog's whatever that search_path holds (runas.c).
+ */
 Datum
 zerobus_generator_create_queue(PG_FUNCTION_ARGS)
 {
@@ -347,17 +351,16 @@ zerobus_generator_create_queue(PG_FUNCTION_ARGS)
 	text	   *qtext = PG_GETARG_TEXT_PP(1);
 	List	   *names = textToQualifiedNameList(qtext);
 	RangeVar   *rv = makeRangeVarFromNameList(names);
-	char	   *qualified = rv->schemaname
-		? quote_qualified_identifier(rv->schemaname, rv->relname)
-		: pstrdup(quote_identifier(rv->relname));
+	Oid			nsp = RangeVarGetCreationNamespace(rv);
+	char	   *qualified = quote_qualified_identifier(get_namespace_name(nsp), rv->relname);
 	Oid			relid;
 
 	SPI_connect();
-	if (SPI_execute(psprintf("CREATE TABLE %s (%s)", qualified, p->columns), false, 0) < 0)
-		elog(ERROR, "could not create the queue table");
+	(void) zb_spi_as(InvalidOid, psprintf("CREATE TABLE %s (%s)", qualified, p->columns),
+					 0, NULL, NULL, NULL, false, 0);
 	SPI_finish();
 	CommandCounterIncrement();
-	relid = RangeVarGetRelid(rv, NoLock, false);
+	relid = get_relname_relid(rv->relname, nsp);
 	PG_RETURN_OID(relid);
 }
 
@@ -365,7 +368,19 @@ zerobus_generator_create_queue(PG_FUNCTION_ARGS)
  * The generator worker
  * ====================================================================== */
 
+#define GEN_BACKOFF_FIRST_MS 100
+#define GEN_BACKOFF_MAX_MS 30000
+#define GEN_BACKOFF_FATAL_MS 60000	/* after a non-retryable problem */
+
 static ZbStreamSlot *gen_slot;
+static WorkerExtra gen_extra;
+static SPIPlanPtr gen_plan;		/* the profile's INSERT, or NULL */
+static SPIPlanPtr gen_old_plan;	/* one an ERROR left behind, to free */
+static ZbStreamRow gen_row;		/* name and queue, for the checks of each tick */
+static int	gen_failures;
+static bool gen_fatal;			/* the last problem needs someone to act */
+static TimestampTz gen_retry_at;
+static volatile bool gen_catalog_changed = false;
 
 static void
 gen_detach(int code, Datum arg)
@@ -376,23 +391,187 @@ gen_detach(int code, Datum arg)
 	LWLockRelease(zb_shared->lock);
 }
 
+static void
+gen_syscache_changed(Datum arg, int cacheid, uint32 hashvalue)
+{
+	gen_catalog_changed = true;
+}
+
+static void
+gen_relation_changed(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == gen_row.queue)
+		gen_catalog_changed = true;
+}
+
+/* Why no rows are made: in generator_status() and (once per message) zb_metrics. */
+static void
+gen_problem(const char *message, bool retryable)
+{
+	bool		same;
+	long		ms;
+
+	SpinLockAcquire(&gen_slot->mutex);
+	same = strncmp(gen_slot->gen_last_error, message, ZB_ERRLEN - 1) == 0;
+	strlcpy(gen_slot->gen_last_error, message, ZB_ERRLEN);
+	SpinLockRelease(&gen_slot->mutex);
+	if (!same)
+	{
+		char	   *full = psprintf("generator: %s", message);
+
+		elog(LOG, "zerobus_fdw stream \"%s\": %s", gen_extra.name, full);
+		zb_metrics_error(gen_slot, full);
+		pfree(full);
+	}
+	gen_failures++;
+	gen_fatal = !retryable;
+	if (retryable)
+		ms = Min(GEN_BACKOFF_FIRST_MS << Min(gen_failures - 1, 10), GEN_BACKOFF_MAX_MS);
+	else
+		ms = GEN_BACKOFF_FATAL_MS;
+	gen_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+}
+
+static void
+gen_ok(void)
+{
+	if (gen_failures == 0)
+		return;
+	gen_failures = 0;
+	gen_fatal = false;
+	SpinLockAcquire(&gen_slot->mutex);
+	gen_slot->gen_last_error[0] = '\0';
+	SpinLockRelease(&gen_slot->mutex);
+}
+
+/*
+ * Prepare the profile's INSERT into the stream's queue, as the queue's
+ * owner.  Returns false when the stream is gone (the worker leaves); a
+ * problem with the queue is reported and leaves gen_plan NULL.
+ */
+static bool
+gen_prepare(void)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	const ZbProfile *p;
+	char	   *problem = NULL;
+	char		profile[32];
+	ZbStreamRow row;
+	Oid			owner;
+	Oid			argtypes[1] = {INT4OID};
+	bool		found;
+
+	LWLockAcquire(zb_shared->lock, LW_SHARED);
+	strlcpy(profile, gen_slot->gen_profile, sizeof(profile));
+	LWLockRelease(zb_shared->lock);
+
+	StartTransactionCommand();
+	if (gen_old_plan)
+	{
+		SPI_freeplan(gen_old_plan);
+		gen_old_plan = NULL;
+	}
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	found = zb_stream_lookup(gen_extra.name, false, &row);
+	if (found)
+	{
+		gen_row.queue = row.queue;
+		problem = zb_stream_problem(&row, ACL_INSERT, false, &owner);
+		p = zb_profile(profile);
+		if (problem == NULL && p == NULL)
+			problem = psprintf("unknown generator profile \"%s\"", profile);
+		if (problem == NULL)
+		{
+			ZbRunAs		ra;
+
+			zb_runas_begin(&ra, owner);
+			gen_plan = SPI_prepare(psprintf("INSERT INTO %s (%s) SELECT %s FROM"
+											" (SELECT pg_catalog.random() AS r1, pg_catalog.random() AS r2,"
+											" pg_catalog.random() AS r3, pg_catalog.random() AS r4,"
+											" pg_catalog.random() AS r5, pg_catalog.random() AS r6,"
+											" pg_catalog.random() AS r7, pg_catalog.random() AS r8,"
+											" 1 OPERATOR(pg_catalog.+) pg_catalog.floor(pg_catalog.random()"
+											" OPERATOR(pg_catalog.*) 500)::pg_catalog.int4 AS d"
+											" FROM pg_catalog.generate_series(1, $1)) s",
+											quote_qualified_identifier(get_namespace_name(get_rel_namespace(row.queue)),
+																	   get_rel_name(row.queue)),
+											p->insert_columns, p->select_list),
+								   1, argtypes);
+			zb_runas_end(&ra);
+			if (gen_plan == NULL)
+				elog(ERROR, "could not prepare the generator's INSERT: %s",
+					 SPI_result_code_string(SPI_result));
+			SPI_keepplan(gen_plan);
+		}
+		else
+			problem = MemoryContextStrdup(caller, problem);
+	}
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	if (problem)
+	{
+		gen_problem(problem, false);
+		pfree(problem);
+	}
+	return found;
+}
+
+/*
+ * One tick's rows: INSERT … SELECT as the queue's owner.  A problem found
+ * by the checks drops the plan (the next attempt prepares it again).
+ */
+static bool
+gen_insert(int n)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		values[1] = {Int32GetDatum(n)};
+	char	   *problem;
+	Oid			owner;
+	ZbRunAs		ra;
+
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	problem = zb_stream_problem(&gen_row, ACL_INSERT, false, &owner);
+	if (problem == NULL)
+	{
+		zb_runas_begin(&ra, owner);
+		if (SPI_execute_plan(gen_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "the generator's INSERT failed");
+		zb_runas_end(&ra);
+	}
+	else
+		problem = MemoryContextStrdup(caller, problem);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	if (problem)
+	{
+		gen_problem(problem, false);
+		pfree(problem);
+		gen_old_plan = gen_plan;
+		gen_plan = NULL;
+		return false;
+	}
+	return true;
+}
+
 PGDLLEXPORT void
 zerobus_generator_main(Datum arg)
 {
 	int			slot = DatumGetInt32(arg);
-	WorkerExtra extra;
-	Oid			owner;
+	sigjmp_buf	local_sigjmp_buf;
 	bool		ok;
-	ZbStreamRow row;
-	const ZbProfile *p;
-	SPIPlanPtr	plan;
-	Oid			argtypes[1] = {INT4OID};
-	double		rate = 0;
-	TimestampTz base_at = 0;
-	uint64		base_rows = 0;
-	uint64		generated = 0;
 
-	memcpy(&extra, MyBgworkerEntry->bgw_extra, sizeof(extra));
+	/* the pacing account; static, so that it survives the longjmp of an ERROR */
+	static double rate = 0;
+	static TimestampTz base_at = 0;
+	static uint64 base_rows = 0;
+	static uint64 generated = 0;
+
+	memcpy(&gen_extra, MyBgworkerEntry->bgw_extra, sizeof(gen_extra));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -401,10 +580,9 @@ zerobus_generator_main(Datum arg)
 		proc_exit(0);
 	gen_slot = &zb_shared->streams[slot];
 	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
-	ok = gen_slot->in_use && gen_slot->generation == extra.generation &&
-		gen_slot->gen_generation == extra.gen_generation && gen_slot->dboid == extra.dboid &&
-		strcmp(gen_slot->name, extra.name) == 0;
-	owner = gen_slot->owner;
+	ok = gen_slot->in_use && gen_slot->generation == gen_extra.generation &&
+		gen_slot->gen_generation == gen_extra.gen_generation && gen_slot->dboid == gen_extra.dboid &&
+		strcmp(gen_slot->name, gen_extra.name) == 0;
 	if (ok)
 		gen_slot->gen_pid = MyProcPid;
 	LWLockRelease(zb_shared->lock);
@@ -412,34 +590,29 @@ zerobus_generator_main(Datum arg)
 		proc_exit(0);
 	before_shmem_exit(gen_detach, 0);
 
-	BackgroundWorkerInitializeConnectionByOid(extra.dboid, owner, 0);
-	pgstat_report_appname(psprintf("zerobus_fdw generator %s", extra.name));
+	/* without a user, like the stream workers: rows are made as the queue's owner */
+	BackgroundWorkerInitializeConnectionByOid(gen_extra.dboid, InvalidOid, 0);
+	pgstat_report_appname(psprintf("zerobus_fdw generator %s", gen_extra.name));
+	gen_row.name = gen_extra.name;
+	CacheRegisterSyscacheCallback(NAMESPACEOID, gen_syscache_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, gen_syscache_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, gen_syscache_changed, (Datum) 0);
+	CacheRegisterRelcacheCallback(gen_relation_changed, (Datum) 0);
 
-	/* the prepared INSERT … SELECT of the profile */
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (!zb_stream_lookup(extra.name, false, &row))
-		proc_exit(0);
-	p = zb_profile(gen_slot->gen_profile);
-	if (p == NULL)
-		elog(ERROR, "unknown generator profile \"%s\"", gen_slot->gen_profile);
-	plan = SPI_prepare(psprintf("INSERT INTO %s (%s) SELECT %s FROM"
-								" (SELECT random() AS r1, random() AS r2, random() AS r3,"
-								" random() AS r4, random() AS r5, random() AS r6, random() AS r7,"
-								" random() AS r8, 1 + floor(random() * 500)::int AS d"
-								" FROM generate_series(1, $1)) s",
-								quote_qualified_identifier(get_namespace_name(get_rel_namespace(row.queue)),
-														   get_rel_name(row.queue)),
-								p->insert_columns, p->select_list),
-					   1, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare the generator's INSERT: %s",
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
+	/* an ERROR lands here: recover, drop the plan, back off (worker.c) */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		char		msg[ZB_ERRLEN];
+		int			sqlerrcode = zb_worker_recover(msg, sizeof(msg));
+
+		/* the next gen_prepare() frees it, in a transaction */
+		if (gen_plan)
+			gen_old_plan = gen_plan;
+		gen_plan = NULL;
+		gen_problem(msg, zb_sqlstate_retryable(sqlerrcode));
+		RESUME_INTERRUPTS();
+	}
+	PG_exception_stack = &local_sigjmp_buf;
 
 	for (;;)
 	{
@@ -456,14 +629,38 @@ zerobus_generator_main(Datum arg)
 		}
 		LWLockAcquire(zb_shared->lock, LW_SHARED);
 		ok = gen_slot->in_use && gen_slot->enabled && gen_slot->gen_enabled &&
-			gen_slot->generation == extra.generation &&
-			gen_slot->gen_generation == extra.gen_generation;
+			gen_slot->generation == gen_extra.generation &&
+			gen_slot->gen_generation == gen_extra.gen_generation;
 		want = gen_slot->gen_rate;
 		LWLockRelease(zb_shared->lock);
 		if (!ok)
 			break;
 
 		now = GetCurrentTimestamp();
+		if (gen_retry_at > now)
+		{
+			/* backing off; a changed grant, role or queue is looked at again at once */
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Min(Max(zb_ms_until(gen_retry_at), 1), 1000), PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			StartTransactionCommand();	/* processes catalog invalidations */
+			CommitTransactionCommand();
+			if (gen_catalog_changed && gen_fatal)
+				gen_retry_at = 0;
+			gen_catalog_changed = false;
+			rate = 0;			/* the account restarts after a pause */
+			continue;
+		}
+		if (gen_plan == NULL)
+		{
+			gen_catalog_changed = false;
+			if (!gen_prepare())
+				break;			/* the stream is gone */
+			if (gen_plan == NULL)
+				continue;
+			rate = 0;
+		}
+
 		if (want != rate)
 		{
 			/* a new rate counts from now */
@@ -481,18 +678,11 @@ zerobus_generator_main(Datum arg)
 		}
 		if (due > 0)
 		{
-			Datum		values[1];
 			int			n = (int) Min(due, GEN_MAX_BATCH);
 
-			values[0] = Int32GetDatum(n);
-			StartTransactionCommand();
-			SPI_connect();
-			PushActiveSnapshot(GetTransactionSnapshot());
-			if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_INSERT)
-				elog(ERROR, "the generator's INSERT failed");
-			PopActiveSnapshot();
-			SPI_finish();
-			CommitTransactionCommand();
+			if (!gen_insert(n))
+				continue;
+			gen_ok();
 			generated += n;
 			SpinLockAcquire(&gen_slot->mutex);
 			gen_slot->c.rows_generated += n;

@@ -2,7 +2,7 @@
  * metrics.c
  *	  The set-returning functions behind zb_metrics: one row per stream,
  *	  read from shared memory (counters copied out under each slot's
- *	  spinlock, so a row is self-consistent).
+ *	  spinlock, so a row is self-consistent), and reset_metrics.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -13,10 +13,12 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/timestamp.h"
 
+#include "runas.h"
 #include "shmem.h"
 
 #define METRICS_NCOLS 34
@@ -220,7 +222,12 @@ zerobus_metrics_history(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(zerobus_reset_metrics);
 
-/* Zero the counters and history of one stream of this database, or all of them. */
+/*
+ * Zero the counters and history of one stream of this database, or of all
+ * of them.  A stream's metrics are its owner's: a non-superuser resets only
+ * streams whose owner (the queue table's owner) it has the privileges of;
+ * without a name, only those are reset.
+ */
 Datum
 zerobus_reset_metrics(PG_FUNCTION_ARGS)
 {
@@ -233,15 +240,27 @@ zerobus_reset_metrics(PG_FUNCTION_ARGS)
 	{
 		ZbStreamSlot *s = &sh->streams[i];
 		bool		match;
+		Oid			queue;
+		Oid			owner;
 
 		LWLockAcquire(sh->lock, LW_SHARED);
 		match = s->in_use && s->dboid == MyDatabaseId && (only == NULL || strcmp(s->name, only) == 0);
+		queue = s->queue_relid;
 		LWLockRelease(sh->lock);
-		if (match)
+		if (!match)
+			continue;
+		owner = zb_queue_owner(queue);
+		if (!superuser() && !(OidIsValid(owner) && has_privs_of_role(GetUserId(), owner)))
 		{
-			zb_metrics_reset(s, &sh->history[i]);
-			reset++;
+			if (only == NULL)
+				continue;		/* someone else's */
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("must be a member of the owner of stream \"%s\" to reset its metrics", only),
+					 errdetail("A stream belongs to the owner of its queue table.")));
 		}
+		zb_metrics_reset(s, &sh->history[i]);
+		reset++;
 	}
 	if (only && reset == 0)
 		ereport(ERROR,

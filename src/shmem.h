@@ -47,6 +47,7 @@ typedef struct ZbWorkerSlot
 	pid_t		pid;			/* 0 when not running */
 	int			pgprocno;		/* for SetLatch; -1 when not running */
 	int			state;			/* ZbState */
+	bool		in_batch;		/* a batch's transaction is open */
 	int64		queue_depth;	/* rows waiting in its share of the queue */
 } ZbWorkerSlot;
 
@@ -75,7 +76,6 @@ typedef struct ZbStreamSlot
 	Oid			dboid;
 	char		name[ZB_NAMELEN];
 	Oid			queue_relid;
-	Oid			owner;
 	int			nworkers;
 	int			max_inflight;	/* rows per worker transaction */
 	bool		enabled;
@@ -103,6 +103,7 @@ typedef struct ZbStreamSlot
 	TimestampTz last_ack_at;
 	TimestampTz last_error_at;
 	char		last_error[ZB_ERRLEN];
+	char		gen_last_error[ZB_ERRLEN];	/* why the generator makes no rows, or "" */
 } ZbStreamSlot;
 
 /* One second of one stream, as the launcher sampled it. */

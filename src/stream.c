@@ -4,20 +4,26 @@
  *	  drop_stream, start_stream, stop_stream, flush; the triggers that wake
  *	  workers at commit.
  *
- * A stream is one row of zerobus.streams.  The functions here validate and
- * write that row; they never touch shared memory directly.  A statement
- * trigger on zerobus.streams asks the launcher, when the transaction
+ * A stream is one row of zerobus.stream_settings (shown with its owner by
+ * the view zerobus.streams).  The functions here validate and write that
+ * row; they never touch shared memory directly.  A statement trigger on
+ * zerobus.stream_settings asks the launcher, when the transaction
  * commits, to re-read the database's streams (so a rolled-back change does
  * nothing, and a pg_restore of the catalog is picked up too).  A statement
  * trigger on each queue table wakes the stream's workers at commit.
  *
- * The functions run as the caller, who must own the queue table (and, to
- * change a stream, be a member of its owner role) and have a user mapping
- * for the server; the catalog itself is written as the extension's owner.
+ * A stream belongs to the owner of its queue table (read from pg_class
+ * whenever needed, never stored): that role's user mapping is used, and the
+ * workers act on the queue as that role.  The functions run as the caller,
+ * who must have the privileges of that role and USAGE on the server; the
+ * owner needs USAGE and a user mapping.  The catalog is read and written as
+ * the extension's owner under the rule of runas.c.  An event trigger drops
+ * a stream with its queue table.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -31,15 +37,19 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_foreign_server.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_trigger.h"
+#include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
+#include "foreign/foreign.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "storage/latch.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -49,6 +59,7 @@
 
 #include "option.h"
 #include "record.h"
+#include "runas.h"
 #include "shmem.h"
 #include "stream.h"
 
@@ -107,6 +118,39 @@ zb_rescan_at_commit(void)
 	rescan_at_commit = true;
 }
 
+/*
+ * Is relid the queue of a stream of this database?  One probe of the unique
+ * index on zerobus.stream_settings(queue), under a fresh snapshot: it sees
+ * streams committed by others since this transaction's snapshot, and those
+ * created earlier in this transaction.
+ */
+static bool
+stream_is_queue(Oid relid)
+{
+	Oid			catalog = zb_catalog_relid("stream_settings", true);
+	Oid			index = OidIsValid(catalog)
+		? get_relname_relid("streams_queue_key", get_rel_namespace(catalog)) : InvalidOid;
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	Snapshot	snap;
+	bool		found;
+
+	if (!OidIsValid(index))
+		return false;
+	rel = table_open(catalog, AccessShareLock);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	/* the key is on the table's column: systable_beginscan maps it to the index's */
+	ScanKeyInit(&key, get_attnum(catalog, "queue"), BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, index, true, snap, 1, &key);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
 PG_FUNCTION_INFO_V1(zerobus_queue_wakeup);
 
 /* AFTER INSERT FOR EACH STATEMENT on a queue table. */
@@ -114,65 +158,97 @@ Datum
 zerobus_queue_wakeup(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Oid			relid;
 	MemoryContext old;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "zerobus.queue_wakeup() must be called as a trigger");
+	relid = RelationGetRelid(trigdata->tg_relation);
+	if (!list_member_oid(wake_queues, relid) && !stream_is_queue(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("zerobus.queue_wakeup() runs only on the queue table of a stream"),
+				 errdetail("\"%s\" is not the queue of any stream.",
+						   RelationGetRelationName(trigdata->tg_relation)),
+				 errhint("DROP TRIGGER %s ON %s;", quote_identifier(trigdata->tg_trigger->tgname),
+						 quote_identifier(RelationGetRelationName(trigdata->tg_relation)))));
 	stream_register_callback();
 	old = MemoryContextSwitchTo(TopMemoryContext);
-	wake_queues = list_append_unique_oid(wake_queues, RelationGetRelid(trigdata->tg_relation));
+	wake_queues = list_append_unique_oid(wake_queues, relid);
 	MemoryContextSwitchTo(old);
 	return PointerGetDatum(NULL);
 }
 
 PG_FUNCTION_INFO_V1(zerobus_streams_changed);
 
-/* AFTER any change FOR EACH STATEMENT on zerobus.streams. */
+/* AFTER any change FOR EACH STATEMENT on zerobus.stream_settings or zerobus.generators. */
 Datum
 zerobus_streams_changed(PG_FUNCTION_ARGS)
 {
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Oid			relid;
+
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "zerobus.streams_changed() must be called as a trigger");
+	relid = RelationGetRelid(trigdata->tg_relation);
+	if (relid != zb_catalog_relid("stream_settings", true) &&
+		relid != zb_catalog_relid("generators", true))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("zerobus.streams_changed() runs only on the extension's own tables"),
+				 errdetail("It was fired by a trigger on \"%s\".",
+						   RelationGetRelationName(trigdata->tg_relation))));
 	zb_rescan_at_commit();
 	return PointerGetDatum(NULL);
 }
 
-/* ---------- helpers ---------- */
+PG_FUNCTION_INFO_V1(zerobus_queue_dropped);
 
-/* The owner of the extension's catalog tables (who created the extension). */
-Oid
-zb_catalog_owner(void)
+/*
+ * sql_drop event trigger: the streams whose queue tables the command
+ * dropped go with them (their generators by the foreign key; dead letters
+ * stay).  SECURITY DEFINER: the command's user may not write the catalog.
+ */
+Datum
+zerobus_queue_dropped(PG_FUNCTION_ARGS)
 {
-	Oid			relid = get_relname_relid("streams", get_namespace_oid("zerobus", false));
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
+	uint64		i;
 
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		elog(ERROR, "zerobus.queue_dropped() must be called as an event trigger");
+	/* DROP EXTENSION: the catalog itself is gone */
+	if (!OidIsValid(zb_catalog_relid("stream_settings", true)))
+		PG_RETURN_VOID();
+
+	SPI_connect();
+	(void) zb_spi_as(zb_catalog_owner(),
+					 "DELETE FROM zerobus.stream_settings s"
+					 " USING pg_catalog.pg_event_trigger_dropped_objects() d"
+					 " WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+					 "   AND d.objsubid OPERATOR(pg_catalog.=) 0"
+					 "   AND d.objid OPERATOR(pg_catalog.=) s.queue::pg_catalog.oid"
+					 " RETURNING s.name",
+					 0, NULL, NULL, NULL, false, 0);
+	for (i = 0; i < SPI_processed; i++)
+		ereport(NOTICE,
+				(errmsg("drop cascades to stream \"%s\"",
+						SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1)),
+				 errdetail("A stream is dropped with its queue table; rows not yet delivered are gone with the table.")));
+	SPI_finish();
+	PG_RETURN_VOID();
 }
 
-/* Run SQL with parameters as the extension's owner; returns SPI_processed. */
-static uint64
-stream_spi_as_owner(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
-{
-	Oid			save_userid;
-	int			save_sec;
-	int			rc;
-	uint64		n;
+/* ---------- helpers ---------- */
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(zb_catalog_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	SPI_connect();
-	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-	n = SPI_processed;
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
-	return n;
+/* Does role have USAGE on a foreign server? */
+bool
+zb_role_has_server_usage(Oid role, Oid serverid)
+{
+#if PG_VERSION_NUM >= 160000
+	return object_aclcheck(ForeignServerRelationId, serverid, role, ACL_USAGE) == ACLCHECK_OK;
+#else
+	return pg_foreign_server_aclcheck(serverid, role, ACL_USAGE) == ACLCHECK_OK;
+#endif
 }
 
 static void
@@ -223,16 +299,27 @@ stream_check_queue(Oid relid)
 	table_close(rel, AccessShareLock);
 }
 
-/* The server must be ours, usable by the caller, with a user mapping. */
+/*
+ * The server must be ours and usable by the caller; the stream's owner (who
+ * connects) needs USAGE on it too, and a user mapping.
+ */
 static void
-stream_check_server(const char *server)
+stream_check_server(const char *server, Oid owner)
 {
 	Oid			serverid = zb_server_oid(server);
 	ZbServerConfig *cfg;
 	ZbCredentials cred;
 
 	zb_check_server_usage(serverid, server);
-	cfg = zb_server_config(serverid, GetUserId(), true);
+	if (owner != GetUserId() && !zb_role_has_server_usage(owner, serverid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\", the owner of the queue, has no USAGE on server \"%s\"",
+						GetUserNameFromId(owner, false), server),
+				 errdetail("A stream's workers connect as the owner of its queue table."),
+				 errhint("GRANT USAGE ON FOREIGN SERVER %s TO %s;", quote_identifier(server),
+						 quote_identifier(GetUserNameFromId(owner, false)))));
+	cfg = zb_server_config(serverid, owner, true);
 	zb_require_endpoint(cfg);
 	zb_credentials(cfg, &cred);
 }
@@ -260,7 +347,10 @@ stream_check_format(const char *format)
 static void
 stream_check_timeout(Interval *iv)
 {
-	if (iv->month != 0 || iv->day < 0 || iv->time < 0 || (iv->day == 0 && iv->time < 1000000))
+	/* in double: no day count or time can overflow it */
+	double		us = (double) iv->day * USECS_PER_DAY + (double) iv->time;
+
+	if (iv->month != 0 || us < USECS_PER_SEC || us > USECS_PER_DAY)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("ack_timeout must be between 1 second and 1 day")));
@@ -276,8 +366,10 @@ stream_check_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
 }
 
 /*
- * Look up a stream for a change: lock its row and check the caller may
- * change it.  Returns false if it does not exist.
+ * Read a stream's row (with for_update, locked for a change); the owner is
+ * its queue table's current owner (InvalidOid if the table is gone).
+ * Returns false if there is no such stream.  Privileges are the callers'
+ * business.
  */
 bool
 zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row)
@@ -285,23 +377,16 @@ zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
 	MemoryContext caller = CurrentMemoryContext;
-	Oid			save_userid;
-	int			save_sec;
-	int			rc;
 	bool		found = false;
 
-	/* the row lock needs the catalog owner's rights; privileges are checked by callers */
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(zb_catalog_owner(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	SPI_connect();
-	rc = SPI_execute_with_args(psprintf("SELECT queue::oid, server, target, owner::oid, record_format,"
-										" batch_rows, batch_bytes, workers, max_inflight,"
-										" (extract(epoch FROM ack_timeout) * 1000)::int8, enabled"
-										" FROM zerobus.streams WHERE name = $1%s",
-										for_update ? " FOR UPDATE" : ""),
-							   1, types, values, NULL, !for_update, 1);
-	if (rc < 0)
-		elog(ERROR, "could not read zerobus.streams: %s", SPI_result_code_string(rc));
+	/* the row lock needs the catalog owner's rights */
+	(void) zb_spi_as(zb_catalog_owner(),
+					 psprintf("SELECT queue::pg_catalog.oid, server, target, record_format,"
+							  " batch_rows, batch_bytes, workers, max_inflight, ack_timeout, enabled"
+							  " FROM zerobus.stream_settings WHERE name OPERATOR(pg_catalog.=) $1%s",
+							  for_update ? " FOR UPDATE" : ""),
+					 1, types, values, NULL, !for_update, 1);
 	if (SPI_processed == 1)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
@@ -313,22 +398,88 @@ zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row)
 		row->queue = DatumGetObjectId(SPI_getbinval(tup, td, 1, &isnull));
 		row->server = pstrdup(SPI_getvalue(tup, td, 2));
 		row->target = pstrdup(SPI_getvalue(tup, td, 3));
-		row->owner = DatumGetObjectId(SPI_getbinval(tup, td, 4, &isnull));
-		row->record_format = pstrdup(SPI_getvalue(tup, td, 5));
-		row->batch_rows = DatumGetInt32(SPI_getbinval(tup, td, 6, &isnull));
-		row->batch_bytes = DatumGetInt32(SPI_getbinval(tup, td, 7, &isnull));
-		row->workers = DatumGetInt32(SPI_getbinval(tup, td, 8, &isnull));
-		row->max_inflight = DatumGetInt32(SPI_getbinval(tup, td, 9, &isnull));
-		row->ack_timeout_ms = DatumGetInt64(SPI_getbinval(tup, td, 10, &isnull));
-		row->enabled = DatumGetBool(SPI_getbinval(tup, td, 11, &isnull));
+		row->record_format = pstrdup(SPI_getvalue(tup, td, 4));
+		row->batch_rows = DatumGetInt32(SPI_getbinval(tup, td, 5, &isnull));
+		row->batch_bytes = DatumGetInt32(SPI_getbinval(tup, td, 6, &isnull));
+		row->workers = DatumGetInt32(SPI_getbinval(tup, td, 7, &isnull));
+		row->max_inflight = DatumGetInt32(SPI_getbinval(tup, td, 8, &isnull));
+		row->ack_timeout_ms = zb_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, td, 9, &isnull)));
+		row->enabled = DatumGetBool(SPI_getbinval(tup, td, 10, &isnull));
+		row->owner = zb_queue_owner(row->queue);
 		MemoryContextSwitchTo(old);
 		found = true;
 	}
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
 	return found;
 }
 
+/*
+ * What keeps a stream's workers from acting on its queue as its owner, as
+ * a message naming the problem and its fix; NULL if nothing does.  'need'
+ * is the privileges needed on the queue (one bit at a time is checked);
+ * with need_server, also the server, the owner's USAGE on it and a user
+ * mapping.  *owner gets the queue's owner (InvalidOid if the queue is
+ * gone).  Syscache lookups only: cheap enough for every batch.
+ */
+char *
+zb_stream_problem(const ZbStreamRow *row, AclMode need, bool need_server, Oid *owner)
+{
+	char	   *rolename;
+	char	   *relname;
+	Oid			nsp;
+	ForeignServer *server;
+	int			bit;
+
+	*owner = zb_queue_owner(row->queue);
+	if (!OidIsValid(*owner))
+		return psprintf("the queue table (OID %u) no longer exists: SELECT zerobus.drop_stream('%s');",
+						row->queue, row->name);
+	rolename = GetUserNameFromId(*owner, true);
+	if (rolename == NULL)
+		return psprintf("the owner (OID %u) of the queue table no longer exists", *owner);
+	nsp = get_rel_namespace(row->queue);
+	relname = quote_qualified_identifier(get_namespace_name(nsp), get_rel_name(row->queue));
+#if PG_VERSION_NUM >= 160000
+	if (object_aclcheck(NamespaceRelationId, nsp, *owner, ACL_USAGE) != ACLCHECK_OK)
+#else
+	if (pg_namespace_aclcheck(nsp, *owner, ACL_USAGE) != ACLCHECK_OK)
+#endif
+		return psprintf("role %s, the owner of %s, has no USAGE on its schema: GRANT USAGE ON SCHEMA %s TO %s;",
+						quote_identifier(rolename), relname,
+						quote_identifier(get_namespace_name(nsp)), quote_identifier(rolename));
+	for (bit = 0; bit < N_ACL_RIGHTS; bit++)
+	{
+		AclMode		one = need & ((AclMode) 1 << bit);
+
+		if (one != 0 && pg_class_aclcheck(row->queue, *owner, one) != ACLCHECK_OK)
+			return psprintf("role %s has no %s privilege on its queue table %s: GRANT %s ON %s TO %s;",
+							quote_identifier(rolename),
+							one == ACL_SELECT ? "SELECT" : one == ACL_DELETE ? "DELETE" : "INSERT",
+							relname,
+							one == ACL_SELECT ? "SELECT" : one == ACL_DELETE ? "DELETE" : "INSERT",
+							relname, quote_identifier(rolename));
+	}
+	if (!need_server)
+		return NULL;
+	server = GetForeignServerByName(row->server, true);
+	if (server == NULL)
+		return psprintf("server %s does not exist: SELECT zerobus.alter_stream('%s', server => '…');",
+						quote_identifier(row->server), row->name);
+	if (!zb_role_has_server_usage(*owner, server->serverid))
+		return psprintf("role %s, the owner of the queue, has no USAGE on server %s: GRANT USAGE ON FOREIGN SERVER %s TO %s;",
+						quote_identifier(rolename), quote_identifier(row->server),
+						quote_identifier(row->server), quote_identifier(rolename));
+	if (!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(*owner),
+							   ObjectIdGetDatum(server->serverid)) &&
+		!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+							   ObjectIdGetDatum(server->serverid)))
+		return psprintf("role %s, the owner of the queue, has no user mapping for server %s: CREATE USER MAPPING FOR %s SERVER %s OPTIONS (client_id '…', client_secret '…');",
+						quote_identifier(rolename), quote_identifier(row->server),
+						quote_identifier(rolename), quote_identifier(row->server));
+	return NULL;
+}
+
+/* Look up a stream the caller is about to change: it must have its owner's privileges. */
 void
 zb_stream_require(const char *name, bool for_update, ZbStreamRow *row)
 {
@@ -337,11 +488,17 @@ zb_stream_require(const char *name, bool for_update, ZbStreamRow *row)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("stream \"%s\" does not exist", name),
 				 errhint("SELECT name FROM zerobus.streams; lists the streams of this database.")));
-	if (!has_privs_of_role(GetUserId(), row->owner))
+	if (!OidIsValid(row->owner) && !superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("the queue table of stream \"%s\" no longer exists", name),
+				 errdetail("A stream belongs to its queue table's owner; without the table only a superuser can change or drop it.")));
+	if (OidIsValid(row->owner) && !has_privs_of_role(GetUserId(), row->owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be a member of role \"%s\" to change stream \"%s\"",
-						GetUserNameFromId(row->owner, false), name)));
+						GetUserNameFromId(row->owner, false), name),
+				 errdetail("A stream belongs to the owner of its queue table.")));
 }
 
 /* Add (or re-add) the wake-up trigger, dropped with the extension. */
@@ -353,10 +510,11 @@ stream_attach_queue(Oid queue)
 	ObjectAddress trigger;
 	ObjectAddress extension;
 
-	stream_spi_as_owner(psprintf("CREATE OR REPLACE TRIGGER " QUEUE_TRIGGER
-								 " AFTER INSERT ON %s FOR EACH STATEMENT"
-								 " EXECUTE FUNCTION zerobus.queue_wakeup()", qname),
-						0, NULL, NULL, NULL);
+	/* as the extension's owner: EXECUTE on queue_wakeup() is granted to no one else */
+	zb_catalog_write(psprintf("CREATE OR REPLACE TRIGGER " QUEUE_TRIGGER
+							  " AFTER INSERT ON %s FOR EACH STATEMENT"
+							  " EXECUTE FUNCTION zerobus.queue_wakeup()", qname),
+					 0, NULL, NULL, NULL);
 	CommandCounterIncrement();
 	ObjectAddressSet(trigger, TriggerRelationId, get_trigger_oid(queue, QUEUE_TRIGGER, false));
 	ObjectAddressSet(extension, ExtensionRelationId, get_extension_oid("zerobus_fdw", false));
@@ -370,10 +528,10 @@ stream_detach_queue(Oid queue)
 
 	if (relname == NULL)
 		return;					/* the queue table is gone */
-	stream_spi_as_owner(psprintf("DROP TRIGGER IF EXISTS " QUEUE_TRIGGER " ON %s",
-								 quote_qualified_identifier(get_namespace_name(get_rel_namespace(queue)),
-															relname)),
-						0, NULL, NULL, NULL);
+	zb_catalog_write(psprintf("DROP TRIGGER IF EXISTS " QUEUE_TRIGGER " ON %s",
+							  quote_qualified_identifier(get_namespace_name(get_rel_namespace(queue)),
+														 relname)),
+					 0, NULL, NULL, NULL);
 }
 
 /* ---------- SQL-callable functions ---------- */
@@ -395,9 +553,9 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	char	   *format;
 	Interval   *ack_timeout;
 	ZbStreamRow existing;
-	Oid			types[12] = {TEXTOID, OIDOID, NAMEOID, TEXTOID, OIDOID, TEXTOID,
+	Oid			types[11] = {TEXTOID, OIDOID, NAMEOID, TEXTOID, TEXTOID,
 	INT4OID, INT4OID, INT4OID, INT4OID, INTERVALOID, BOOLOID};
-	Datum		values[12];
+	Datum		values[11];
 	int			i;
 
 	(void) zb_shmem();
@@ -413,7 +571,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 
 	stream_check_name(name);
 	stream_check_queue(queue);
-	stream_check_server(server);
+	stream_check_server(server, zb_queue_owner(queue));
 	zb_check_table_name(target, "target table");
 	stream_check_format(format);
 	stream_check_range("batch_rows", PG_GETARG_INT32(5), 1, 100000);
@@ -430,8 +588,9 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 		Oid			qtypes[1] = {OIDOID};
 		Datum		qvalues[1] = {ObjectIdGetDatum(queue)};
 
-		if (stream_spi_as_owner("SELECT 1 FROM zerobus.streams WHERE queue = $1::oid::regclass",
-								1, qtypes, qvalues, NULL) > 0)
+		if (zb_catalog_write("SELECT 1 FROM zerobus.stream_settings"
+							 " WHERE queue::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+							 1, qtypes, qvalues, NULL) > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_OBJECT),
 					 errmsg("table \"%s\" is already the queue of another stream",
@@ -443,18 +602,17 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	values[1] = ObjectIdGetDatum(queue);
 	values[2] = PG_GETARG_DATUM(2);
 	values[3] = CStringGetTextDatum(target);
-	values[4] = ObjectIdGetDatum(GetUserId());
-	values[5] = CStringGetTextDatum(format);
-	for (i = 6; i <= 9; i++)
-		values[i] = PG_GETARG_DATUM(i - 1);
-	values[10] = IntervalPGetDatum(ack_timeout);
-	values[11] = PG_GETARG_DATUM(10);
-	stream_spi_as_owner("INSERT INTO zerobus.streams (name, queue, server, target, owner,"
-						" record_format, batch_rows, batch_bytes, workers, max_inflight,"
-						" ack_timeout, enabled)"
-						" VALUES ($1, $2::oid::regclass, $3, $4, $5::oid::regrole, $6, $7,"
-						" $8, $9, $10, $11, $12)",
-						12, types, values, NULL);
+	values[4] = CStringGetTextDatum(format);
+	for (i = 5; i <= 8; i++)
+		values[i] = PG_GETARG_DATUM(i);
+	values[9] = IntervalPGetDatum(ack_timeout);
+	values[10] = PG_GETARG_DATUM(10);
+	zb_catalog_write("INSERT INTO zerobus.stream_settings (name, queue, server, target,"
+					 " record_format, batch_rows, batch_bytes, workers, max_inflight,"
+					 " ack_timeout, enabled)"
+					 " VALUES ($1, $2::pg_catalog.regclass, $3, $4, $5, $6,"
+					 " $7, $8, $9, $10, $11)",
+					 11, types, values, NULL);
 	stream_attach_queue(queue);
 	PG_RETURN_VOID();
 }
@@ -477,7 +635,7 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 	zb_stream_require(name, true, &row);
 
 	initStringInfo(&sql);
-	appendStringInfoString(&sql, "UPDATE zerobus.streams SET name = name");
+	appendStringInfoString(&sql, "UPDATE zerobus.stream_settings SET name = name");
 #define SET_COL(col, type, datum) \
 	do { \
 		types[n] = (type); values[n] = (datum); n++; \
@@ -486,7 +644,7 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 
 	if (!PG_ARGISNULL(1))
 	{
-		stream_check_server(NameStr(*PG_GETARG_NAME(1)));
+		stream_check_server(NameStr(*PG_GETARG_NAME(1)), row.owner);
 		SET_COL("server", NAMEOID, PG_GETARG_DATUM(1));
 	}
 	if (!PG_ARGISNULL(2))
@@ -528,8 +686,8 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 	types[n] = TEXTOID;
 	values[n] = CStringGetTextDatum(name);
 	n++;
-	appendStringInfo(&sql, " WHERE name = $%d", n);
-	stream_spi_as_owner(sql.data, n, types, values, NULL);
+	appendStringInfo(&sql, " WHERE name OPERATOR(pg_catalog.=) $%d", n);
+	zb_catalog_write(sql.data, n, types, values, NULL);
 	PG_RETURN_VOID();
 }
 
@@ -547,7 +705,13 @@ zerobus_drop_stream(PG_FUNCTION_ARGS)
 	(void) zb_shmem();
 	stream_check_arg(fcinfo, 0, "name");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (if_exists && !zb_stream_lookup(name, false, &row))
+
+	/*
+	 * Lock the row first: a concurrent drop either finished before (no row
+	 * now) or waits for ours, so if_exists never sees a stream vanish
+	 * between looking and deleting.
+	 */
+	if (if_exists && !zb_stream_lookup(name, true, &row))
 	{
 		ereport(NOTICE,
 				(errmsg("stream \"%s\" does not exist, skipping", name)));
@@ -555,7 +719,8 @@ zerobus_drop_stream(PG_FUNCTION_ARGS)
 	}
 	zb_stream_require(name, true, &row);
 	values[0] = CStringGetTextDatum(name);
-	stream_spi_as_owner("DELETE FROM zerobus.streams WHERE name = $1", 1, types, values, NULL);
+	zb_catalog_write("DELETE FROM zerobus.stream_settings WHERE name OPERATOR(pg_catalog.=) $1",
+					 1, types, values, NULL);
 	stream_detach_queue(row.queue);
 	PG_RETURN_VOID();
 }
@@ -569,8 +734,9 @@ stream_set_enabled(const char *name, bool enabled)
 
 	(void) zb_shmem();
 	zb_stream_require(name, true, &row);
-	stream_spi_as_owner("UPDATE zerobus.streams SET enabled = $1 WHERE name = $2",
-						2, types, values, NULL);
+	zb_catalog_write("UPDATE zerobus.stream_settings SET enabled = $1"
+					 " WHERE name OPERATOR(pg_catalog.=) $2",
+					 2, types, values, NULL);
 }
 
 PG_FUNCTION_INFO_V1(zerobus_start_stream);

@@ -6,13 +6,15 @@
 #ifndef ZB_STREAM_H
 #define ZB_STREAM_H
 
+#include "nodes/parsenodes.h"
+
 typedef struct ZbStreamRow
 {
 	char	   *name;
 	Oid			queue;
 	char	   *server;
 	char	   *target;
-	Oid			owner;
+	Oid			owner;			/* the queue table's owner; InvalidOid if it is gone */
 	char	   *record_format;
 	int			batch_rows;
 	int			batch_bytes;
@@ -31,7 +33,8 @@ typedef struct ZbStreamSnapshot
 extern bool zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row);
 extern void zb_stream_require(const char *name, bool for_update, ZbStreamRow *row);
 extern void zb_stream_snapshot(Oid dboid, const char *name, ZbStreamSnapshot *snap);
-extern Oid	zb_catalog_owner(void);
+extern bool zb_role_has_server_usage(Oid role, Oid serverid);
+extern char *zb_stream_problem(const ZbStreamRow *row, AclMode need, bool need_server, Oid *owner);
 extern void zb_rescan_at_commit(void);
 
 #endif							/* ZB_STREAM_H */

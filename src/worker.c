@@ -11,7 +11,8 @@
  * throughput once a second.
  *
  * Stream worker (one per stream and worker index, connected to the stream's
- * database as its owner): repeatedly
+ * database without a user; queue work runs as the queue's owner, see
+ * runas.c): repeatedly
  *   1. opens a ZeroBus stream if none is open (token, CreateIngestStream);
  *   2. in one transaction, DELETEs its share of the queue by TID range with
  *      RETURNING, encoding each row as the executor returns it and sending
@@ -23,8 +24,11 @@
  * the error, in the same transaction.  A retryable failure is retried on a
  * new stream within the transaction, for as long as each failed stream had
  * made progress (and once more); then the transaction rolls back (the rows
- * return to the queue) and the worker backs off.
- * See docs/DESIGN.md for why rows are claimed by TID range.
+ * return to the queue) and the worker backs off.  A missing or forbidden
+ * object is a state ('error', with the fix in last_error), checked before
+ * every batch; an ERROR unwinds to zb_worker_recover() and a backoff.
+ * See docs/DESIGN.md for why rows are claimed by TID range, and for the
+ * states and recovery rules.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -47,12 +51,14 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/bufmgr.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/float.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
@@ -63,12 +69,14 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 #include "oauth.h"
 #include "option.h"
 #include "record.h"
+#include "runas.h"
 #include "shmem.h"
 #include "stream.h"
 #include "worker.h"
@@ -93,6 +101,81 @@ bool		zb_collect_metrics = true;
 #define MY_PROCNO() (MyProc->pgprocno)
 #endif
 
+
+/* ======================================================================
+ * Error recovery, shared by the stream and generator workers
+ * ====================================================================== */
+
+/*
+ * Called first thing in a worker's sigsetjmp block, after an ERROR unwound
+ * to its main loop.  The steps are those of PostgresMain's and the
+ * autovacuum launcher's recovery: forget the error context callbacks of
+ * frames that no longer exist (walking them would crash, or loop), hold
+ * interrupts, drop pending timeouts and cancels, log the error, abort the
+ * transaction (locks, buffers, SPI, the user id and the GUC nest levels of
+ * runas.c go with it), release what can be held outside a transaction, and
+ * leave the error state clean.  The message (truncated to len) is copied to
+ * msg; returns the SQLSTATE.
+ *
+ * While it and the caller's own clean-up run, there is no exception stack:
+ * an ERROR there becomes FATAL and the process exits (the launcher restarts
+ * it with backoff) instead of jumping back into the block that failed.  The
+ * caller ends its block with RESUME_INTERRUPTS(); its loop re-arms the
+ * exception stack.
+ */
+int
+zb_worker_recover(char *msg, size_t len)
+{
+	ErrorData  *edata;
+	int			sqlerrcode;
+
+	PG_exception_stack = NULL;
+	error_context_stack = NULL;
+	HOLD_INTERRUPTS();
+	disable_all_timeouts(false);
+	QueryCancelPending = false;
+
+	/* CopyErrorData() must not allocate in ErrorContext */
+	MemoryContextSwitchTo(TopMemoryContext);
+	edata = CopyErrorData();
+	EmitErrorReport();
+
+	AbortOutOfAnyTransaction();
+	LWLockReleaseAll();
+	pgstat_report_wait_end();
+	ConditionVariableCancelSleep();
+
+	MemoryContextSwitchTo(TopMemoryContext);
+	FlushErrorState();
+	strlcpy(msg, edata->message ? edata->message : "unknown error", len);
+	sqlerrcode = edata->sqlerrcode;
+	FreeErrorData(edata);
+	return sqlerrcode;
+}
+
+/*
+ * Can retrying soon help?  Resource shortages, lock and serialization
+ * conflicts, operator intervention, I/O and internal errors: yes, with
+ * backoff.  A missing object, a privilege, a bad setting, a constraint or a
+ * user's trigger raising: not until someone changes something, so the
+ * worker waits a minute, or until a relevant catalog row changes.
+ */
+bool
+zb_sqlstate_retryable(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_CONNECTION_EXCEPTION:
+		case ERRCODE_TRANSACTION_ROLLBACK:
+		case ERRCODE_INSUFFICIENT_RESOURCES:
+		case ERRCODE_OPERATOR_INTERVENTION:
+		case ERRCODE_SYSTEM_ERROR:
+		case ERRCODE_INTERNAL_ERROR:
+			return true;
+		default:
+			return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+	}
+}
 
 /* ======================================================================
  * Launcher
@@ -233,6 +316,7 @@ launcher_backoff_ms(int failures)
  */
 static void
 launcher_keep(LauncherWorker *lw, bool wanted, uint32 generation, int slot,
+			  const ZbWorkerSlot *ws,
 			  const char *function, const char *name, const char *type,
 			  int32 main_arg, const WorkerExtra *extra, long *next_ms)
 {
@@ -263,13 +347,19 @@ launcher_keep(LauncherWorker *lw, bool wanted, uint32 generation, int slot,
 		}
 		else if (!wanted || lw->generation != generation)
 		{
-			/* ask it to leave at a batch boundary; insist after a grace period */
+			/*
+			 * Ask it to leave at a batch boundary; insist after a grace
+			 * period.  A stream worker opening a ZeroBus stream outside a
+			 * batch holds nothing and may wait for the network for a long
+			 * time: it is terminated at once.
+			 */
 			if (lw->stop_requested_at == 0)
 			{
 				lw->stop_requested_at = now;
 				zb_wake_stream(slot);
 			}
-			else if (now - lw->stop_requested_at > STOP_GRACE_MS * 1000L)
+			if (now - lw->stop_requested_at > STOP_GRACE_MS * 1000L ||
+				(ws != NULL && ws->state == ZB_STATE_CONNECTING && !ws->in_batch))
 				TerminateBackgroundWorker(lw->handle);
 		}
 	}
@@ -345,11 +435,11 @@ launcher_reconcile(void)
 
 		for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
 			launcher_keep(LW(i, w), in_use && enabled && w < nworkers, extra.generation, i,
-						  "zerobus_stream_main",
+						  &s->workers[w], "zerobus_stream_main",
 						  psprintf("zerobus_fdw stream %s worker %d", extra.name, w),
 						  "zerobus_fdw stream", i * ZB_MAX_STREAM_WORKERS + w, &extra, &next_ms);
 		launcher_keep(&launcher_generators[i], in_use && enabled && gen_enabled,
-					  extra.generation ^ (extra.gen_generation << 16), i,
+					  extra.generation ^ (extra.gen_generation << 16), i, NULL,
 					  "zerobus_generator_main",
 					  psprintf("zerobus_fdw generator %s", extra.name),
 					  "zerobus_fdw generator", i, &extra, &next_ms);
@@ -558,7 +648,6 @@ typedef struct ScanRow
 {
 	char		name[ZB_NAMELEN];
 	Oid			queue;
-	Oid			owner;
 	int			workers;
 	int			max_inflight;
 	bool		enabled;
@@ -579,20 +668,25 @@ zerobus_scan_main(Datum arg)
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+	/* no user: the bootstrap superuser, which reads only our own catalog */
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("zerobus_fdw scan");
 
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (OidIsValid(get_extension_oid("zerobus_fdw", true)))
+	if (OidIsValid(get_extension_oid("zerobus_fdw", true)) &&
+		OidIsValid(zb_catalog_relid("stream_settings", true)))
 	{
-		if (SPI_execute("SELECT s.name, s.queue::oid, s.owner::oid, s.workers, s.enabled,"
-						" coalesce(g.enabled, false), coalesce(g.profile, ''),"
-						" coalesce(g.rate, 0), coalesce(g.throttle, 0), g.started_at, s.max_inflight"
-						" FROM zerobus.streams s LEFT JOIN zerobus.generators g ON g.stream = s.name",
-						true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read zerobus.streams");
+		/* the database's search_path applies to us too: pinned, and all qualified */
+		(void) zb_spi_as(InvalidOid,
+						 "SELECT s.name, s.queue::pg_catalog.oid, s.workers, s.enabled,"
+						 " COALESCE(g.enabled, false), COALESCE(g.profile, ''),"
+						 " COALESCE(g.rate, 0::pg_catalog.float8), COALESCE(g.throttle, 0),"
+						 " g.started_at, s.max_inflight"
+						 " FROM zerobus.stream_settings s LEFT JOIN zerobus.generators g"
+						 " ON g.stream OPERATOR(pg_catalog.=) s.name",
+						 0, NULL, NULL, NULL, true, 0);
 		nrows = (int) SPI_processed;
 		rows = MemoryContextAllocZero(TopMemoryContext, sizeof(ScanRow) * Max(nrows, 1));
 		for (i = 0; i < nrows; i++)
@@ -603,17 +697,16 @@ zerobus_scan_main(Datum arg)
 
 			strlcpy(rows[i].name, SPI_getvalue(t, td, 1), ZB_NAMELEN);
 			rows[i].queue = DatumGetObjectId(SPI_getbinval(t, td, 2, &isnull));
-			rows[i].owner = DatumGetObjectId(SPI_getbinval(t, td, 3, &isnull));
-			rows[i].workers = DatumGetInt32(SPI_getbinval(t, td, 4, &isnull));
-			rows[i].enabled = DatumGetBool(SPI_getbinval(t, td, 5, &isnull));
-			rows[i].gen_enabled = DatumGetBool(SPI_getbinval(t, td, 6, &isnull));
-			strlcpy(rows[i].gen_profile, SPI_getvalue(t, td, 7), sizeof(rows[i].gen_profile));
-			rows[i].gen_rate = DatumGetFloat8(SPI_getbinval(t, td, 8, &isnull));
-			rows[i].gen_throttle = DatumGetInt32(SPI_getbinval(t, td, 9, &isnull));
-			rows[i].gen_started_at = DatumGetTimestampTz(SPI_getbinval(t, td, 10, &isnull));
+			rows[i].workers = DatumGetInt32(SPI_getbinval(t, td, 3, &isnull));
+			rows[i].enabled = DatumGetBool(SPI_getbinval(t, td, 4, &isnull));
+			rows[i].gen_enabled = DatumGetBool(SPI_getbinval(t, td, 5, &isnull));
+			strlcpy(rows[i].gen_profile, SPI_getvalue(t, td, 6), sizeof(rows[i].gen_profile));
+			rows[i].gen_rate = DatumGetFloat8(SPI_getbinval(t, td, 7, &isnull));
+			rows[i].gen_throttle = DatumGetInt32(SPI_getbinval(t, td, 8, &isnull));
+			rows[i].gen_started_at = DatumGetTimestampTz(SPI_getbinval(t, td, 9, &isnull));
 			if (isnull)
 				rows[i].gen_started_at = 0;
-			rows[i].max_inflight = DatumGetInt32(SPI_getbinval(t, td, 11, &isnull));
+			rows[i].max_inflight = DatumGetInt32(SPI_getbinval(t, td, 10, &isnull));
 		}
 	}
 	PopActiveSnapshot();
@@ -673,15 +766,15 @@ zerobus_scan_main(Datum arg)
 			s->last_ack_at = 0;
 			s->last_error_at = 0;
 			s->last_error[0] = '\0';
+			s->gen_last_error[0] = '\0';
 			SpinLockRelease(&s->mutex);
 		}
 		else
 			s = &zb_shared->streams[slot];
-		if (s->queue_relid != rows[i].queue || s->owner != rows[i].owner ||
+		if (s->queue_relid != rows[i].queue ||
 			s->nworkers != rows[i].workers || s->enabled != rows[i].enabled)
 			s->generation++;
 		s->queue_relid = rows[i].queue;
-		s->owner = rows[i].owner;
 		s->nworkers = rows[i].workers;
 		s->max_inflight = rows[i].max_inflight;
 		s->enabled = rows[i].enabled;
@@ -737,12 +830,13 @@ typedef struct Worker
 	uint32		generation;
 	Oid			dboid;
 	char		name[ZB_NAMELEN];
-	Oid			owner;
 	ZbStreamSlot *s;
 
 	/* configuration, reloaded when the stream or its queue changes */
 	bool		loaded;
-	MemoryContext cfg_cxt;
+	MemoryContext cfg_cxt;		/* everything below points into it */
+	Oid			owner;			/* the queue's owner: queue work runs as this role */
+	char	   *problem;		/* why the queue cannot be worked on, or NULL */
 	ZbStreamRow row;
 	ZbServerConfig *server;
 	ZbCredentials cred;
@@ -796,13 +890,34 @@ static volatile bool options_changed = false;
 static uint32 server_hash;
 static uint32 mapping_hash;
 
+/*
+ * A catalog row that can decide whether the queue may be worked on changed
+ * (a role, a schema, a server, a user mapping, the queue table itself): a
+ * worker waiting out a non-retryable error looks again at once.
+ */
+static volatile bool catalog_changed = false;
+
 static void
 worker_options_changed(Datum arg, int cacheid, uint32 hashvalue)
 {
+	catalog_changed = true;
 	if (hashvalue == 0 ||
 		(cacheid == FOREIGNSERVEROID && hashvalue == server_hash) ||
 		(cacheid == USERMAPPINGOID && hashvalue == mapping_hash))
 		options_changed = true;
+}
+
+static void
+worker_catalog_changed(Datum arg, int cacheid, uint32 hashvalue)
+{
+	catalog_changed = true;
+}
+
+static void
+worker_relation_changed(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == W.row.queue)
+		catalog_changed = true;
 }
 
 static void
@@ -881,12 +996,47 @@ worker_close_stream(void)
 	MemoryContextReset(W.stream_cxt);
 }
 
+/* What worker_load() found. */
+typedef enum WorkerLoad
+{
+	LOAD_OK,					/* configured: the queue can be worked on */
+	LOAD_GONE,					/* the stream was dropped: leave */
+	LOAD_PROBLEM				/* a missing object or privilege: W.problem says which */
+} WorkerLoad;
+
 /*
- * (Re)load the stream's configuration: catalog row, server and user
- * mapping, the queue's record schema, the prepared DELETE.  Runs in its own
- * transaction.  Returns false (and the worker exits) if the stream is gone.
+ * Forget everything derived from the stream's configuration, so that
+ * nothing can point into the reset config context.
  */
-static bool
+static void
+worker_unload(void)
+{
+	worker_close_stream();
+	if (W.plan)
+	{
+		SPI_freeplan(W.plan);
+		W.plan = NULL;
+	}
+	MemoryContextReset(W.cfg_cxt);
+	memset(&W.row, 0, sizeof(W.row));
+	memset(&W.cred, 0, sizeof(W.cred));
+	W.server = NULL;
+	W.schema = NULL;
+	W.json = false;
+	W.paused = false;
+	W.paused_reason = NULL;
+	W.problem = NULL;
+	W.owner = InvalidOid;
+	W.loaded = false;
+}
+
+/*
+ * (Re)load the stream's configuration: catalog row, owner, server and user
+ * mapping, the queue's record schema, the prepared DELETE.  Runs in its own
+ * transaction.  A missing or forbidden object is LOAD_PROBLEM with the
+ * reason in W.problem; the worker reports it and tries again later.
+ */
+static WorkerLoad
 worker_load(void)
 {
 	Relation	rel;
@@ -896,16 +1046,9 @@ worker_load(void)
 	int			sqlstate;
 	Oid			argtypes[2] = {TIDOID, TIDOID};
 	MemoryContext old;
-	bool		found;
+	WorkerLoad	result = LOAD_OK;
 
-	worker_close_stream();
-	if (W.plan)
-	{
-		SPI_freeplan(W.plan);
-		W.plan = NULL;
-	}
-	MemoryContextReset(W.cfg_cxt);
-	W.loaded = false;
+	worker_unload();
 	/* the queue may be another table now: look at all of it first */
 	W.known_chunks = 0;
 	W.last_full_at = 0;
@@ -917,8 +1060,11 @@ worker_load(void)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	old = MemoryContextSwitchTo(W.cfg_cxt);
-	found = zb_stream_lookup(W.name, false, &W.row);
-	if (found)
+	if (!zb_stream_lookup(W.name, false, &W.row))
+		result = LOAD_GONE;
+	else if ((W.problem = zb_stream_problem(&W.row, ACL_SELECT | ACL_DELETE, true, &W.owner)) != NULL)
+		result = LOAD_PROBLEM;
+	else
 	{
 		W.server = zb_server_config(zb_server_oid(W.row.server), W.owner, true);
 		server_hash = GetSysCacheHashValue1(FOREIGNSERVEROID, ObjectIdGetDatum(W.server->serverid));
@@ -947,11 +1093,18 @@ worker_load(void)
 		table_close(rel, AccessShareLock);
 	}
 	MemoryContextSwitchTo(old);
-	if (found && !W.paused)
+	if (result == LOAD_OK && !W.paused)
 	{
-		W.plan = SPI_prepare(psprintf("DELETE FROM ONLY %s WHERE ctid >= $1 AND ctid < $2"
+		ZbRunAs		ra;
+
+		/* parsed as the owner, under the pinned search_path, like every execution */
+		zb_runas_begin(&ra, W.owner);
+		W.plan = SPI_prepare(psprintf("DELETE FROM ONLY %s"
+									  " WHERE ctid OPERATOR(pg_catalog.>=) $1"
+									  " AND ctid OPERATOR(pg_catalog.<) $2"
 									  " RETURNING ctid, xmin, *", qname),
 							 2, argtypes);
+		zb_runas_end(&ra);
 		if (W.plan == NULL)
 			elog(ERROR, "could not prepare the queue DELETE: %s",
 				 SPI_result_code_string(SPI_result));
@@ -960,8 +1113,8 @@ worker_load(void)
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
-	W.loaded = found;
-	return found;
+	W.loaded = result == LOAD_OK;
+	return result;
 }
 
 static void
@@ -1483,6 +1636,30 @@ worker_resend(void)
 	return true;
 }
 
+/* Account the requests the current stream has acknowledged; returns how many. */
+static int
+worker_take_acks(TimestampTz now)
+{
+	int64		acked;
+	int			n = 0;
+	int			i;
+
+	if (W.stream == NULL)
+		return 0;
+	acked = zb_stream_acked(W.stream);
+	for (i = 0; i < W.nreqs; i++)
+	{
+		WorkerRequest *r = &W.reqs[i];
+
+		if (!r->acked && r->offset >= 0 && r->offset <= acked)
+		{
+			worker_account_ack(r, now);
+			n++;
+		}
+	}
+	return n;
+}
+
 /*
  * Wait until every request of the batch is durably acknowledged.  Handles
  * CloseStreamSignal (drain, then a new stream), refused batches (bisect),
@@ -1509,21 +1686,7 @@ worker_await_acks(void)
 		long		wait_ms;
 		bool		failed = false;
 
-		if (W.stream)
-		{
-			int64		acked = zb_stream_acked(W.stream);
-
-			for (i = 0; i < W.nreqs; i++)
-			{
-				WorkerRequest *r = &W.reqs[i];
-
-				if (!r->acked && r->offset >= 0 && r->offset <= acked)
-				{
-					worker_account_ack(r, now);
-					acked_requests++;
-				}
-			}
-		}
+		acked_requests += worker_take_acks(now);
 		for (i = 0; i < W.nreqs; i++)
 		{
 			WorkerRequest *r = &W.reqs[i];
@@ -1590,7 +1753,13 @@ worker_await_acks(void)
 
 		if (err.kind == ZB_ERR_GRPC && err.grpc_code == GRPC_INVALID_ARGUMENT)
 		{
-			/* a record was refused: isolate it (the stream is over either way) */
+			/*
+			 * A record was refused: isolate it (the stream is over either
+			 * way).  Acknowledgements that arrived in the same poll as the
+			 * refusal are taken first, or bisect would blame (and
+			 * dead-letter) a request the service had accepted.
+			 */
+			acked_requests += worker_take_acks(GetCurrentTimestamp());
 			worker_bisect(err.message);
 			if (!worker_resend())
 				return false;
@@ -1615,36 +1784,44 @@ worker_await_acks(void)
 	}
 }
 
-/* Move dead rows to zerobus.dead_letters (before the batch commits). */
+/*
+ * Move dead rows to zerobus.dead_letters (before the batch commits).  Runs
+ * inside the batch's section as the stream's owner: the row becomes jsonb
+ * as that role (output functions, whatever the row holds), and only the
+ * finished value is written to the catalog as the extension's owner.
+ */
 static void
 worker_bury(Relation rel)
 {
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	Oid			save_userid;
-	int			save_sec;
-	Oid			types[4] = {TEXTOID, OIDOID, TEXTOID, rel->rd_rel->reltype};
+	Oid			rowtype[1] = {rel->rd_rel->reltype};
+	Oid			types[4] = {TEXTOID, OIDOID, TEXTOID, JSONBOID};
 	Oid			catalog_owner = zb_catalog_owner();
 	int			i;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(catalog_owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	for (i = 0; i < W.ndead; i++)
 	{
+		Datum		row[1];
 		Datum		values[4];
+		bool		isnull;
 
 		/* the row version our DELETE removed is still there for us */
 		if (!table_tuple_fetch_row_version(rel, &W.dead[i].tid, SnapshotAny, slot))
 			continue;
+		row[0] = ExecFetchSlotHeapTupleDatum(slot);
+		(void) zb_spi_as(W.owner, "SELECT pg_catalog.to_jsonb($1)", 1, rowtype, row, NULL, true, 1);
+		if (SPI_processed != 1)
+			elog(ERROR, "could not convert a dead row to jsonb");
 		values[0] = CStringGetTextDatum(W.name);
 		values[1] = ObjectIdGetDatum(W.owner);
 		values[2] = CStringGetTextDatum(W.dead[i].error);
-		values[3] = ExecFetchSlotHeapTupleDatum(slot);
-		if (SPI_execute_with_args("INSERT INTO zerobus.dead_letters (stream, owner, error, record)"
-								  " VALUES ($1, $2::oid::regrole, $3, to_jsonb($4))",
-								  4, types, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not insert into zerobus.dead_letters");
+		values[3] = datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
+							  false, -1);
+		(void) zb_spi_as(catalog_owner,
+						 "INSERT INTO zerobus.dead_letters (stream, owner, error, record)"
+						 " VALUES ($1, $2::pg_catalog.regrole, $3, $4)",
+						 4, types, values, NULL, false, 0);
 	}
-	SetUserIdAndSecContext(save_userid, save_sec);
 	ExecDropSingleTupleTableSlot(slot);
 }
 
@@ -1691,11 +1868,29 @@ worker_batch(void)
 	int			local_dead;
 	bool		full;
 	bool		complete;
+	Oid			owner;
+	ZbRunAs		ra;
 
 	worker_reset_batch();
 	StartTransactionCommand();
+	W.s->workers[W.widx].in_batch = true;
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
+
+	/*
+	 * Before every batch: the queue, its owner, the owner's privileges on it
+	 * and its schema, USAGE on the server and a user mapping (syscache
+	 * lookups).  A REVOKE stops delivery here; a changed owner reloads.
+	 */
+	if (zb_stream_problem(&W.row, ACL_SELECT | ACL_DELETE, true, &owner) != NULL ||
+		owner != W.owner)
+	{
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+		W.loaded = false;		/* worker_load() reports the problem */
+		return 1;
+	}
 
 	rel = table_open(W.row.queue, RowExclusiveLock);
 	if (zb_record_fingerprint(RelationGetDescr(rel)) != W.schema->fingerprint)
@@ -1711,6 +1906,14 @@ worker_batch(void)
 		W.loaded = false;
 		return 1;
 	}
+
+	/*
+	 * Everything that touches the queue runs as its owner, restricted, with
+	 * the search_path pinned: the DELETE fires the owner's triggers and
+	 * policies, never with our rights.  The section ends before the
+	 * transaction does, whichever way it ends.
+	 */
+	zb_runas_begin(&ra, W.owner);
 
 	/* a full pass now and then, and when a wake-up's rows are not where we looked */
 	full = GetCurrentTimestamp() - W.last_full_at >= RESCAN_MS * 1000L;
@@ -1741,6 +1944,7 @@ worker_batch(void)
 	}
 	if (W.nrows == 0 && W.ndead == 0)
 	{
+		zb_runas_end(&ra);
 		table_close(rel, RowExclusiveLock);
 		PopActiveSnapshot();
 		SPI_finish();
@@ -1755,6 +1959,7 @@ worker_batch(void)
 		W.s->c.rows_failed += W.nrows;
 		SpinLockRelease(&W.s->mutex);
 		worker_publish_inflight(0);
+		zb_runas_end(&ra);
 		table_close(rel, RowExclusiveLock);
 		PopActiveSnapshot();
 		SPI_finish();
@@ -1768,6 +1973,7 @@ worker_batch(void)
 		W.s->c.rows_dead += local_dead;
 		SpinLockRelease(&W.s->mutex);
 	}
+	zb_runas_end(&ra);
 	table_close(rel, RowExclusiveLock);
 	PopActiveSnapshot();
 	SPI_finish();
@@ -1813,6 +2019,18 @@ worker_idle(long max_ms)
 	}
 }
 
+/*
+ * A problem the worker cannot fix (a missing object or privilege): say so
+ * in zb_metrics, once per distinct message, and wait (state 'error').
+ */
+static void
+worker_problem(const char *problem)
+{
+	if (strncmp(W.s->last_error, problem, ZB_ERRLEN - 1) != 0)
+		worker_error(problem);
+	worker_backoff(false);
+}
+
 PGDLLEXPORT void
 zerobus_stream_main(Datum arg)
 {
@@ -1841,12 +2059,16 @@ zerobus_stream_main(Datum arg)
 		zb_shared->streams[W.slot].generation == W.generation &&
 		zb_shared->streams[W.slot].dboid == W.dboid &&
 		strcmp(zb_shared->streams[W.slot].name, W.name) == 0;
-	W.owner = zb_shared->streams[W.slot].owner;
 	LWLockRelease(zb_shared->lock);
 	if (!ok)
 		proc_exit(0);			/* superseded before it started */
 
-	BackgroundWorkerInitializeConnectionByOid(W.dboid, W.owner, 0);
+	/*
+	 * Connected without a user, as autovacuum is (the bootstrap superuser):
+	 * the owner may be a NOLOGIN role, and may change or disappear while we
+	 * run.  Queue work switches to the owner (runas.c).
+	 */
+	BackgroundWorkerInitializeConnectionByOid(W.dboid, InvalidOid, 0);
 	pgstat_report_appname(psprintf("zerobus_fdw stream %s", W.name));
 
 	W.s = &zb_shared->streams[W.slot];
@@ -1867,23 +2089,24 @@ zerobus_stream_main(Datum arg)
 									   ALLOCSET_DEFAULT_SIZES);
 	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, worker_options_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(USERMAPPINGOID, worker_options_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, worker_catalog_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, worker_catalog_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, worker_catalog_changed, (Datum) 0);
+	CacheRegisterRelcacheCallback(worker_relation_changed, (Datum) 0);
 
 	/*
-	 * An ERROR anywhere below lands here: report it, roll back (the batch's
-	 * rows return to the queue), drop the stream, back off, and go on.
+	 * An ERROR anywhere below lands here: recover (zb_worker_recover), count
+	 * the batch's rows as failed (they are back in the queue), forget the
+	 * ZeroBus stream and the configuration (the error may come from a
+	 * changed or dropped object), and back off before trying again.
 	 */
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
 	{
-		ErrorData  *edata;
+		char		msg[ZB_ERRLEN];
+		int			sqlerrcode = zb_worker_recover(msg, sizeof(msg));
 
-		HOLD_INTERRUPTS();
-		MemoryContextSwitchTo(TopMemoryContext);
-		edata = CopyErrorData();
-		EmitErrorReport();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		zb_metrics_error(W.s, edata->message);
-		FreeErrorData(edata);
+		W.s->workers[W.widx].in_batch = false;
+		zb_metrics_error(W.s, msg);
 		if (W.nrows > 0)
 		{
 			SpinLockAcquire(&W.s->mutex);
@@ -1891,10 +2114,9 @@ zerobus_stream_main(Datum arg)
 			SpinLockRelease(&W.s->mutex);
 		}
 		worker_publish_inflight(0);
-		W.loaded = false;		/* reload: the error may be a changed or dropped queue */
-		worker_close_stream();
+		worker_unload();
 		worker_reset_batch();
-		worker_backoff(true);
+		worker_backoff(zb_sqlstate_retryable(sqlerrcode));
 		RESUME_INTERRUPTS();
 	}
 	PG_exception_stack = &local_sigjmp_buf;
@@ -1922,13 +2144,16 @@ zerobus_stream_main(Datum arg)
 							 Min(Max(zb_ms_until(W.retry_at), 1), 1000), PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			StartTransactionCommand();	/* processes catalog invalidations */
-			if (W.loaded)
+			if (W.loaded && SearchSysCacheExists1(RELOID, ObjectIdGetDatum(W.row.queue)))
 				worker_publish_depth(DatumGetInt64(DirectFunctionCall1(pg_stat_get_live_tuples,
 																	   ObjectIdGetDatum(W.row.queue))) /
 									 W.row.workers);
 			CommitTransactionCommand();
-			if (options_changed)
+			/* a grant, a new object, changed options: look again now */
+			if (options_changed ||
+				(catalog_changed && W.s->workers[W.widx].state == ZB_STATE_ERROR))
 				W.retry_at = 0;
+			catalog_changed = false;
 			continue;
 		}
 		if (options_changed)
@@ -1936,8 +2161,20 @@ zerobus_stream_main(Datum arg)
 			options_changed = false;
 			W.loaded = false;
 		}
-		if (!W.loaded && !worker_load())
-			break;				/* the stream is gone */
+		if (!W.loaded)
+		{
+			catalog_changed = false;
+			switch (worker_load())
+			{
+				case LOAD_OK:
+					break;
+				case LOAD_GONE:
+					goto done;	/* the stream was dropped */
+				case LOAD_PROBLEM:
+					worker_problem(W.problem);
+					continue;
+			}
+		}
 		if (W.paused)
 		{
 			/* wait for the queue's columns to change, then look again */
@@ -1952,9 +2189,12 @@ zerobus_stream_main(Datum arg)
 							 zb_poll_interval_ms, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			StartTransactionCommand();
-			rel = table_open(W.row.queue, AccessShareLock);
-			changed = zb_record_fingerprint(RelationGetDescr(rel)) != W.paused_fingerprint;
-			table_close(rel, AccessShareLock);
+			/* a queue dropped meanwhile is noticed by the reload */
+			rel = try_table_open(W.row.queue, AccessShareLock);
+			changed = rel == NULL ||
+				zb_record_fingerprint(RelationGetDescr(rel)) != W.paused_fingerprint;
+			if (rel != NULL)
+				table_close(rel, AccessShareLock);
 			CommitTransactionCommand();
 			if (changed)
 				W.loaded = false;
@@ -1965,11 +2205,13 @@ zerobus_stream_main(Datum arg)
 
 		W.woken = false;
 		n = worker_batch();
+		W.s->workers[W.widx].in_batch = false;
 		/* a background worker flushes its own statistics (queue depth) */
 		pgstat_report_stat(n == 0);
 		if (n == 0 && !W.woken && W.retry_at <= GetCurrentTimestamp())
 			worker_idle(zb_poll_interval_ms);
 	}
+done:
 	worker_close_stream();
 	proc_exit(0);
 }

@@ -21,6 +21,8 @@ extern int	zb_poll_interval_ms;
 extern bool zb_collect_metrics;
 
 extern void zb_register_launcher(void);
+extern int	zb_worker_recover(char *msg, size_t len);
+extern bool zb_sqlstate_retryable(int sqlerrcode);
 
 extern PGDLLEXPORT void zerobus_launcher_main(Datum arg);
 extern PGDLLEXPORT void zerobus_scan_main(Datum arg);

@@ -1,0 +1,89 @@
+-- zerobus_fdw 0.1 -> 0.2 (ALTER EXTENSION zerobus_fdw UPDATE): every SQL change to extension/*.sql since 0.1.
+\echo Use "ALTER EXTENSION zerobus_fdw UPDATE TO '0.2'" to load this file. \quit
+
+-- 40_streams.sql (issue 8, security): a stream's owner is its queue table's
+-- owner, read from pg_class; the settings move to zerobus.stream_settings and
+-- zerobus.streams becomes a view that adds the owner.
+ALTER TABLE zerobus.streams RENAME TO stream_settings;
+ALTER TABLE zerobus.stream_settings DROP COLUMN owner;
+ALTER TABLE zerobus.stream_settings ALTER COLUMN created_at SET DEFAULT pg_catalog.now();
+COMMENT ON TABLE zerobus.stream_settings IS
+  'The stored settings of each stream; read zerobus.streams, which adds the owner';
+CREATE VIEW zerobus.streams AS
+  SELECT s.name, s.queue, s.server, s.target,
+         c.relowner::pg_catalog.regrole AS owner,
+         s.record_format, s.batch_rows, s.batch_bytes, s.workers, s.max_inflight,
+         s.ack_timeout, s.enabled, s.created_at
+    FROM zerobus.stream_settings s
+    LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.queue::pg_catalog.oid;
+COMMENT ON VIEW zerobus.streams IS
+  'Streams: each delivers the rows of one queue table to one Databricks table through ZeroBus; the owner is the queue table''s';
+GRANT SELECT ON zerobus.streams TO PUBLIC;
+
+ALTER TABLE zerobus.dead_letters ALTER COLUMN failed_at SET DEFAULT pg_catalog.now();
+
+-- 40_streams.sql: only create_stream attaches the trigger functions, and they
+-- refuse other tables.
+REVOKE ALL ON FUNCTION zerobus.queue_wakeup() FROM PUBLIC;
+REVOKE ALL ON FUNCTION zerobus.streams_changed() FROM PUBLIC;
+
+-- 40_streams.sql: dropping a queue table drops its stream.
+CREATE FUNCTION zerobus.queue_dropped()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'zerobus_queue_dropped'
+LANGUAGE C
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION zerobus.queue_dropped() FROM PUBLIC;
+CREATE EVENT TRIGGER zerobus_queue_dropped ON sql_drop
+  EXECUTE FUNCTION zerobus.queue_dropped();
+
+-- 50_metrics.sql: the views bind every function and operator to pg_catalog's.
+CREATE OR REPLACE VIEW zb_metrics AS
+  SELECT m.*, pg_catalog.now() OPERATOR(pg_catalog.-) m.started_at AS uptime
+    FROM zerobus.metrics() m;
+CREATE OR REPLACE VIEW zb_metrics_history AS
+  SELECT h.*, h."time" AS ts FROM zerobus.metrics_history() h ORDER BY h."time", h.stream;
+CREATE OR REPLACE VIEW zb_dashboard AS
+  SELECT m.stream,
+         m.state,
+         pg_catalog.round(m.generated_per_sec)::pg_catalog.int8 AS "gen/s",
+         pg_catalog.round(m.rows_per_sec)::pg_catalog.int8 AS "acked/s",
+         (SELECT pg_catalog.string_agg(pg_catalog.substr('▁▂▃▄▅▆▇█',
+                  1 OPERATOR(pg_catalog.+) LEAST(7, pg_catalog.floor(
+                      (8::pg_catalog.float8 OPERATOR(pg_catalog.*) h.rows_per_sec)
+                      OPERATOR(pg_catalog./) NULLIF(mx.peak, 0::pg_catalog.float8)))::pg_catalog.int4, 1), ''
+                  ORDER BY h."time")
+            FROM (SELECT x."time", x.rows_per_sec FROM zerobus.metrics_history() x
+                   WHERE x.stream OPERATOR(pg_catalog.=) m.stream
+                     AND x.database OPERATOR(pg_catalog.=) m.database
+                   ORDER BY x."time" DESC LIMIT 30) h,
+                 (SELECT pg_catalog.max(y.rows_per_sec) AS peak FROM zerobus.metrics_history() y
+                   WHERE y.stream OPERATOR(pg_catalog.=) m.stream
+                     AND y.database OPERATOR(pg_catalog.=) m.database
+                     AND y."time" OPERATOR(pg_catalog.>)
+                         (pg_catalog.now() OPERATOR(pg_catalog.-) '30 seconds'::pg_catalog.interval)) mx) AS "last 30 s",
+         m.rows_acked AS acked,
+         m.queue_depth AS queued,
+         m.rows_in_flight AS in_flight,
+         pg_catalog.round(m.ack_latency_p50_ms::pg_catalog.numeric, 1) AS "ack p50 ms",
+         pg_catalog.round(m.ack_latency_p99_ms::pg_catalog.numeric, 1) AS "ack p99 ms",
+         pg_catalog.round(m.commit_to_ack_p99_ms::pg_catalog.numeric, 1) AS "commit→ack p99 ms",
+         m.rows_dead_lettered AS dead,
+         m.reconnects,
+         pg_catalog."left"(m.last_error, 60) AS last_error
+    FROM zerobus.metrics() m
+   ORDER BY m.database, m.stream;
+
+-- 60_generator.sql: generator_status() says why a generator makes no rows.
+ALTER TABLE zerobus.generators ALTER COLUMN started_at SET DEFAULT pg_catalog.now();
+DROP FUNCTION zerobus.generator_status();
+CREATE FUNCTION zerobus.generator_status(
+    OUT stream text, OUT profile text, OUT running boolean, OUT throttle integer,
+    OUT target_rate double precision, OUT actual_rate double precision,
+    OUT rows_generated bigint, OUT started_at timestamptz, OUT last_error text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'zerobus_generator_status'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION zerobus.generator_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION zerobus.generator_status() TO pg_monitor;
