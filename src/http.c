@@ -6,7 +6,9 @@
  * keeps TLS connections to the workspace alive between calls (OAuth, SQL
  * statements, polls, chunk fetches).  Each request gets a fresh easy handle;
  * if an interrupt raises an ERROR while we wait, the handle is detached and
- * freed on the way out.
+ * freed on the way out (which closes its connection).  A caller holding
+ * interrupts may give a request a grace period instead (see
+ * ZbHttpRequest.interrupt_grace_ms).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -101,6 +103,9 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 	char		errbuf[CURL_ERROR_SIZE];
 	CURLcode	result = CURLE_OK;
 	volatile TimestampTz deadline = 0;
+	volatile bool interrupted = false;
+	curl_off_t	uploaded = 0;
+	long		request_size = 0;
 	bool		ok;
 	int			i;
 
@@ -156,6 +161,9 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 
 	PG_TRY();
 	{
+		TimestampTz grace_end = 0;
+
+		Assert(req->interrupt_grace_ms == 0 || InterruptHoldoffCount > 0);
 		zb_multi_add(http_multi, easy);
 		while (!zb_multi_done(http_multi, easy, &result))
 		{
@@ -165,6 +173,21 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 			{
 				result = CURLE_OPERATION_TIMEDOUT;
 				break;
+			}
+			if (req->interrupt_grace_ms > 0 && zb_interrupt_pending())
+			{
+				long		left;
+
+				if (grace_end == 0)
+					grace_end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															req->interrupt_grace_ms);
+				left = zb_ms_until(grace_end);
+				if (left == 0)
+				{
+					interrupted = true;
+					break;
+				}
+				wait_ms = wait_ms < 0 ? left : Min(wait_ms, left);
 			}
 			zb_multi_wait(http_multi, wait_ms, req->wait_event_info);
 		}
@@ -179,11 +202,23 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 	PG_END_TRY();
 
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &resp->status);
+	curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);
+	curl_easy_getinfo(easy, CURLINFO_SIZE_UPLOAD_T, &uploaded);
+	resp->request_sent = request_size > 0 &&
+		uploaded >= (curl_off_t) (req->body ? req->body_len : 0);
 	zb_multi_remove(http_multi, easy);
 	curl_easy_cleanup(easy);
 	curl_slist_free_all(headers);
 
-	if (x.too_big)
+	if (interrupted)
+	{
+		zb_error_set(err, ZB_ERR_TRANSPORT, false,
+					 "interrupted while waiting for %s", req->url);
+		resp->interrupted = true;
+		resp->status = 0;
+		ok = false;
+	}
+	else if (x.too_big)
 	{
 		zb_error_set(err, ZB_ERR_PROTOCOL, false,
 					 "response from %s exceeds %zu bytes", req->url, x.max_body);

@@ -7,6 +7,13 @@
  * exactly those sockets plus the latch and postmaster death, then hands the
  * ready sockets back to curl_multi_socket_action().  The wait is the only
  * place where an interrupt is serviced: curl's callbacks never ereport().
+ * Every network wait of the extension (OAuth, SQL Statement API, gRPC, in
+ * backends and in background workers) is a loop around zb_multi_wait(), so
+ * a query cancel, statement_timeout or SIGTERM ends any of them at once:
+ * the wait checks for interrupts before it sleeps and whenever the latch
+ * wakes it.  A caller that must not be interrupted at one point (the SQL
+ * API submit, until the statement id is known) holds interrupts there and
+ * watches zb_interrupt_pending() itself, for a bounded time.
  *
  * A ZbMulti lives in a memory context; deleting or resetting that context
  * (for instance when a query errors out) frees the curl handles and the
@@ -294,6 +301,17 @@ net_timer_remaining(ZbMulti *m)
 	return Max(0, m->timer_ms - elapsed);
 }
 
+/*
+ * Whether an interrupt that ends the current query (cancel, statement
+ * timeout, terminate) is pending.  Meant for code that holds interrupts for
+ * a moment and must decide how long to go on waiting.
+ */
+bool
+zb_interrupt_pending(void)
+{
+	return InterruptPending && (QueryCancelPending || ProcDiePending);
+}
+
 long
 zb_ms_until(TimestampTz deadline)
 {
@@ -307,19 +325,24 @@ zb_ms_until(TimestampTz deadline)
 
 /*
  * Wait for network progress, the latch, or timeout_ms (-1: no limit of our
- * own).  Services interrupts (CHECK_FOR_INTERRUPTS) after a latch wake-up,
- * so a cancel or SIGTERM ends the wait with an ERROR/FATAL as usual.
+ * own).  Services interrupts (CHECK_FOR_INTERRUPTS) before sleeping and
+ * after a latch wake-up, so a cancel or SIGTERM ends the wait with an
+ * ERROR/FATAL as usual.  The check before sleeping matters: a latch already
+ * consumed elsewhere (for instance while interrupts were held) would not
+ * wake us again.
  */
 int
 zb_multi_wait(ZbMulti *m, long timeout_ms, uint32 wait_event_info)
 {
 	WaitEvent	events[ZB_MAX_SOCKETS + 2];
-	long		curl_ms = net_timer_remaining(m);
+	long		curl_ms;
 	long		wait_ms;
 	int			nevents;
 	int			result = 0;
 	int			i;
 
+	CHECK_FOR_INTERRUPTS();
+	curl_ms = net_timer_remaining(m);
 	if (curl_ms == 0)
 	{
 		net_socket_action(m, CURL_SOCKET_TIMEOUT, 0);

@@ -34,6 +34,8 @@ extern int	zb_multi_wait(ZbMulti *m, long timeout_ms, uint32 wait_event_info);
 extern bool zb_multi_done(ZbMulti *m, CURL *easy, CURLcode *result);
 extern void zb_multi_kick(ZbMulti *m);
 
+extern bool zb_interrupt_pending(void);
+
 extern long zb_ms_until(TimestampTz deadline);
 extern void zb_curl_set_common(CURL *easy, const char *ca_file, long connect_timeout_ms,
 							   char *errbuf);
