@@ -41,6 +41,21 @@ CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (zerobus_endpoint 'ht
 -- Plain http is fine on loopback (a local emulator).
 CREATE SERVER local_emu FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (
     workspace_url 'http://127.0.0.1:8080', zerobus_endpoint 'http://localhost:8081');
+-- Plain http only to a loopback address, decided on the parsed host (a numeric
+-- loopback address or exactly localhost), never on a "127." prefix: these names
+-- are anybody's, and the client secret would travel to them in clear text.
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace_url 'http://127.attacker.example');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace_url 'http://127.0.0.1.nip.io:8080');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (zerobus_endpoint 'http://localhost.attacker.example:8081');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (zerobus_endpoint 'http://10.0.0.1:8081');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace_url 'http://[::ffff:10.0.0.1]:8080');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace_url 'http://[fe80::1]:8080');
+\echo :LAST_ERROR_SQLSTATE
+-- Other spellings of loopback are fine, and https:// to any host.
+CREATE SERVER local_emu2 FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (
+    workspace_url 'http://127.1.2.3:8080', zerobus_endpoint 'http://[::1]:8081');
+ALTER SERVER local_emu2 OPTIONS (SET workspace_url 'http://LocalHost:8080');
+ALTER SERVER local_emu2 OPTIONS (SET zerobus_endpoint 'https://127.attacker.example');
 
 -- Wrong types and out-of-range values.
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (connect_timeout 'soon');

@@ -38,6 +38,7 @@ struct ZbGrpcCall
 	struct curl_slist *headers;
 	char		errbuf[CURL_ERROR_SIZE];
 	char	   *url;
+	ZbPeerCheck peer;			/* h2c: only to a loopback address */
 	size_t		max_message;
 
 	/* request body */
@@ -338,7 +339,7 @@ zb_grpc_start(const ZbGrpcTarget *target, const char *const *metadata, int nmeta
 		call->headers = curl_slist_append(call->headers, metadata[i]);
 
 	zb_curl_set_common(call->easy, target->ca_file, target->connect_timeout_ms, call->errbuf);
-	curl_easy_setopt(call->easy, CURLOPT_URL, call->url);
+	zb_curl_set_url(call->easy, call->url, &call->peer);
 	curl_easy_setopt(call->easy, CURLOPT_HTTP_VERSION,
 					 h2c ? (long) CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE : (long) CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(call->easy, CURLOPT_POST, 1L);
@@ -553,6 +554,9 @@ zb_grpc_status(ZbGrpcCall *call, ZbError *err)
 {
 	zb_error_clear(err);
 
+	/* h2c to an address that is not loopback: refused before anything was sent */
+	if (zb_peer_refused(&call->peer, err, call->url))
+		return false;
 	if (call->cb_failed)
 	{
 		zb_error_set(err, ZB_ERR_PROTOCOL, true, "malformed response from %s: %s",

@@ -8,7 +8,8 @@
  * if an interrupt raises an ERROR while we wait, the handle is detached and
  * freed on the way out (which closes its connection).  A caller holding
  * interrupts may give a request a grace period instead (see
- * ZbHttpRequest.interrupt_grace_ms).
+ * ZbHttpRequest.interrupt_grace_ms).  A plain http:// request is sent only
+ * to a loopback address (net.c).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -101,6 +102,7 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 	CURL	   *easy;
 	struct curl_slist *volatile headers = NULL;
 	char		errbuf[CURL_ERROR_SIZE];
+	ZbPeerCheck peer;
 	CURLcode	result = CURLE_OK;
 	volatile TimestampTz deadline = 0;
 	volatile bool interrupted = false;
@@ -130,7 +132,7 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 	headers = curl_slist_append(headers, "Expect:");
 
 	zb_curl_set_common(easy, req->ca_file, req->connect_timeout_ms, errbuf);
-	curl_easy_setopt(easy, CURLOPT_URL, req->url);
+	zb_curl_set_url(easy, req->url, &peer);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "zerobus_fdw/" ZEROBUS_FDW_VERSION);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, http_write_cb);
@@ -218,6 +220,8 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 		resp->status = 0;
 		ok = false;
 	}
+	else if (zb_peer_refused(&peer, err, req->url))
+		ok = false;
 	else if (x.too_big)
 	{
 		zb_error_set(err, ZB_ERR_PROTOCOL, false,

@@ -167,13 +167,6 @@ zb_check_table_name(const char *table, const char *what)
 	pfree(copy);
 }
 
-static bool
-opt_is_loopback(const char *host)
-{
-	return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-		strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
-}
-
 static void
 opt_check_url(const char *name, const char *value)
 {
@@ -217,8 +210,8 @@ opt_check_url(const char *name, const char *value)
 			problem = "it must not have a query string or fragment";
 		else if (path != NULL && strcmp(path, "/") != 0 && strcmp(path, "") != 0)
 			problem = "it must not have a path";
-		else if (strcmp(scheme, "http") == 0 && !opt_is_loopback(host))
-			problem = "plain http:// is only allowed for a loopback address (a local emulator); use https://";
+		else if (strcmp(scheme, "http") == 0 && !zb_host_is_loopback(host))
+			problem = "plain http:// is only allowed to a loopback address (127.0.0.0/8, ::1 or localhost: a local emulator); use https://";
 	}
 	curl_free(scheme);
 	curl_free(host);

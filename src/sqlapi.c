@@ -1055,7 +1055,9 @@ sqlapi_report_error(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbError *err)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 				 errmsg("could not fetch a result chunk from cloud storage: %s",
-						err->curl_code ? curl_easy_strerror(err->curl_code)
+						err->kind == ZB_ERR_CONFIG
+						? "a plain http:// link to an address that is not loopback was refused"
+						: err->curl_code ? curl_easy_strerror(err->curl_code)
 						: err->kind == ZB_ERR_PROTOCOL ? "response too large"
 						: zb_error_kind_name(err)),
 				 sql ? errcontext("remote SQL: %s", sql) : 0));
@@ -1077,6 +1079,8 @@ sqlapi_report_error(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbError *err)
 			 errdetail("%s", err->message),
 			 err->kind == ZB_ERR_TLS
 			 ? errhint("Check the server option ca_file, or the workspace_url host name.")
+			 : err->kind == ZB_ERR_CONFIG
+			 ? errhint("Use https:// for a workspace; plain http:// is only for an emulator on a loopback address.")
 			 : errhint("Check the server option workspace_url and that this host can reach it."),
 			 sql ? errcontext("remote SQL: %s", sql) : 0));
 }
