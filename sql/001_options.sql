@@ -61,6 +61,19 @@ ALTER SERVER local_emu2 OPTIONS (SET zerobus_endpoint 'https://127.attacker.exam
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (connect_timeout 'soon');
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (connect_timeout '-1');
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (request_timeout '5 parsecs');
+-- Timeouts have maxima: a minute to connect, ten minutes per request (and the
+-- remote statement_timeout fits an int of milliseconds).
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (connect_timeout '61s');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (request_timeout '3600s');
+\echo :LAST_ERROR_SQLSTATE
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (request_timeout '25d');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (request_timeout '600001ms');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (statement_timeout '25d');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (connect_timeout '0.4ms');
+ALTER SERVER local_emu2 OPTIONS (ADD connect_timeout '1min', ADD request_timeout '10min',
+                                  ADD statement_timeout '24d');
+ALTER SERVER local_emu2 OPTIONS (SET connect_timeout '60001ms');
+SELECT srvname, srvoptions FROM pg_foreign_server WHERE srvname = 'local_emu2';
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (ca_file 'certs/ca.pem');
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (catalog 'my-catalog');
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (warehouse_id '');
