@@ -31,6 +31,29 @@ typedef struct HttpExchange
 
 static ZbMulti *http_multi = NULL;
 
+/*
+ * The request in flight.  An ERROR detaches it on the way out; a FATAL
+ * (terminate) does not unwind: proc_exit runs the transaction abort, whose
+ * remote cancel makes a request of its own while the interrupted one is
+ * still attached.  That one will never be looked at again, so it is
+ * detached here first.
+ */
+static CURL *http_inflight = NULL;
+static struct curl_slist *http_inflight_headers = NULL;
+
+static void
+http_detach_inflight(void)
+{
+	if (http_inflight)
+	{
+		zb_multi_remove(http_multi, http_inflight);
+		curl_easy_cleanup(http_inflight);
+		curl_slist_free_all(http_inflight_headers);
+		http_inflight = NULL;
+		http_inflight_headers = NULL;
+	}
+}
+
 static size_t
 http_write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
 {
@@ -120,6 +143,7 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 
 	if (http_multi == NULL)
 		http_multi = zb_multi_create(TopMemoryContext);
+	http_detach_inflight();
 
 	easy = curl_easy_init();
 	if (easy == NULL)
@@ -167,6 +191,8 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 
 		Assert(req->interrupt_grace_ms == 0 || InterruptHoldoffCount > 0);
 		zb_multi_add(http_multi, easy);
+		http_inflight = easy;
+		http_inflight_headers = headers;
 		while (!zb_multi_done(http_multi, easy, &result))
 		{
 			long		wait_ms = deadline ? zb_ms_until(deadline) : -1;
@@ -196,12 +222,14 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 	}
 	PG_CATCH();
 	{
+		http_inflight = NULL;
 		zb_multi_remove(http_multi, easy);
 		curl_easy_cleanup(easy);
 		curl_slist_free_all(headers);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	http_inflight = NULL;
 
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &resp->status);
 	curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);

@@ -976,12 +976,19 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 			/*
 			 * Until the statement id is registered, an interrupt must not
 			 * lose the answer that carries it: hold interrupts, and let a
-			 * pending one wait a short grace for the answer.
+			 * pending one wait a short grace for the answer.  One that is
+			 * already pending ends the query here, before anything is sent.
 			 */
+			CHECK_FOR_INTERRUPTS();
 			HOLD_INTERRUPTS();
 			req.interrupt_grace_ms = SQLAPI_SUBMIT_GRACE_MS;
 		}
 		ok = zb_http_request(&req, resp, err);
+		if (authz)
+		{
+			memset(authz, 0, strlen(authz));
+			pfree(authz);
+		}
 		if (submit)
 		{
 			if (ok && resp->status == 200)
@@ -998,11 +1005,6 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 			RESUME_INTERRUPTS();
 			/* an interrupt that arrived during the submit ends the query here */
 			CHECK_FOR_INTERRUPTS();
-		}
-		if (authz)
-		{
-			memset(authz, 0, strlen(authz));
-			pfree(authz);
 		}
 		if (stats)
 		{
