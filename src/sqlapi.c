@@ -13,7 +13,7 @@
  * No statement is left running remotely: from the moment a submit returns
  * a statement id until the statement reaches a terminal state, it is listed
  * in a backend-wide registry, and the transaction (or subtransaction) abort
- * callback cancels whatever is listed, within a budget of one second.
+ * callback cancels whatever is listed, within a budget of 750 ms.
  * Every request waits in the interruptible wait loop (net.c), the OAuth
  * token fetch included.  Only the submit's own HTTP exchange holds
  * interrupts, because its answer carries the id needed to cancel the
@@ -55,7 +55,7 @@
 #define SQLAPI_FIRST_POLL_MS 5
 #define SQLAPI_MAX_POLL_MS 1000
 #define SQLAPI_CANCEL_WAIT_MS 5000	/* the server's statement_timeout: interruptible */
-#define SQLAPI_CANCEL_BUDGET_MS 1000	/* every cancel of one abort, together */
+#define SQLAPI_CANCEL_BUDGET_MS 750	/* every cancel of one abort, together */
 #define SQLAPI_SUBMIT_GRACE_MS 500	/* an interrupted submit's answer may still come */
 #define SQLAPI_MAX_RESPONSE (64 * 1024 * 1024)
 #define SQLAPI_MAX_EXTERNAL_CHUNK ((size_t) 256 * 1024 * 1024)

@@ -25,7 +25,7 @@ use ZerobusNode;
 my $BOUND_MS = 10_000;    # generous: the old behaviour took minutes here
 my $TABLE = 'main.itr.t';
 
-my $emu = ZerobusEmulator->new;
+my $emu = ZerobusEmulator->new(args => [ '--chunk-rows', '1' ]);
 my $node = ZerobusNode::create('interrupts', $emu);
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
@@ -82,7 +82,12 @@ sql(qq{
 	-- the emulator itself
 	ALTER SERVER emu OPTIONS (ADD connect_timeout '60s', ADD request_timeout '60s');
 	CREATE FOREIGN TABLE emu_ft (id bigint) SERVER emu OPTIONS (table '$TABLE');
+	-- three rows, one result chunk each
+	SELECT zerobus.execute_remote('emu', 'CREATE TABLE main.itr.c (id BIGINT)');
+	SELECT zerobus.execute_remote('emu', 'INSERT INTO main.itr.c VALUES (1), (2), (3)');
+	CREATE FOREIGN TABLE emu_chunks (id bigint) SERVER emu OPTIONS (table 'main.itr.c');
 });
+is(sql('SELECT count(*) FROM (SELECT * FROM emu_chunks) c'), '3', 'setup: three rows in three chunks');
 is(sql('SELECT count(*) FROM emu_ft'), '0', 'setup: the emulator answers');
 
 # ---------------------------------------------------------------- helpers
@@ -203,6 +208,16 @@ interrupt_all_ways('scan, submit hangs', 'SELECT * FROM emu_ft', held => 1, warn
 interrupt_all_ways('execute_remote, submit hangs', q{SELECT zerobus.execute_remote('emu', 'SELECT 1')},
 	held => 1, warning => 1);
 
+# ---------------------------------------------------------------- a poll, a chunk fetch hangs
+# The statement id is known: the abort cancels it (its confirmation polls hang
+# too, and the cancel's one-second budget bounds them).
+$emu->reset;
+$emu->faults({ hang => { target => 'poll', count => 1000 }, sql_delay_ms => 60000 });
+interrupt_all_ways('scan, poll hangs', 'SELECT * FROM emu_ft', held => 1);
+$emu->reset;
+$emu->faults({ hang => { target => 'chunk', count => 1000 } });
+interrupt_all_ways('scan, result chunk fetch hangs', 'SELECT * FROM emu_chunks', held => 1);
+
 # ---------------------------------------------------------------- the answer comes during the grace
 # A cancel arrives while the submit is held; the answer is released at once
 # (the signal is sent here, directly, so that the release follows it within
@@ -242,7 +257,7 @@ for my $case ([ 'scan', 'SELECT * FROM emu_ft' ],
 }
 
 # ---------------------------------------------------------------- the remote cancel hangs too
-# The abort's cancel has a budget of its own (one second for all statements).
+# The abort's cancel has a budget of its own (750 ms for all statements).
 for my $kind ('cancel', 'terminate')
 {
 	$emu->reset;
