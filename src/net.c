@@ -431,6 +431,15 @@ zb_curl_set_common(CURL *easy, const char *ca_file, long connect_timeout_ms, cha
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700
+	/*
+	 * A transfer abandoned while its host name is being resolved (a cancel
+	 * during a slow DNS lookup) must not wait for the resolver thread:
+	 * without this, curl_multi_remove_handle() joins it, uninterruptibly,
+	 * until getaddrinfo() gives up.  The thread then cleans up after itself.
+	 */
+	curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
+#endif
 	/* never follow redirects: a token must not travel to another host */
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
