@@ -6,7 +6,12 @@ Faults are kept as one JSON-like dict. Some stay until cleared (``ack_delay_ms``
 (``close_signal``, ``end_stream``, ``drop_connection``), per TCP connection
 (``garbage``, ``not_grpc`` given as an object), per token request
 (``token_endpoint_fail``) or per SQL statement (``sql_fail``) or per SQL API request (``sql_malformed``,
-``sql_http_fail``).
+``sql_http_fail``, ``hang``).
+
+``hang`` holds back the answers of the next ``count`` requests of one kind: the request is
+processed (a token issued, a statement started, a cancel applied) but its response waits
+``ms`` milliseconds, or with ``ms`` 0 until the fault is changed, removed or cleared (which
+releases every held response) -- and is never sent if the client goes away first.
 """
 
 import copy
@@ -22,6 +27,7 @@ GARBAGE_KINDS = ("frames", "protobuf", "http")
 MALFORMED_KINDS = ("not_json", "truncated", "bad_row", "invalid_utf8", "mutate")
 MALFORMED_TARGETS = ("statement", "chunk")
 PROXY_FAULTS = ("drop_connection", "garbage", "not_grpc")
+HANG_TARGETS = ("token", "submit", "poll", "chunk", "cancel")
 
 
 class FaultError(ValueError):
@@ -124,6 +130,12 @@ def _validate(key, value):
         if value is True:
             return True
         return _counted(_obj(value, key, ("streams",)), key)
+    if key == "hang":
+        spec = _obj(value, key, ("target", "ms", "count"))
+        if spec.get("target") not in HANG_TARGETS:
+            raise FaultError("hang.target must be one of %s" % ", ".join(HANG_TARGETS))
+        spec["ms"] = _int(spec.get("ms", 0), key + ".ms")
+        return _counted(spec, key, "count")
     raise FaultError("unknown fault key %r" % key)
 
 
@@ -133,6 +145,7 @@ class FaultState:
     def __init__(self):
         self._lock = threading.Lock()
         self._faults = {}
+        self._hang_generation = 0  # bumped when held responses must go out
 
     def merge(self, update):
         """Merge validated keys into the state; a null value removes a key."""
@@ -145,11 +158,14 @@ class FaultState:
                     self._faults.pop(key, None)
                 else:
                     self._faults[key] = value
+            if "hang" in validated:
+                self._hang_generation += 1
             return copy.deepcopy(self._faults)
 
     def clear(self):
         with self._lock:
             self._faults.clear()
+            self._hang_generation += 1
 
     def snapshot(self):
         with self._lock:
@@ -213,6 +229,18 @@ class FaultState:
         with self._lock:
             spec = self._take("sql_http_fail", "count")
             return (spec["status"], spec.get("retry_after")) if spec else None
+
+    def take_hang(self, target):
+        """For a request of this target (token, submit, poll, chunk, cancel): None, or
+        (ms, released) where ``released()`` turns true once the hang fault is changed,
+        removed or cleared (consumes one use)."""
+        with self._lock:
+            spec = self._faults.get("hang")
+            if not isinstance(spec, dict) or spec["target"] != target:
+                return None
+            taken = self._take("hang", "count")
+            generation = self._hang_generation
+        return taken["ms"], lambda: self._hang_generation != generation
 
     def take_sql_failure(self):
         """(error_code, message) the next statement must fail with, or None."""

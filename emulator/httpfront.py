@@ -7,8 +7,10 @@ registered on a Router; HttpServer serves a router over plain TCP or TLS.
 import json
 import logging
 import re
+import select
 import socket
 import ssl
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,14 +42,63 @@ class Request:
         return header[7:].strip() if header.startswith("Bearer ") else None
 
 
+class Hold:
+    """Keeps a response back (the ``hang`` fault): for ``ms`` milliseconds, or with ``ms``
+    0 until ``released()`` is true (at most HOLD_LIMIT_S); a client that closes its
+    connection meanwhile gets nothing."""
+
+    HOLD_LIMIT_S = 600
+
+    def __init__(self, ms, released):
+        self.ms = ms
+        self.released = released
+
+    def wait(self, sock):
+        """True: send the response now; False: drop it (the client is gone, or the
+        unlimited hold ran out)."""
+        end = time.monotonic() + (self.ms / 1000.0 if self.ms else self.HOLD_LIMIT_S)
+        while not self.released():
+            left = end - time.monotonic()
+            if left <= 0:
+                return bool(self.ms)
+            if _client_gone(sock, min(left, 0.05)):
+                return False
+        return True
+
+
+def with_hang(response, faults, stats, target):
+    """Apply a ``hang`` fault for this request target to the response, if one is set."""
+    taken = faults.take_hang(target)
+    if taken:
+        stats.incr("requests_held")
+        response.hold = Hold(*taken)
+    return response
+
+
+def _client_gone(sock, timeout):
+    """Whether the peer closed the connection (waits up to timeout for news)."""
+    readable, _, _ = select.select([sock], [], [], timeout)
+    if not readable:
+        return False
+    if isinstance(sock, ssl.SSLSocket):
+        # no MSG_PEEK under TLS: reading would consume a pipelined request
+        time.sleep(timeout)
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 @dataclass
 class Response:
-    """A reply; a non-bytes body is sent as JSON."""
+    """A reply; a non-bytes body is sent as JSON.  ``hold`` (a Hold) delays it."""
 
     status: int
     body: object = None
     headers: dict = field(default_factory=dict)
     content_type: str = "application/json"
+    hold: object = None
 
     def encode(self):
         if isinstance(self.body, bytes):
@@ -120,6 +171,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(response)
 
     def _send(self, response):
+        if response.hold is not None and not response.hold.wait(self.connection):
+            log.debug("held response to %s dropped", self.client_address)
+            self.close_connection = True
+            return
         payload = response.encode()
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)

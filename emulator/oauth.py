@@ -16,7 +16,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 
-from httpfront import Response
+from httpfront import Response, with_hang
 
 ZEROBUS_RESOURCE = re.compile(r"^api://databricks/workspaces/([A-Za-z0-9_-]+)/zerobusDirectWriteApi$")
 OBJECT_PARTS = {"CATALOG": 1, "SCHEMA": 2, "TABLE": 3}
@@ -75,9 +75,10 @@ class TokenRegistry:
             self.stats.incr("token_failures")
             return Response(exc.status, {"error": exc.error, "error_description": exc.description})
         self.stats.incr("tokens_issued")
-        return Response(200, {"access_token": token, "token_type": "Bearer",
-                              "expires_in": ttl, "scope": "all-apis"},
-                        headers={"Cache-Control": "no-store"})
+        return with_hang(Response(200, {"access_token": token, "token_type": "Bearer",
+                                        "expires_in": ttl, "scope": "all-apis"},
+                                  headers={"Cache-Control": "no-store"}),
+                         self.faults, self.stats, "token")
 
     def _issue(self, request):
         form = self._parse_form(request)

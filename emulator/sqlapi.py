@@ -19,7 +19,7 @@ import time
 import uuid
 
 import deltatypes as dt
-from httpfront import Response, error_response
+from httpfront import Response, error_response, with_hang
 from sqltranslate import Executor, SqlError
 
 log = logging.getLogger("zerobus_emulator.sql")
@@ -131,7 +131,8 @@ class StatementManager:
                 body["on_wait_timeout"] == "CANCEL":
             self._cancel(statement)
             statement.finished.wait(5)
-        return self._damaged("statement", Response(200, self._describe(statement, request)))
+        return with_hang(self._damaged("statement", Response(200, self._describe(statement, request))),
+                         self.faults, self.stats, "submit")
 
     def get(self, request, statement_id):
         try:
@@ -139,7 +140,8 @@ class StatementManager:
             statement = self._find(statement_id)
         except RequestError as exc:
             return exc.response
-        return self._damaged("statement", Response(200, self._describe(statement, request)))
+        return with_hang(self._damaged("statement", Response(200, self._describe(statement, request))),
+                         self.faults, self.stats, "poll")
 
     def cancel(self, request, statement_id):
         try:
@@ -148,7 +150,7 @@ class StatementManager:
         except RequestError as exc:
             return exc.response
         self._cancel(statement)
-        return Response(200, {})
+        return with_hang(Response(200, {}), self.faults, self.stats, "cancel")
 
     def chunk(self, request, statement_id, chunk_index):
         try:
@@ -166,10 +168,12 @@ class StatementManager:
         except RequestError as exc:
             return exc.response
         if statement.disposition == "EXTERNAL_LINKS":
-            return self._damaged("chunk", Response(200, {"external_links": [
+            response = self._damaged("chunk", Response(200, {"external_links": [
                 self._link(statement, index, request)]}))
-        return self._damaged("chunk", Response(
-            200, _result_json(*self._result(statement, index)).encode()))
+        else:
+            response = self._damaged("chunk", Response(
+                200, _result_json(*self._result(statement, index)).encode()))
+        return with_hang(response, self.faults, self.stats, "chunk")
 
     def storage(self, request, token):
         """The emulated cloud storage behind EXTERNAL_LINKS: a pre-signed URL that must

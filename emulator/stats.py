@@ -7,6 +7,7 @@ COUNTERS = (
     "streams_opened", "streams_active", "requests", "records", "bytes", "acks_sent",
     "close_signals_sent", "rejected_batches", "connections_dropped", "token_requests",
     "tokens_issued", "token_failures", "statements", "cancels", "external_fetches", "external_bytes", "sql_http_refusals",
+    "requests_held",
 )
 MAX_STREAM_DETAILS = 1000
 

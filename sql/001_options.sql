@@ -41,11 +41,39 @@ CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (zerobus_endpoint 'ht
 -- Plain http is fine on loopback (a local emulator).
 CREATE SERVER local_emu FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (
     workspace_url 'http://127.0.0.1:8080', zerobus_endpoint 'http://localhost:8081');
+-- Plain http only to a loopback address, decided on the parsed host (a numeric
+-- loopback address or exactly localhost), never on a "127." prefix: these names
+-- are anybody's, and the client secret would travel to them in clear text.
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace_url 'http://127.attacker.example');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace_url 'http://127.0.0.1.nip.io:8080');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (zerobus_endpoint 'http://localhost.attacker.example:8081');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (zerobus_endpoint 'http://10.0.0.1:8081');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace_url 'http://[::ffff:10.0.0.1]:8080');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (workspace_url 'http://[fe80::1]:8080');
+\echo :LAST_ERROR_SQLSTATE
+-- Other spellings of loopback are fine, and https:// to any host.
+CREATE SERVER local_emu2 FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (
+    workspace_url 'http://127.1.2.3:8080', zerobus_endpoint 'http://[::1]:8081');
+ALTER SERVER local_emu2 OPTIONS (SET workspace_url 'http://LocalHost:8080');
+ALTER SERVER local_emu2 OPTIONS (SET zerobus_endpoint 'https://127.attacker.example');
 
 -- Wrong types and out-of-range values.
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (connect_timeout 'soon');
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (connect_timeout '-1');
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (request_timeout '5 parsecs');
+-- Timeouts have maxima: a minute to connect, ten minutes per request (and the
+-- remote statement_timeout fits an int of milliseconds).
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (connect_timeout '61s');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (request_timeout '3600s');
+\echo :LAST_ERROR_SQLSTATE
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (request_timeout '25d');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (request_timeout '600001ms');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (statement_timeout '25d');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (connect_timeout '0.4ms');
+ALTER SERVER local_emu2 OPTIONS (ADD connect_timeout '1min', ADD request_timeout '10min',
+                                  ADD statement_timeout '24d');
+ALTER SERVER local_emu2 OPTIONS (SET connect_timeout '60001ms');
+SELECT srvname, srvoptions FROM pg_foreign_server WHERE srvname = 'local_emu2';
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (ca_file 'certs/ca.pem');
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (catalog 'my-catalog');
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (warehouse_id '');

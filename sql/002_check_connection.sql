@@ -32,6 +32,17 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER emu_tls
 SELECT ok, token_ok, stream_id IS NOT NULL AS has_stream_id, error_code
   FROM zerobus.check_connection('emu_tls', 'main.default.regress_events');
 
+-- Plain http:// (OAuth and h2c) to the emulator by the name localhost: each
+-- connection is checked to have gone to a loopback address, and it has.
+SELECT replace(:'http', '127.0.0.1', 'localhost') AS http_named,
+       replace(:'grpc', '127.0.0.1', 'localhost') AS grpc_named \gset
+CREATE SERVER emu_named FOREIGN DATA WRAPPER zerobus_fdw
+    OPTIONS (workspace_url :'http_named', zerobus_endpoint :'grpc_named');
+CREATE USER MAPPING FOR CURRENT_USER SERVER emu_named
+    OPTIONS (client_id 'zb-test-client', client_secret 'zb-test-secret');
+SELECT ok, token_ok, stream_id IS NOT NULL AS has_stream_id, error_code
+  FROM zerobus.check_connection('emu_named', 'main.default.regress_events');
+
 \x on
 -- Unknown table.
 SELECT ok, token_ok, error_code, error, hint

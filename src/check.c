@@ -42,6 +42,10 @@ check_hint(const ZbError *err, bool token_stage)
 			return "The service did not answer in time: check network access, or raise the timeout.";
 		case ZB_ERR_HTTP:
 			return "The token endpoint failed; retry later.";
+		case ZB_ERR_CONFIG:
+			return err->curl_code == CURLE_ABORTED_BY_CALLBACK
+				? "Use https://; plain http:// is only for an emulator on a loopback address."
+				: NULL;
 		case ZB_ERR_PROTOCOL:
 			return token_stage
 				? "workspace_url must be the workspace's URL (https://<deployment>.cloud.databricks.com)."

@@ -70,6 +70,8 @@ typedef struct ZbInsert
 static const char *
 insert_grpc_hint(const ZbError *err)
 {
+	if (err->kind == ZB_ERR_CONFIG && err->curl_code == CURLE_ABORTED_BY_CALLBACK)
+		return "Use https://; plain http:// is only for an emulator on a loopback address.";
 	if (err->kind != ZB_ERR_GRPC)
 		return err->kind == ZB_ERR_TLS
 			? "Check the server option ca_file, or the zerobus_endpoint host name." : NULL;

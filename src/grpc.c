@@ -38,6 +38,7 @@ struct ZbGrpcCall
 	struct curl_slist *headers;
 	char		errbuf[CURL_ERROR_SIZE];
 	char	   *url;
+	ZbPeerCheck peer;			/* h2c: only to a loopback address */
 	size_t		max_message;
 
 	/* request body */
@@ -294,15 +295,19 @@ grpc_release(void *arg)
 	}
 }
 
+static void grpc_queue(ZbGrpcCall *call, const void *data, size_t len);
+
 /*
  * Start a call.  Returns at once; the connection is made while the caller
  * waits in zb_grpc_wait().  All memory lives in a new child context of
  * 'parent'; zb_grpc_free() or deleting 'parent' releases it and libcurl's
- * handles.
+ * handles.  With 'unary' (a message of unary_len bytes), the request body is
+ * that one message, of known length, so that its last DATA frame carries
+ * END_STREAM.
  */
-ZbGrpcCall *
-zb_grpc_start(const ZbGrpcTarget *target, const char *const *metadata, int nmetadata,
-			  MemoryContext parent)
+static ZbGrpcCall *
+grpc_start(const ZbGrpcTarget *target, const char *const *metadata, int nmetadata,
+		   MemoryContext parent, const void *unary, size_t unary_len)
 {
 	MemoryContext cxt = AllocSetContextCreate(parent, "zerobus gRPC call",
 											  ALLOCSET_DEFAULT_SIZES);
@@ -338,11 +343,19 @@ zb_grpc_start(const ZbGrpcTarget *target, const char *const *metadata, int nmeta
 		call->headers = curl_slist_append(call->headers, metadata[i]);
 
 	zb_curl_set_common(call->easy, target->ca_file, target->connect_timeout_ms, call->errbuf);
-	curl_easy_setopt(call->easy, CURLOPT_URL, call->url);
+	zb_curl_set_url(call->easy, call->url, &call->peer);
 	curl_easy_setopt(call->easy, CURLOPT_HTTP_VERSION,
 					 h2c ? (long) CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE : (long) CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(call->easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(call->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) -1);
+	if (unary)
+	{
+		grpc_queue(call, unary, unary_len);
+		call->send_closed = true;
+		curl_easy_setopt(call->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+						 (curl_off_t) (GRPC_FRAME_HEADER + unary_len));
+	}
+	else
+		curl_easy_setopt(call->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) -1);
 	curl_easy_setopt(call->easy, CURLOPT_HTTPHEADER, call->headers);
 	curl_easy_setopt(call->easy, CURLOPT_USERAGENT, "zerobus_fdw/" ZEROBUS_FDW_VERSION);
 	curl_easy_setopt(call->easy, CURLOPT_READFUNCTION, grpc_read_cb);
@@ -356,6 +369,28 @@ zb_grpc_start(const ZbGrpcTarget *target, const char *const *metadata, int nmeta
 
 	zb_multi_add(call->multi, call->easy);
 	return call;
+}
+
+/* A bidirectional call: messages are sent with zb_grpc_send*(). */
+ZbGrpcCall *
+zb_grpc_start(const ZbGrpcTarget *target, const char *const *metadata, int nmetadata,
+			  MemoryContext parent)
+{
+	return grpc_start(target, metadata, nmetadata, parent, NULL, 0);
+}
+
+/*
+ * A call that sends one message and half-closes in the same frame.  A
+ * server that answers before it saw our END_STREAM resets the stream after
+ * its trailers, and libcurl 7.88 then loses them (see zb_grpc_status's
+ * callers); with the length known up front, END_STREAM travels with the
+ * message and no reset follows.
+ */
+ZbGrpcCall *
+zb_grpc_start_unary(const ZbGrpcTarget *target, const char *const *metadata, int nmetadata,
+					MemoryContext parent, const void *data, size_t len)
+{
+	return grpc_start(target, metadata, nmetadata, parent, data, len);
 }
 
 void
@@ -377,17 +412,23 @@ grpc_resume_upload(ZbGrpcCall *call)
 	}
 }
 
-/* Queue one message (raw protobuf bytes). */
-void
-zb_grpc_send(ZbGrpcCall *call, const void *data, size_t len)
+static void
+grpc_queue(ZbGrpcCall *call, const void *data, size_t len)
 {
 	ZbBuf	   *b = &call->send;
 
-	Assert(!call->send_closed);
 	zb_buf_reserve(call->cxt, b, GRPC_FRAME_HEADER + len, false);
 	grpc_put_frame_header(b->data + b->len, len);
 	memcpy(b->data + b->len + GRPC_FRAME_HEADER, data, len);
 	b->len += GRPC_FRAME_HEADER + len;
+}
+
+/* Queue one message (raw protobuf bytes). */
+void
+zb_grpc_send(ZbGrpcCall *call, const void *data, size_t len)
+{
+	Assert(!call->send_closed);
+	grpc_queue(call, data, len);
 	grpc_resume_upload(call);
 }
 
@@ -553,6 +594,9 @@ zb_grpc_status(ZbGrpcCall *call, ZbError *err)
 {
 	zb_error_clear(err);
 
+	/* h2c to an address that is not loopback: refused before anything was sent */
+	if (zb_peer_refused(&call->peer, err, call->url))
+		return false;
 	if (call->cb_failed)
 	{
 		zb_error_set(err, ZB_ERR_PROTOCOL, true, "malformed response from %s: %s",

@@ -29,6 +29,9 @@ typedef struct ZbGrpcTarget
 extern ZbGrpcCall *zb_grpc_start(const ZbGrpcTarget *target,
 								 const char *const *metadata, int nmetadata,
 								 MemoryContext parent);
+extern ZbGrpcCall *zb_grpc_start_unary(const ZbGrpcTarget *target,
+									   const char *const *metadata, int nmetadata,
+									   MemoryContext parent, const void *data, size_t len);
 extern void zb_grpc_free(ZbGrpcCall *call);
 
 extern void zb_grpc_send(ZbGrpcCall *call, const void *data, size_t len);

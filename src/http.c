@@ -6,7 +6,10 @@
  * keeps TLS connections to the workspace alive between calls (OAuth, SQL
  * statements, polls, chunk fetches).  Each request gets a fresh easy handle;
  * if an interrupt raises an ERROR while we wait, the handle is detached and
- * freed on the way out.
+ * freed on the way out (which closes its connection).  A caller holding
+ * interrupts may give a request a grace period instead (see
+ * ZbHttpRequest.interrupt_grace_ms).  A plain http:// request is sent only
+ * to a loopback address (net.c).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -27,6 +30,29 @@ typedef struct HttpExchange
 } HttpExchange;
 
 static ZbMulti *http_multi = NULL;
+
+/*
+ * The request in flight.  An ERROR detaches it on the way out; a FATAL
+ * (terminate) does not unwind: proc_exit runs the transaction abort, whose
+ * remote cancel makes a request of its own while the interrupted one is
+ * still attached.  That one will never be looked at again, so it is
+ * detached here first.
+ */
+static CURL *http_inflight = NULL;
+static struct curl_slist *http_inflight_headers = NULL;
+
+static void
+http_detach_inflight(void)
+{
+	if (http_inflight)
+	{
+		zb_multi_remove(http_multi, http_inflight);
+		curl_easy_cleanup(http_inflight);
+		curl_slist_free_all(http_inflight_headers);
+		http_inflight = NULL;
+		http_inflight_headers = NULL;
+	}
+}
 
 static size_t
 http_write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
@@ -99,8 +125,12 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 	CURL	   *easy;
 	struct curl_slist *volatile headers = NULL;
 	char		errbuf[CURL_ERROR_SIZE];
+	ZbPeerCheck peer;
 	CURLcode	result = CURLE_OK;
 	volatile TimestampTz deadline = 0;
+	volatile bool interrupted = false;
+	curl_off_t	uploaded = 0;
+	long		request_size = 0;
 	bool		ok;
 	int			i;
 
@@ -113,6 +143,7 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 
 	if (http_multi == NULL)
 		http_multi = zb_multi_create(TopMemoryContext);
+	http_detach_inflight();
 
 	easy = curl_easy_init();
 	if (easy == NULL)
@@ -125,7 +156,7 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 	headers = curl_slist_append(headers, "Expect:");
 
 	zb_curl_set_common(easy, req->ca_file, req->connect_timeout_ms, errbuf);
-	curl_easy_setopt(easy, CURLOPT_URL, req->url);
+	zb_curl_set_url(easy, req->url, &peer);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "zerobus_fdw/" ZEROBUS_FDW_VERSION);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, http_write_cb);
@@ -156,7 +187,12 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 
 	PG_TRY();
 	{
+		TimestampTz grace_end = 0;
+
+		Assert(req->interrupt_grace_ms == 0 || InterruptHoldoffCount > 0);
 		zb_multi_add(http_multi, easy);
+		http_inflight = easy;
+		http_inflight_headers = headers;
 		while (!zb_multi_done(http_multi, easy, &result))
 		{
 			long		wait_ms = deadline ? zb_ms_until(deadline) : -1;
@@ -166,24 +202,55 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 				result = CURLE_OPERATION_TIMEDOUT;
 				break;
 			}
+			if (req->interrupt_grace_ms > 0 && zb_interrupt_pending())
+			{
+				long		left;
+
+				if (grace_end == 0)
+					grace_end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															req->interrupt_grace_ms);
+				left = zb_ms_until(grace_end);
+				if (left == 0)
+				{
+					interrupted = true;
+					break;
+				}
+				wait_ms = wait_ms < 0 ? left : Min(wait_ms, left);
+			}
 			zb_multi_wait(http_multi, wait_ms, req->wait_event_info);
 		}
 	}
 	PG_CATCH();
 	{
+		http_inflight = NULL;
 		zb_multi_remove(http_multi, easy);
 		curl_easy_cleanup(easy);
 		curl_slist_free_all(headers);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	http_inflight = NULL;
 
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &resp->status);
+	curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);
+	curl_easy_getinfo(easy, CURLINFO_SIZE_UPLOAD_T, &uploaded);
+	resp->request_sent = request_size > 0 &&
+		uploaded >= (curl_off_t) (req->body ? req->body_len : 0);
 	zb_multi_remove(http_multi, easy);
 	curl_easy_cleanup(easy);
 	curl_slist_free_all(headers);
 
-	if (x.too_big)
+	if (interrupted)
+	{
+		zb_error_set(err, ZB_ERR_TRANSPORT, false,
+					 "interrupted while waiting for %s", req->url);
+		resp->interrupted = true;
+		resp->status = 0;
+		ok = false;
+	}
+	else if (zb_peer_refused(&peer, err, req->url))
+		ok = false;
+	else if (x.too_big)
 	{
 		zb_error_set(err, ZB_ERR_PROTOCOL, false,
 					 "response from %s exceeds %zu bytes", req->url, x.max_body);

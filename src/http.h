@@ -24,6 +24,16 @@ typedef struct ZbHttpRequest
 	const char *basic_password;
 	size_t		max_response_bytes;
 	uint32		wait_event_info;
+
+	/*
+	 * 0: an interrupt ends the request at once (with the usual ERROR).
+	 * Above 0: the caller holds interrupts, because the answer must not be
+	 * lost (the SQL API submit: it carries the id needed to cancel the
+	 * statement).  A pending cancel or terminate then lets the request go
+	 * on for at most this many milliseconds; past that it is abandoned and
+	 * the response says 'interrupted'.  The caller services the interrupt.
+	 */
+	long		interrupt_grace_ms;
 } ZbHttpRequest;
 
 typedef struct ZbHttpResponse
@@ -33,6 +43,8 @@ typedef struct ZbHttpResponse
 	size_t		body_len;
 	char		content_type[128];
 	long		retry_after_s;	/* Retry-After in seconds, -1 if absent */
+	bool		interrupted;	/* abandoned after interrupt_grace_ms */
+	bool		request_sent;	/* the whole request went out */
 } ZbHttpResponse;
 
 extern bool zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err);

@@ -7,6 +7,22 @@
  * exactly those sockets plus the latch and postmaster death, then hands the
  * ready sockets back to curl_multi_socket_action().  The wait is the only
  * place where an interrupt is serviced: curl's callbacks never ereport().
+ * Every network wait of the extension (OAuth, SQL Statement API, gRPC, in
+ * backends and in background workers) is a loop around zb_multi_wait(), so
+ * a query cancel, statement_timeout or SIGTERM ends any of them at once:
+ * the wait checks for interrupts before it sleeps and whenever the latch
+ * wakes it.  A caller that must not be interrupted at one point (the SQL
+ * API submit, until the statement id is known) holds interrupts there and
+ * watches zb_interrupt_pending() itself, for a bounded time.
+ *
+ * Plain http:// is for a local emulator only.  The option validator accepts
+ * it only for a numeric loopback host or "localhost"; here, every transfer
+ * that is not https:// checks the address it actually connected to, from
+ * libcurl's pre-request callback (after the connection is made, before a
+ * byte of the request is sent), and refuses any address that is not
+ * loopback.  So a name that resolves elsewhere, a server defined before the
+ * validator was strict, a proxy, or a plain http:// link from a response
+ * never receive a credential in clear text.
  *
  * A ZbMulti lives in a memory context; deleting or resetting that context
  * (for instance when a query errors out) frees the curl handles and the
@@ -15,11 +31,18 @@
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "utils/wait_event.h"
 
 #include "net.h"
+
+#if LIBCURL_VERSION_NUM < 0x075000
+#error "zerobus_fdw needs libcurl 7.80 or later (CURLOPT_PREREQFUNCTION)"
+#endif
 
 #define ZB_MAX_SOCKETS 8
 
@@ -294,6 +317,17 @@ net_timer_remaining(ZbMulti *m)
 	return Max(0, m->timer_ms - elapsed);
 }
 
+/*
+ * Whether an interrupt that ends the current query (cancel, statement
+ * timeout, terminate) is pending.  Meant for code that holds interrupts for
+ * a moment and must decide how long to go on waiting.
+ */
+bool
+zb_interrupt_pending(void)
+{
+	return InterruptPending && (QueryCancelPending || ProcDiePending);
+}
+
 long
 zb_ms_until(TimestampTz deadline)
 {
@@ -307,19 +341,24 @@ zb_ms_until(TimestampTz deadline)
 
 /*
  * Wait for network progress, the latch, or timeout_ms (-1: no limit of our
- * own).  Services interrupts (CHECK_FOR_INTERRUPTS) after a latch wake-up,
- * so a cancel or SIGTERM ends the wait with an ERROR/FATAL as usual.
+ * own).  Services interrupts (CHECK_FOR_INTERRUPTS) before sleeping and
+ * after a latch wake-up, so a cancel or SIGTERM ends the wait with an
+ * ERROR/FATAL as usual.  The check before sleeping matters: a latch already
+ * consumed elsewhere (for instance while interrupts were held) would not
+ * wake us again.
  */
 int
 zb_multi_wait(ZbMulti *m, long timeout_ms, uint32 wait_event_info)
 {
 	WaitEvent	events[ZB_MAX_SOCKETS + 2];
-	long		curl_ms = net_timer_remaining(m);
+	long		curl_ms;
 	long		wait_ms;
 	int			nevents;
 	int			result = 0;
 	int			i;
 
+	CHECK_FOR_INTERRUPTS();
+	curl_ms = net_timer_remaining(m);
 	if (curl_ms == 0)
 	{
 		net_socket_action(m, CURL_SOCKET_TIMEOUT, 0);
@@ -392,9 +431,112 @@ zb_curl_set_common(CURL *easy, const char *ca_file, long connect_timeout_ms, cha
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700
+	/*
+	 * A transfer abandoned while its host name is being resolved (a cancel
+	 * during a slow DNS lookup) must not wait for the resolver thread:
+	 * without this, curl_multi_remove_handle() joins it, uninterruptibly,
+	 * until getaddrinfo() gives up.  The thread then cleans up after itself.
+	 */
+	curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
+#endif
 	/* never follow redirects: a token must not travel to another host */
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+}
+
+/* ---------- plain http:// only to loopback ---------- */
+
+/* A numeric IPv4 or IPv6 address in 127.0.0.0/8 or ::1 (or ::ffff:127.x.y.z). */
+bool
+zb_ip_is_loopback(const char *ip)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	char		buf[INET6_ADDRSTRLEN + 8];
+	size_t		len;
+
+	if (ip == NULL || ip[0] == '\0')
+		return false;
+	if (inet_pton(AF_INET, ip, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+
+	/* a URL's host keeps IPv6 brackets: [::1] */
+	len = strlen(ip);
+	if (ip[0] == '[' && len >= 2 && ip[len - 1] == ']' && len - 2 < sizeof(buf))
+	{
+		memcpy(buf, ip + 1, len - 2);
+		buf[len - 2] = '\0';
+		ip = buf;
+	}
+	if (inet_pton(AF_INET6, ip, &a6) == 1)
+	{
+		if (IN6_IS_ADDR_LOOPBACK(&a6))
+			return true;
+		if (IN6_IS_ADDR_V4MAPPED(&a6))
+			return a6.s6_addr[12] == 127;
+	}
+	return false;
+}
+
+/*
+ * The validator's rule for a plain http:// URL: its host, as libcurl parsed
+ * it, is a numeric loopback address or exactly "localhost" (which libcurl
+ * resolves to loopback without asking DNS).  Never a name prefix such as
+ * "127.": 127.attacker.example is anybody's host.
+ */
+bool
+zb_host_is_loopback(const char *host)
+{
+	if (host == NULL)
+		return false;
+	return pg_strcasecmp(host, "localhost") == 0 || zb_ip_is_loopback(host);
+}
+
+/*
+ * libcurl's pre-request callback: the connection is made (or reused) and
+ * nothing of the request has been sent yet.  Refuses a plain http:// peer
+ * that is not loopback.  Must not ereport().
+ */
+static int
+net_prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
+			  int conn_primary_port, int conn_local_port)
+{
+	ZbPeerCheck *check = (ZbPeerCheck *) clientp;
+
+	if (!check->plain || zb_ip_is_loopback(conn_primary_ip))
+		return CURL_PREREQFUNC_OK;
+	check->refused = true;
+	strlcpy(check->peer, conn_primary_ip ? conn_primary_ip : "an unknown address",
+			sizeof(check->peer));
+	return CURL_PREREQFUNC_ABORT;
+}
+
+/*
+ * Set a transfer's URL, with the loopback rule for anything but https://
+ * (a URL without a scheme is plain http to libcurl, so it counts as plain).
+ */
+void
+zb_curl_set_url(CURL *easy, const char *url, ZbPeerCheck *check)
+{
+	memset(check, 0, sizeof(ZbPeerCheck));
+	check->plain = pg_strncasecmp(url, "https://", 8) != 0;
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, net_prereq_cb);
+	curl_easy_setopt(easy, CURLOPT_PREREQDATA, check);
+}
+
+/* If the loopback rule stopped a transfer, say so in err and return true. */
+bool
+zb_peer_refused(const ZbPeerCheck *check, ZbError *err, const char *what)
+{
+	if (!check->refused)
+		return false;
+	zb_error_set(err, ZB_ERR_CONFIG, false,
+				 "refused to send a plain http:// request to %s: it connected to %s, which is not a loopback address",
+				 what, check->peer);
+	err->curl_code = CURLE_ABORTED_BY_CALLBACK;
+	return true;
 }
 
 /* Turn a libcurl failure into a ZbError a user can act on. */

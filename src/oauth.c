@@ -15,7 +15,10 @@
  *
  * 4xx answers are final (bad credentials, bad request); 5xx and network
  * errors are retried a few times here, then reported as retryable.
- * The secret never appears in an error message.
+ * The secret never appears in an error message.  The request waits in the
+ * interruptible wait loop (net.c), so a cancel or terminate ends a token
+ * fetch from a workspace that does not answer; a caller with a time budget
+ * (a remote cancel during abort) sets ZbCredentials.deadline.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -174,6 +177,19 @@ oauth_fetch(const ZbCredentials *cred, ZbTokenPurpose purpose, const char *table
 	req.ca_file = cred->ca_file;
 	req.connect_timeout_ms = cred->connect_timeout_ms;
 	req.timeout_ms = cred->request_timeout_ms;
+	if (cred->deadline)
+	{
+		long		left = zb_ms_until(cred->deadline);
+
+		if (left == 0)
+		{
+			zb_error_set(err, ZB_ERR_TIMEOUT, false,
+						 "no time left to ask %s for a token", url);
+			return false;
+		}
+		req.timeout_ms = Min(req.timeout_ms, left);
+		req.connect_timeout_ms = Min(req.connect_timeout_ms, left);
+	}
 	req.headers = hdrs;
 	req.nheaders = lengthof(hdrs);
 	req.body = body;
@@ -269,6 +285,12 @@ zb_oauth_token(const ZbCredentials *cred, ZbTokenPurpose purpose, const char *ta
 			return entry->token;
 		if (!err->retryable || attempt >= OAUTH_ATTEMPTS)
 			break;
+		/* interrupts held by the caller and one pending: do not linger */
+		if (zb_interrupt_pending())
+			break;
+		if (cred->deadline && zb_ms_until(cred->deadline) <= backoff_ms)
+			break;
+		CHECK_FOR_INTERRUPTS();
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 backoff_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

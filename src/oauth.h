@@ -6,6 +6,7 @@
 #ifndef ZB_OAUTH_H
 #define ZB_OAUTH_H
 
+#include "datatype/timestamp.h"
 #include "zb_error.h"
 
 typedef enum ZbTokenPurpose
@@ -24,6 +25,7 @@ typedef struct ZbCredentials
 	const char *ca_file;
 	long		connect_timeout_ms;
 	long		request_timeout_ms;
+	TimestampTz deadline;		/* 0, or no token request goes past this */
 } ZbCredentials;
 
 extern const char *zb_oauth_token(const ZbCredentials *cred, ZbTokenPurpose purpose,

@@ -167,13 +167,6 @@ zb_check_table_name(const char *table, const char *what)
 	pfree(copy);
 }
 
-static bool
-opt_is_loopback(const char *host)
-{
-	return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-		strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
-}
-
 static void
 opt_check_url(const char *name, const char *value)
 {
@@ -217,8 +210,8 @@ opt_check_url(const char *name, const char *value)
 			problem = "it must not have a query string or fragment";
 		else if (path != NULL && strcmp(path, "/") != 0 && strcmp(path, "") != 0)
 			problem = "it must not have a path";
-		else if (strcmp(scheme, "http") == 0 && !opt_is_loopback(host))
-			problem = "plain http:// is only allowed for a loopback address (a local emulator); use https://";
+		else if (strcmp(scheme, "http") == 0 && !zb_host_is_loopback(host))
+			problem = "plain http:// is only allowed to a loopback address (127.0.0.0/8, ::1 or localhost: a local emulator); use https://";
 	}
 	curl_free(scheme);
 	curl_free(host);
@@ -235,19 +228,56 @@ opt_check_url(const char *name, const char *value)
 				 errhint("For example: https://dbc-1234.cloud.databricks.com")));
 }
 
+/*
+ * A duration option, in milliseconds, between 1 ms and its maximum.
+ *
+ * The network timeouts have maxima (option.h): an interrupt ends any wait
+ * whatever they are, but a background worker, or a session nobody cancels,
+ * waits on a silent connection for exactly this long before it gives up
+ * and reconnects; days of that is never what anyone wants.
+ */
 static long
 opt_parse_ms(const char *name, const char *value)
 {
-	int			ms;
+	double		ms;
 	const char *hint = NULL;
+	long		max_ms = INT_MAX;
+	const char *max_text = NULL;
+	const char *max_hint = NULL;
 
-	if (!parse_int(value, &ms, GUC_UNIT_MS, &hint) || ms <= 0)
+	if (strcmp(name, "connect_timeout") == 0)
+	{
+		max_ms = ZB_MAX_CONNECT_TIMEOUT_MS;
+		max_text = "1 min";
+		max_hint = "A TCP and TLS connection that has not been made within a minute will not be; to bound a whole query, use statement_timeout.";
+	}
+	else if (strcmp(name, "request_timeout") == 0)
+	{
+		max_ms = ZB_MAX_REQUEST_TIMEOUT_MS;
+		max_text = "10 min";
+		max_hint = "It bounds one HTTP request (a result chunk of 256 MB included) or one wait for a ZeroBus acknowledgement; to bound a whole query, use statement_timeout.";
+	}
+
+	if (!parse_real(value, &ms, GUC_UNIT_MS, &hint) || !(rint(ms) >= 1))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 				 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
 				 errdetail("A positive duration is required."),
 				 errhint("%s", hint ? hint : "For example: '30s', '500ms' or '2min'.")));
-	return ms;
+	if (rint(ms) > max_ms)
+	{
+		if (max_text)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
+					 errdetail("The %s is at most %s.", name, max_text),
+					 errhint("%s", max_hint)));
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
+				 errdetail("The %s is at most %d ms (about 24 days).", name, INT_MAX)));
+	}
+	return (long) rint(ms);
 }
 
 /* wait_timeout: the SQL API accepts 0s (return at once) or 5s to 50s. */
@@ -262,7 +292,7 @@ opt_parse_wait(const char *name, const char *value)
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 				 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
 				 errdetail("The SQL Statement API accepts 0s, or 5s to 50s."),
-				 errhint("'0s' submits and then polls; a longer wait saves polls, but a query cancel then waits for the submit to return.")));
+				 errhint("'0s' submits and then polls; a longer wait saves polls, but a query cancelled while the submit waits cannot cancel its remote statement (the statement id has not arrived).")));
 	return s;
 }
 

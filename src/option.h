@@ -38,6 +38,9 @@ typedef struct ZbServerConfig
 
 #define ZB_DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define ZB_DEFAULT_REQUEST_TIMEOUT_MS 30000
+/* maxima: see opt_parse_ms() and docs/fdw.md */
+#define ZB_MAX_CONNECT_TIMEOUT_MS 60000
+#define ZB_MAX_REQUEST_TIMEOUT_MS 600000
 #define ZB_DEFAULT_FDW_STARTUP_COST 100.0
 #define ZB_DEFAULT_FDW_TUPLE_COST 0.05
 

@@ -13,10 +13,14 @@
  * No statement is left running remotely: from the moment a submit returns
  * a statement id until the statement reaches a terminal state, it is listed
  * in a backend-wide registry, and the transaction (or subtransaction) abort
- * callback cancels whatever is listed, polling until the cancel lands.
- * While the submit itself is in flight, interrupts are held, so that a
- * query cancel arriving then is serviced only once the statement id is
- * known (at most wait_timeout later; immediately with the default 0s).
+ * callback cancels whatever is listed, within a budget of 750 ms.
+ * Every request waits in the interruptible wait loop (net.c), the OAuth
+ * token fetch included.  Only the submit's own HTTP exchange holds
+ * interrupts, because its answer carries the id needed to cancel the
+ * statement: a cancel, statement_timeout or terminate arriving then gives
+ * the answer a grace of SQLAPI_SUBMIT_GRACE_MS to arrive (the id is then
+ * registered and the abort cancels the statement), and otherwise abandons
+ * the submit with a WARNING that the statement may run on.
  *
  * Requests retry 429/503 (honouring Retry-After), refresh the OAuth token
  * once on 401, and retry idempotent requests on transport errors.  Remote
@@ -50,7 +54,9 @@
 #define SQLAPI_MAX_RETRY_AFTER_S 30
 #define SQLAPI_FIRST_POLL_MS 5
 #define SQLAPI_MAX_POLL_MS 1000
-#define SQLAPI_CANCEL_WAIT_MS 5000
+#define SQLAPI_CANCEL_WAIT_MS 5000	/* the server's statement_timeout: interruptible */
+#define SQLAPI_CANCEL_BUDGET_MS 750	/* every cancel of one abort, together */
+#define SQLAPI_SUBMIT_GRACE_MS 500	/* an interrupted submit's answer may still come */
 #define SQLAPI_MAX_RESPONSE (64 * 1024 * 1024)
 #define SQLAPI_MAX_EXTERNAL_CHUNK ((size_t) 256 * 1024 * 1024)
 #define SQLAPI_ID_LEN 128
@@ -141,6 +147,16 @@ typedef struct InFlight
 static InFlight *inflight = NULL;
 static bool callbacks_registered = false;
 
+/* What a submit's answer said, taken in while interrupts are still held. */
+typedef struct SqlSubmit
+{
+	StatementResponse *r;		/* the parsed 200 response, or NULL */
+	const char *perr;			/* why it is not usable, or NULL */
+	InFlight   *f;				/* registered for cancellation, or NULL */
+} SqlSubmit;
+
+static InFlight *sqlapi_register(ZbSqlConn *conn, const char *id);
+
 static void sqlapi_xact_callback(XactEvent event, void *arg);
 static void sqlapi_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 									SubTransactionId parentSubid, void *arg);
@@ -196,6 +212,7 @@ sqlapi_sleep(long ms)
 {
 	if (ms <= 0)
 		return;
+	CHECK_FOR_INTERRUPTS();
 	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms,
 					 PG_WAIT_EXTENSION);
 	ResetLatch(MyLatch);
@@ -866,15 +883,39 @@ sqlapi_report_malformed(const char *sql, const char *what, const char *perr)
 /* ---------------------------------------------------------------- HTTP */
 
 /*
+ * A submit's 200 answer: parse it and, if it names a statement still
+ * running, register the id for cancellation.  Runs with interrupts held.
+ */
+static void
+sqlapi_note_submitted(ZbSqlConn *conn, ZbHttpResponse *resp, SqlSubmit *submit)
+{
+	StatementResponse *r = sqlapi_parse(resp->body, resp->body_len, false, &submit->perr);
+
+	submit->r = r;
+	if (r && r->statement_id && !sqlapi_terminal(r->state))
+	{
+		if (strlen(r->statement_id) >= SQLAPI_ID_LEN ||
+			strspn(r->statement_id, "0123456789abcdefABCDEF-_") != strlen(r->statement_id))
+			submit->perr = "invalid statement_id";
+		else
+			submit->f = sqlapi_register(conn, r->statement_id);
+	}
+}
+
+/*
  * One API request, with retries.  Returns true when a final HTTP response
  * arrived (any status), false with err on token or transport failure.
  * Never throws for remote failures (only on out-of-memory, or an interrupt
  * while waiting when interrupts are not held).
+ *
+ * A submit (submit != NULL) holds interrupts during its HTTP exchange only
+ * (the token fetch and the waits between attempts stay interruptible), and
+ * registers the statement id of a 200 answer before it services them.
  */
 static bool
 sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 		   const char *body, long timeout_ms, List *extra_headers,
-		   ZbHttpResponse *resp, ZbError *err, ZbSqlStats *stats)
+		   ZbHttpResponse *resp, ZbError *err, ZbSqlStats *stats, SqlSubmit *submit)
 {
 	bool		auth = (kind != REQ_EXTERNAL);
 	bool		refreshed = false;
@@ -930,11 +971,40 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 			: SQLAPI_MAX_RESPONSE;
 		req.wait_event_info = PG_WAIT_EXTENSION;
 
+		if (submit)
+		{
+			/*
+			 * Until the statement id is registered, an interrupt must not
+			 * lose the answer that carries it: hold interrupts, and let a
+			 * pending one wait a short grace for the answer.  One that is
+			 * already pending ends the query here, before anything is sent.
+			 */
+			CHECK_FOR_INTERRUPTS();
+			HOLD_INTERRUPTS();
+			req.interrupt_grace_ms = SQLAPI_SUBMIT_GRACE_MS;
+		}
 		ok = zb_http_request(&req, resp, err);
 		if (authz)
 		{
 			memset(authz, 0, strlen(authz));
 			pfree(authz);
+		}
+		if (submit)
+		{
+			if (ok && resp->status == 200)
+				sqlapi_note_submitted(conn, resp, submit);
+			else if (resp->interrupted && resp->request_sent)
+				ereport(WARNING,
+						(errcode(ERRCODE_FDW_ERROR),
+						 errmsg("the remote statement may still run on the warehouse"),
+						 errdetail("The query was interrupted while its statement was being submitted, and the statement id did not arrive within %d ms, so the statement could not be cancelled.",
+								   SQLAPI_SUBMIT_GRACE_MS),
+						 conn->cfg->wait_timeout_s > 0
+						 ? errhint("With the server option wait_timeout above 0s the submit waits for the statement; with '0s' it answers at once.")
+						 : 0));
+			RESUME_INTERRUPTS();
+			/* an interrupt that arrived during the submit ends the query here */
+			CHECK_FOR_INTERRUPTS();
 		}
 		if (stats)
 		{
@@ -948,7 +1018,7 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 			 * A submit that may have reached the server is not repeated: it
 			 * could start a second statement.  Refused connections are safe.
 			 */
-			bool		may_retry = err->retryable &&
+			bool		may_retry = !resp->interrupted && err->retryable &&
 				(kind != REQ_SUBMIT || err->curl_code == CURLE_COULDNT_CONNECT);
 
 			if (!may_retry || attempt >= SQLAPI_TRANSPORT_ATTEMPTS || kind == REQ_CANCEL)
@@ -987,7 +1057,9 @@ sqlapi_report_error(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbError *err)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 				 errmsg("could not fetch a result chunk from cloud storage: %s",
-						err->curl_code ? curl_easy_strerror(err->curl_code)
+						err->kind == ZB_ERR_CONFIG
+						? "a plain http:// link to an address that is not loopback was refused"
+						: err->curl_code ? curl_easy_strerror(err->curl_code)
 						: err->kind == ZB_ERR_PROTOCOL ? "response too large"
 						: zb_error_kind_name(err)),
 				 sql ? errcontext("remote SQL: %s", sql) : 0));
@@ -1009,6 +1081,8 @@ sqlapi_report_error(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbError *err)
 			 errdetail("%s", err->message),
 			 err->kind == ZB_ERR_TLS
 			 ? errhint("Check the server option ca_file, or the workspace_url host name.")
+			 : err->kind == ZB_ERR_CONFIG
+			 ? errhint("Use https:// for a workspace; plain http:// is only for an emulator on a loopback address.")
 			 : errhint("Check the server option workspace_url and that this host can reach it."),
 			 sql ? errcontext("remote SQL: %s", sql) : 0));
 }
@@ -1021,7 +1095,7 @@ sqlapi_request(ZbSqlConn *conn, SqlReq kind, const char *sql, const char *method
 	ZbError		err;
 
 	if (!sqlapi_try(conn, kind, method, url, body, conn->cfg->request_timeout_ms,
-					extra_headers, resp, &err, stats))
+					extra_headers, resp, &err, stats, NULL))
 		sqlapi_report_error(conn, kind, sql, &err);
 }
 
@@ -1075,8 +1149,8 @@ sqlapi_register(ZbSqlConn *conn, const char *id)
 	f->conn.cred.client_secret = cfg->client_secret;
 	f->conn.cred.ca_file = cfg->ca_file;
 	/* a cancel (possibly during abort) must not wait long on anything */
-	cfg->connect_timeout_ms = Min(cfg->connect_timeout_ms, SQLAPI_CANCEL_WAIT_MS);
-	cfg->request_timeout_ms = Min(cfg->request_timeout_ms, SQLAPI_CANCEL_WAIT_MS);
+	cfg->connect_timeout_ms = Min(cfg->connect_timeout_ms, SQLAPI_CANCEL_BUDGET_MS);
+	cfg->request_timeout_ms = Min(cfg->request_timeout_ms, SQLAPI_CANCEL_BUDGET_MS);
 	f->conn.cred.connect_timeout_ms = cfg->connect_timeout_ms;
 	f->conn.cred.request_timeout_ms = cfg->request_timeout_ms;
 	f->next = inflight;
@@ -1103,30 +1177,37 @@ sqlapi_unregister(InFlight *f)
 }
 
 /*
- * Cancel a statement and wait (boundedly) until Databricks reports it in a
- * terminal state.  Never throws for remote failures: it also runs during
- * transaction abort.  Returns false if the cancel could not be confirmed.
+ * Cancel a statement and wait until Databricks reports it in a terminal
+ * state, all before 'deadline' (the token fetch too, if one is needed).
+ * Never throws for remote failures: it also runs during transaction abort,
+ * with interrupts held, where the deadline is what bounds it.  Returns
+ * false if the cancel could not be confirmed.
  */
 static bool
-sqlapi_cancel(ZbSqlConn *conn, const char *id)
+sqlapi_cancel(ZbSqlConn *live, const char *id, TimestampTz deadline)
 {
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   SQLAPI_CANCEL_WAIT_MS);
-	char	   *base = psprintf("%s%s/%s", conn->cfg->workspace_url, STATEMENTS_PATH, id);
+	ZbSqlConn	conn = *live;
+	char	   *base = psprintf("%s%s/%s", conn.cfg->workspace_url, STATEMENTS_PATH, id);
 	char	   *url = psprintf("%s/cancel", base);
 	ZbHttpResponse resp;
 	ZbError		err;
 	long		sleep_ms = 20;
 
-	if (!sqlapi_try(conn, REQ_CANCEL, "POST", url, "{}", SQLAPI_CANCEL_WAIT_MS, NIL,
-					&resp, &err, NULL))
+	conn.cred.deadline = deadline;
+	if (zb_ms_until(deadline) == 0)
+		zb_error_set(&err, ZB_ERR_TIMEOUT, false, "no time was left to send the cancel");
+	else if (sqlapi_try(&conn, REQ_CANCEL, "POST", url, "{}", zb_ms_until(deadline), NIL,
+						&resp, &err, NULL, NULL))
 	{
-		elog(WARNING, "could not cancel remote statement %s: %s", id, err.message);
-		return false;
+		if (resp.status != 200)
+			zb_error_set(&err, ZB_ERR_HTTP, false, "HTTP %ld", resp.status);
 	}
-	if (resp.status != 200)
+	if (err.kind != ZB_OK)
 	{
-		elog(WARNING, "could not cancel remote statement %s: HTTP %ld", id, resp.status);
+		ereport(WARNING,
+				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+				 errmsg("could not cancel remote statement %s", id),
+				 errdetail_internal("%s", err.message)));
 		return false;
 	}
 	/* cancel is asynchronous: poll until the statement has stopped */
@@ -1135,8 +1216,8 @@ sqlapi_cancel(ZbSqlConn *conn, const char *id)
 		const char *perr;
 		StatementResponse *r;
 
-		if (!sqlapi_try(conn, REQ_CANCEL, "GET", base, NULL, zb_ms_until(deadline) + 1, NIL,
-						&resp, &err, NULL))
+		if (!sqlapi_try(&conn, REQ_CANCEL, "GET", base, NULL, zb_ms_until(deadline) + 1, NIL,
+						&resp, &err, NULL, NULL))
 			break;
 		if (resp.status != 200)
 			break;
@@ -1146,8 +1227,10 @@ sqlapi_cancel(ZbSqlConn *conn, const char *id)
 		sqlapi_sleep(Min(sleep_ms, zb_ms_until(deadline)));
 		sleep_ms = Min(sleep_ms * 2, 500);
 	}
-	elog(WARNING, "remote statement %s did not confirm its cancellation within %d ms",
-		 id, SQLAPI_CANCEL_WAIT_MS);
+	/* accepted, and Databricks stops it on its own time: not worth a warning */
+	ereport(DEBUG1,
+			(errmsg_internal("remote statement %s accepted its cancel but was not seen stopped in time",
+							 id)));
 	return false;
 }
 
@@ -1159,9 +1242,12 @@ sqlapi_cancel_inflight(int level)
 	MemoryContext old;
 	InFlight   *f;
 	InFlight   *next;
+	TimestampTz deadline;
 
 	if (inflight == NULL)
 		return;
+	/* one budget for all of them: an abort (or a terminate) must not linger */
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SQLAPI_CANCEL_BUDGET_MS);
 	cxt = AllocSetContextCreate(TopMemoryContext, "zerobus statement cancel",
 								ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
@@ -1172,7 +1258,7 @@ sqlapi_cancel_inflight(int level)
 			continue;
 		PG_TRY();
 		{
-			(void) sqlapi_cancel(&f->conn, f->id);
+			(void) sqlapi_cancel(&f->conn, f->id, deadline);
 		}
 		PG_CATCH();
 		{
@@ -1403,7 +1489,9 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 	ZbHttpResponse resp;
 	StatementResponse *r;
 	const char *perr = NULL;
-	InFlight   *volatile f = NULL;
+	InFlight   *f = NULL;
+	SqlSubmit	submit;
+	ZbError		err;
 	TimestampTz deadline = 0;
 	long		sleep_ms = SQLAPI_FIRST_POLL_MS;
 	int			i;
@@ -1429,29 +1517,27 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 											   conn->cfg->statement_timeout_ms);
 
 	/*
-	 * Hold interrupts while the submit is in flight: a cancel then waits
-	 * until we know the statement id, so that the abort can cancel it.
+	 * The submit: its exchange runs with interrupts held and registers the
+	 * statement id before servicing one (sqlapi_try).  The server holds the
+	 * answer up to wait_timeout, so that is added to the request timeout.
 	 */
-	HOLD_INTERRUPTS();
-	sqlapi_request(conn, REQ_SUBMIT, sql, "POST",
-				   psprintf("%s%s", conn->cfg->workspace_url, STATEMENTS_PATH),
-				   body, NIL, &resp, &st->stats);
-	r = NULL;
-	if (resp.status == 200)
+	memset(&submit, 0, sizeof(submit));
+	memset(&resp, 0, sizeof(resp));
+	if (!sqlapi_try(conn, REQ_SUBMIT, "POST",
+					psprintf("%s%s", conn->cfg->workspace_url, STATEMENTS_PATH),
+					body, conn->cfg->request_timeout_ms + conn->cfg->wait_timeout_s * 1000L,
+					NIL, &resp, &err, &st->stats, &submit))
 	{
-		r = sqlapi_parse(resp.body, resp.body_len, false, &perr);
-		if (r && r->statement_id && !sqlapi_terminal(r->state))
-		{
-			if (strlen(r->statement_id) >= SQLAPI_ID_LEN ||
-				strspn(r->statement_id, "0123456789abcdefABCDEF-_") != strlen(r->statement_id))
-				perr = "invalid statement_id";
-			else
-				f = sqlapi_register(conn, r->statement_id);
-		}
+		if (resp.interrupted)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("canceling statement: interrupted while submitting the remote statement"),
+					 errcontext("remote SQL: %s", sql)));
+		sqlapi_report_error(conn, REQ_SUBMIT, sql, &err);
 	}
-	RESUME_INTERRUPTS();
-	/* a cancel that arrived during the submit is serviced here */
-	CHECK_FOR_INTERRUPTS();
+	f = submit.f;
+	r = submit.r;
+	perr = submit.perr;
 
 	if (resp.status != 200)
 		sqlapi_report_http(conn, REQ_SUBMIT, sql, &resp);
@@ -1468,7 +1554,9 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 		{
 			if (f)
 			{
-				sqlapi_cancel(conn, st->id);
+				sqlapi_cancel(conn, st->id,
+							  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														  SQLAPI_CANCEL_WAIT_MS));
 				sqlapi_unregister(f);
 				f = NULL;
 			}

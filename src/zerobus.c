@@ -285,19 +285,19 @@ zb_stream_poll(ZbStream *s, long timeout_ms, int *wake, ZbError *err)
  * still open, resets the stream.  libcurl 7.88 then drops the response
  * headers and reports "Empty reply from server" (http2.c discards pending
  * header bytes when a reset stream closes).  Sending the same
- * CreateIngestStreamRequest on a new call that we half-close at once avoids
- * the reset, so the status arrives intact.  Only the idempotent create
+ * CreateIngestStreamRequest on a new call whose one DATA frame carries
+ * END_STREAM avoids the reset, so the status arrives intact (half-closing
+ * after the message, in a frame of its own, still lost the race now and
+ * then: the server can answer between the two frames).  Only the idempotent create
  * message was sent on the failed call, so repeating it is harmless.
  */
 static void
 zbs_probe_create_failure(ZbStream *s, TimestampTz deadline, ZbError *err)
 {
-	ZbGrpcCall *probe = zb_grpc_start(&s->target, s->metadata, lengthof(s->metadata),
-									  s->cxt);
+	ZbGrpcCall *probe = zb_grpc_start_unary(&s->target, s->metadata, lengthof(s->metadata),
+											s->cxt, s->create_msg, s->create_len);
 	ZbError		perr;
 
-	zb_grpc_send(probe, s->create_msg, s->create_len);
-	zb_grpc_close_send(probe);
 	while (!zb_grpc_finished(probe))
 	{
 		long		left = zb_ms_until(deadline);
