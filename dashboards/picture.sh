@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
-# Make dashboards/zerobus-metrics.png, the README's picture of the dashboard
-# data, from a real run: scripts/demo.sh --keep leaves the emulator and a
-# server running; a generator stream ("gen", transactions profile) then runs
-# at rising throttle levels, stops, and its queue drains; scripts/plot_metrics.py
-# plots the stream's zb_metrics_history.
+# Make the README's pictures of the dashboards' data from real runs, with
+# scripts/plot_metrics.py:
 #
-#   ./dashboards/picture.sh              run (about 3 minutes), plot, stop the demo
-#   ./dashboards/picture.sh --keep       leave the demo running afterwards
+#   metrics  dashboards/zerobus-metrics.png: scripts/demo.sh --keep leaves the
+#            emulator and a server running; a generator stream ("gen",
+#            transactions profile) runs at rising throttle levels, stops, and
+#            its queue drains; the stream's zb_metrics_history is plotted.
+#   boards   dashboards/sensors.png, orders.png, weblogs.png: scripts/demo.sh
+#            --profile all --keep streams the four profiles (weblogs with an
+#            incident) for PICTURE_SECONDS (default 150); each dashboard's
+#            panels' SQL is then run as its role (grafana_reader) and plotted.
 #
-# PICTURE_STEPS="30:20 55:20 70:20 85:25" sets the throttle:seconds steps.
+#   ./dashboards/picture.sh [metrics|boards|all] [--keep]   (default all; about 3 + 4 minutes)
+#
+# --keep leaves the last demo running afterwards (scripts/demo.sh --stop ends it).
+# PICTURE_STEPS="30:20 55:20 70:20 85:25" sets the metrics run's throttle:seconds steps.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/common.sh"
 
 KEEP=0
-[ "${1:-}" = "--keep" ] && KEEP=1
+WHAT=all
+for a in "$@"; do
+  case $a in
+    --keep) KEEP=1 ;;
+    metrics|boards|all) WHAT=$a ;;
+    *) echo "picture.sh: unknown argument $a" >&2; exit 2 ;;
+  esac
+done
 STEPS=${PICTURE_STEPS:-"30:20 55:20 70:20 85:25"}
 OUT=${PICTURE_OUT:-$REPO/dashboards/zerobus-metrics.png}
 DEMO_DIR=$BUILD_DIR/demo
@@ -22,28 +35,28 @@ PORT=${DEMO_PORT:-54329}
 mkdir -p "$BUILD_DIR"
 psql_demo() { as_user "$PG_BIN/psql" -h "$DEMO_DIR" -p "$PORT" -X -q -v ON_ERROR_STOP=1 -d postgres "$@"; }
 port() { /usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$DEMO_DIR/ports.json" "$1"; }
-stop_demo() {
-  if [ $KEEP -eq 0 ] && [ -f "$DEMO_DIR/ports.json" ]; then
-    as_user "$PG_BIN/pg_ctl" -D "$DEMO_DIR/data" -m fast stop >/dev/null 2>&1 || true
-    local pid
-    pid=$(port pid 2>/dev/null) || return 0
-    # only the demo's emulator (the pid file may be from an earlier run)
-    if grep -qF "$DEMO_DIR/ports.json" "/proc/$pid/cmdline" 2>/dev/null; then kill "$pid"; fi
-  fi
-}
+stop_demo() { [ $KEEP -eq 1 ] || "$REPO/scripts/demo.sh" --stop >/dev/null; }
 trap stop_demo EXIT
-
-# demo.sh creates the schema history each run but does not drop it: drop it
-# from an earlier run's database first
-if [ -f "$DEMO_DIR/data/PG_VERSION" ] && [ -x "$PG_BIN/pg_ctl" ]; then
-  as_user "$PG_BIN/pg_ctl" -D "$DEMO_DIR/data" status >/dev/null 2>&1 ||
-    as_user "$PG_BIN/pg_ctl" -D "$DEMO_DIR/data" -l "$DEMO_DIR/postgres.log" -w start >/dev/null
-  as_user "$PG_BIN/psql" -h "$DEMO_DIR" -p "$PORT" -X -q -d postgres -c "DROP SCHEMA IF EXISTS history CASCADE" >/dev/null
-  as_user "$PG_BIN/pg_ctl" -D "$DEMO_DIR/data" -m fast -w stop >/dev/null
-fi
-echo "starting the demo (log: $BUILD_DIR/picture-demo.log)"
-DEMO_SECONDS=${DEMO_SECONDS:-5} "$REPO/scripts/demo.sh" --keep >"$BUILD_DIR/picture-demo.log" 2>&1
 export PATH="$PG_BIN:$PATH"
+
+boards() {
+  local secs=${PICTURE_SECONDS:-150} start k
+  echo "boards: the demo with all four profiles for $secs s (log: $BUILD_DIR/picture-boards-demo.log)"
+  start=$(date +%s)
+  DEMO_SECONDS=$secs "$REPO/scripts/demo.sh" --profile all --keep >"$BUILD_DIR/picture-boards-demo.log" 2>&1
+  for k in sensors orders weblogs; do
+    as_user /usr/bin/python3 "$BUILD_DIR/src/scripts/plot_metrics.py" --psql "$PG_BIN/psql" \
+      --board "$BUILD_DIR/src/dashboards/$k.json" \
+      --dsn "host=$DEMO_DIR port=$PORT dbname=postgres user=grafana_reader" \
+      --seconds $(( $(date +%s) - start + 5 )) -o "$BUILD_DIR/$k.png"
+    cp "$BUILD_DIR/$k.png" "$REPO/dashboards/$k.png"
+    echo "wrote $REPO/dashboards/$k.png"
+  done
+}
+
+metrics() {
+echo "metrics: starting the demo (log: $BUILD_DIR/picture-demo.log)"
+DEMO_SECONDS=${DEMO_SECONDS:-5} "$REPO/scripts/demo.sh" --keep >"$BUILD_DIR/picture-demo.log" 2>&1
 
 # The Delta table of the transactions profile, in the emulator
 columns=$(psql_demo -At -c "SELECT delta_columns FROM zerobus.generator_profiles() WHERE profile = 'transactions'")
@@ -93,3 +106,10 @@ as_user /usr/bin/python3 "$BUILD_DIR/src/scripts/plot_metrics.py" --psql "$PG_BI
   -o "$BUILD_DIR/zerobus-metrics.png"
 cp "$BUILD_DIR/zerobus-metrics.png" "$OUT"
 echo "wrote $OUT"
+}
+
+case $WHAT in
+  metrics) metrics ;;
+  boards) boards ;;
+  all) boards; metrics ;;
+esac

@@ -4,13 +4,13 @@
 # faults).  Prints each runner's summary and exits non-zero on any failure.
 #
 #   ./scripts/test.sh            everything
-#   ./scripts/test.sh regress    one suite: emulator | regress | tap
+#   ./scripts/test.sh regress    one suite: emulator | regress | tap | dashboards
 #   PROVE_TESTS='t/001_grpc.pl' ./scripts/test.sh tap
 set -uo pipefail
 . "$(dirname "$0")/common.sh"
 
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(emulator regress tap)
+[ ${#suites[@]} -eq 0 ] && suites=(emulator regress tap dashboards)
 
 stage_and_build || { echo "build failed"; exit 1; }
 
@@ -30,6 +30,10 @@ for s in "${suites[@]}"; do
       run_suite regress bash -c "cd '$BUILD_DIR/src' && make -s regress PG_CONFIG='$PG_CONFIG' || { cat regression.diffs 2>/dev/null | head -n 300; exit 1; }" ;;
     tap)
       run_suite tap bash -c "cd '$BUILD_DIR/src' && make -s tap PG_CONFIG='$PG_CONFIG' PROVE_TESTS='${PROVE_TESTS:-t/*.pl}' || { for f in tmp_check/log/regress_log_*; do echo \"--- \$f\"; tail -n 60 \"\$f\"; done; exit 1; }" ;;
+    dashboards)
+      # Grafana's schema check of dashboards/*.json (test/dashboards/check.sh: npm packages into the build directory)
+      command -v npm >/dev/null || { [ "$(id -u)" -eq 0 ] && apt-get install -y -qq nodejs npm >/dev/null; }
+      run_suite dashboards env ZB_DASHBOARDS_WORK="$BUILD_DIR/dashboards-check" "$BUILD_DIR/src/test/dashboards/check.sh" ;;
     *) echo "unknown suite $s"; exit 2 ;;
   esac
 done

@@ -3,19 +3,21 @@
 # targets, variables); then, with a generator streaming transactions through
 # ZeroBus (the emulator), every panel target, annotation and template
 # variable query is expanded the way Grafana would (template variables, then
-# $__interval, then the PostgreSQL data source's macros) and run as a
-# read-only role holding only pg_monitor; each must succeed and return rows of
-# the shape its panel needs: time series with a "time" column first, sorted,
-# numeric values and text labels; tables with the expected columns.
+# $__interval, then the PostgreSQL data source's macros: GrafanaBoard.pm) and
+# run as a read-only role holding only pg_monitor; each must succeed and
+# return rows of the shape its panel needs: time series with a "time" column
+# first, sorted, numeric values and text labels; single-value stats one row;
+# tables with the expected columns. (t/301_profile_dashboards.pl does the
+# same for the sensors, orders and weblogs dashboards.)
 use strict;
 use warnings;
 
 use File::Basename qw(dirname);
 use File::Spec;
 use JSON::PP;
-use POSIX qw(strftime);
 use PostgreSQL::Test::Utils;
 use Test::More;
+use GrafanaBoard;
 use ZerobusEmulator;
 use ZerobusNode;
 
@@ -55,7 +57,8 @@ sub slurp
 # ------------------------------------------------------------------
 # The JSON model and the provisioning files
 # ------------------------------------------------------------------
-my $dash = JSON::PP->new->decode(slurp("$root/dashboards/zerobus.json"));
+my $board = GrafanaBoard->load("$root/dashboards/zerobus.json");
+my $dash = $board->dash;
 my $ds_yaml = slurp("$root/dashboards/provisioning/datasources/zerobus.yaml");
 my $db_yaml = slurp("$root/dashboards/provisioning/dashboards/zerobus.yaml");
 
@@ -72,33 +75,12 @@ ok($dash->{schemaVersion} >= 36 && $dash->{schemaVersion} <= 38,
 ok($dash->{uid} && length($dash->{uid}) <= 40, 'the dashboard has a fixed uid');
 ok(!defined $dash->{id}, 'no database id in the model (provisioning assigns one)');
 
-# every panel, rows' nested panels included
-my @panels;
-for my $p (@{ $dash->{panels} })
-{
-	push @panels, $p;
-	push @panels, @{ $p->{panels} || [] } if $p->{type} eq 'row';
-}
-my (%ids, %titles, @grid_errors, @ds_errors);
-for my $p (@panels)
-{
-	$ids{ $p->{id} }++;
-	next if $p->{type} eq 'row';
-	$titles{ $p->{title} }++;
-	my $g = $p->{gridPos};
-	push @grid_errors, $p->{title}
-	  unless $g && $g->{w} > 0 && $g->{h} > 0 && $g->{x} >= 0 && $g->{x} + $g->{w} <= 24;
-	for my $d ($p->{datasource}, map { $_->{datasource} } @{ $p->{targets} || [] })
-	{
-		push @ds_errors, $p->{title}
-		  unless $d && $d->{type} eq $DS_TYPE && $d->{uid} eq $ds_uid;
-	}
-}
-is(scalar(grep { $_ > 1 } values %ids), 0, 'panel ids are unique');
-is(scalar(grep { $_ > 1 } values %titles), 0, 'panel titles are unique');
-is(join(', ', @grid_errors), '', 'every panel fits the 24-column grid');
-is(join(', ', @ds_errors), '', "every panel and target refers to the data source as {type, uid: $ds_uid}");
-my @rows = map { $_->{title} } grep { $_->{type} eq 'row' } @panels;
+# unique ids and titles, the 24-column grid, the data source {type, uid} on
+# every panel, target and annotation, raw SQL targets of format time_series
+# (time series panels) or table
+is(join("\n", $board->model_problems($DS_TYPE, $ds_uid)), '',
+	"every panel fits the grid and has raw SQL targets on the data source {type, uid: $ds_uid}");
+my @rows = map { $_->{title} } $board->rows;
 is(scalar(@rows), 2, 'two rows: ' . join(' / ', @rows));
 
 # ------------------------------------------------------------------
@@ -140,36 +122,11 @@ my %expect = (
 	'variable offset' => [ '__text:text', '__value:num' ],
 );
 
-# Collect the targets: [ label, format, rawSql, panel interval ]
-my @targets;
-my @model_errors;
-for my $p (@panels)
-{
-	next if $p->{type} eq 'row';
-	push @model_errors, "$p->{title}: no targets" unless @{ $p->{targets} || [] };
-	for my $t (@{ $p->{targets} || [] })
-	{
-		push @model_errors, "$p->{title}: format $t->{format}"
-		  unless ($t->{format} // '') =~ /^(time_series|table)$/;
-		push @model_errors, "$p->{title}: not a raw SQL query in code mode"
-		  unless $t->{rawQuery} && ($t->{editorMode} // '') eq 'code' && $t->{rawSql} && $t->{refId};
-		push @model_errors, "$p->{title}: a time series panel with a table target"
-		  if $p->{type} eq 'timeseries' && $t->{format} ne 'time_series';
-		push @targets, [ $p->{title}, $t->{format}, $t->{rawSql}, $p->{interval} ];
-	}
-}
-for my $a (@{ $dash->{annotations}{list} })
-{
-	next if $a->{builtIn};
-	push @model_errors, "annotation $a->{name}: data source"
-	  unless $a->{datasource}{type} eq $DS_TYPE && $a->{datasource}{uid} eq $ds_uid;
-	push @targets, [ "annotation $a->{name}", $a->{target}{format}, $a->{target}{rawSql}, undef ];
-}
-is(join("\n", @model_errors), '', 'every panel has raw SQL targets of format time_series or table');
-my @unexpected = grep { $_->[1] eq 'table' && !$expect{ $_->[0] } } @targets;
-is(join(', ', map { $_->[0] } @unexpected), '', 'every table target has expected columns in this test');
+my @targets = $board->targets;
+my @unexpected = grep { $_->{format} eq 'table' && !$expect{ $_->{label} } } @targets;
+is(join(', ', map { $_->{label} } @unexpected), '', 'every table target has expected columns in this test');
 
-my %var_def = map { $_->{name} => $_ } @{ $dash->{templating}{list} };
+my %var_def = map { $_->{name} => $_ } $board->variables;
 ok($var_def{stream} && $var_def{stream}{type} eq 'query'
 	  && $var_def{stream}{query} eq 'SELECT DISTINCT stream FROM zb_metrics ORDER BY 1',
 	'the stream variable lists zb_metrics\' streams');
@@ -263,210 +220,15 @@ if ($HISTORY ne 'local')
 }
 my $reader = $node->connstr('postgres') . ' user=grafana_reader';
 
-# ------------------------------------------------------------------
-# Grafana's interpolation
-# ------------------------------------------------------------------
 my $now = time;
-my %range = (from => $now - 15 * 60, to => $now + 1);    # the dashboard's default: now-15m .. now
+$board->set_range($now - 15 * 60, $now + 1);    # the dashboard's default: now-15m .. now
 
-sub rfc3339 { return strftime('%Y-%m-%dT%H:%M:%SZ', gmtime($_[0])); }
-
-# gtime.ParseInterval: 500ms, 1s, 5m, 1h, 1d, 1w
-sub interval_seconds
-{
-	my ($s) = @_;
-	my ($n, $u) = $s =~ /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)$/ or die "interval $s";
-	return $n * { ms => 0.001, s => 1, m => 60, h => 3600, d => 86400, w => 604800, y => 31536000 }->{$u};
-}
-
-# $__interval as Grafana computes it: the range over the panel's data points,
-# at least the panel's (or the data source's) minimum interval
-sub grafana_interval
-{
-	my ($min) = @_;
-	my $s = ($range{to} - $range{from}) / 1000;
-	my $m = interval_seconds($min || '1s');
-	$s = $m if $s < $m;
-	$s = int($s + 0.5) if $s >= 1;
-	return ($s >= 1 ? "${s}s" : int($s * 1000) . 'ms', int($s * 1000));
-}
-
-# The macros of Grafana's PostgreSQL data source (pkg/tsdb/grafana-postgresql-datasource/macros.go)
-sub expand_macros
-{
-	my ($sql) = @_;
-	my $err;
-	my $orig = $sql;
-	my $evaluate;
-	$evaluate = sub {
-		my ($name, @args) = @_;
-		if ($name eq '__time') { return "$args[0] AS \"time\""; }
-		if ($name eq '__timeEpoch') { return "extract(epoch from $args[0]) as \"time\""; }
-		if ($name eq '__timeFilter')
-		{
-			return sprintf("%s BETWEEN '%s' AND '%s'", $args[0], rfc3339($range{from}), rfc3339($range{to}));
-		}
-		if ($name eq '__timeFrom') { return "'" . rfc3339($range{from}) . "'"; }
-		if ($name eq '__timeTo') { return "'" . rfc3339($range{to}) . "'"; }
-		if ($name eq '__timeGroup')
-		{
-			die "$name needs a column and an interval\n" if @args < 2;
-			(my $i = $args[1]) =~ s/^'|'$//g;
-			my $s = interval_seconds($i);
-			return "floor(extract(epoch from $args[0])/$s)*$s";
-		}
-		if ($name eq '__timeGroupAlias') { return $evaluate->('__timeGroup', @args) . ' AS "time"'; }
-		if ($name eq '__unixEpochFilter')
-		{
-			return "$args[0] >= $range{from} AND $args[0] <= $range{to}";
-		}
-		die "unknown macro \$$name\n";
-	};
-	$sql =~ s{\$([_a-zA-Z0-9]+)\(([^\)]*)\)}{
-		my ($name, $args, $whole) = ($1, $2, $&);
-		# Grafana: $__timeGroup directly followed by a comma means $__timeGroupAlias
-		$name = '__timeGroupAlias' if $name eq '__timeGroup' && substr($orig, index($orig, $whole) + length($whole), 1) eq ',';
-		my $r = eval { $evaluate->($name, map { s/^\s+|\s+$//gr } split(/,/, $args, -1)) };
-		$err //= $@ unless defined $r;
-		defined $r ? $r : 'macro_error()';
-	}ge;
-	die $err if $err;
-	return $sql;
-}
-
-# Template variables as the SQL data sources format them: a multi-value or
-# include-all variable becomes a list of quoted literals (a custom all value
-# goes in as it is); any other variable its value, quotes doubled.
-sub expand_variables
-{
-	my ($sql, $vars, $interval) = @_;
-	my ($iv, $ivms) = grafana_interval($interval);
-	$sql =~ s/\$__interval_ms\b/$ivms/g;
-	$sql =~ s/\$__interval\b/$iv/g;
-	$sql =~ s/\$__unixEpochFrom\(\)/$range{from}/g;
-	$sql =~ s/\$__unixEpochTo\(\)/$range{to}/g;
-	my $subst = sub {
-		my ($name, $whole) = @_;
-		return $whole if $name =~ /^__/;    # macros and Grafana's own variables
-		die "unknown template variable \$$name\n" unless exists $vars->{$name};
-		my $def = $var_def{$name};
-		my $v = $vars->{$name};
-		if (ref $v eq 'ARRAY' || $def->{multi} || $def->{includeAll})
-		{
-			return $def->{allValue} if !ref $v && $v eq '$__all' && $def->{allValue};
-			return join(',', map { "'" . s/'/''/gr . "'" } (ref $v ? @$v : ($v)));
-		}
-		return $v =~ s/'/''/gr;
-	};
-	$sql =~ s/\$\{(\w+)\}/$subst->($1, $&)/ge;
-	$sql =~ s/\$(\w+)/$subst->($1, $&)/ge;
-	return $sql;
-}
+sub run_query { return GrafanaBoard::run_query($node, $reader, $_[0]); }
 
 sub expand
 {
-	my ($sql, $vars, $interval) = @_;
-	return expand_macros(expand_variables($sql, $vars, $interval));
-}
-
-# ------------------------------------------------------------------
-# Running SQL as Grafana's role
-# ------------------------------------------------------------------
-my $FS = "\x1f";
-my $RS = "\x1e";
-
-# ([column names], [types], [[row values]]) or dies with psql's error
-sub run_query
-{
-	my ($sql) = @_;
-	local $ENV{PGTZ} = 'UTC';
-	my ($out, $err) = ('', '');
-	my @fmt = ('-P', 'tuples_only=off', '-P', 'footer=off', '-F', $FS, '-R', $RS, '-P', 'null=\N');
-	my $rc = $node->psql('postgres', "$sql\n\\gdesc\n", connstr => $reader, stdout => \$out,
-		stderr => \$err, extra_params => \@fmt);
-	die "describe failed: $err\n" if $rc != 0 || $err ne '';
-	my @desc = map { [ split /$FS/, $_, -1 ] } grep { length } split /$RS/, $out;
-	shift @desc;    # Column|Type header
-	($out, $err) = ('', '');
-	$rc = $node->psql('postgres', "$sql;\n", connstr => $reader, stdout => \$out, stderr => \$err,
-		extra_params => \@fmt);
-	die "query failed: $err\n" if $rc != 0 || $err ne '';
-	$out =~ s/\n\z//;
-	my @lines = split /$RS/, $out, -1;
-	pop @lines if @lines && $lines[-1] eq '';
-	my $header = shift @lines;
-	my @names = split /$FS/, $header // '', -1;
-	my @data = map { [ split /$FS/, $_, -1 ] } @lines;
-	return ([ map { $_->[0] } @desc ], [ map { $_->[1] } @desc ], \@data, \@names);
-}
-
-my $NUM = qr/^(smallint|integer|bigint|numeric(\(\d+,\d+\))?|real|double precision)$/;
-my $TEXT = qr/^(text|character varying|character|name)\b/;
-my $TIME = qr/^timestamp(\(\d\))? with(out)? time zone$/;
-
-sub kind_of
-{
-	my ($type) = @_;
-	return 'num' if $type =~ $NUM;
-	return 'text' if $type =~ $TEXT;
-	return 'time' if $type =~ $TIME;
-	return 'bool' if $type eq 'boolean';
-	return $type;
-}
-
-sub is_number { return $_[0] eq '\N' || $_[0] =~ /^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i || $_[0] =~ /^(NaN|-?Infinity)$/; }
-
-# A comparable key for a time value: epoch numbers, or UTC timestamps as text
-sub time_key
-{
-	my ($v) = @_;
-	return sprintf('%020.6f', $v) if $v =~ /^-?[\d.]+$/;
-	my ($d, $t, $f) = $v =~ /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d+))?\+00$/ or return undef;
-	return "$d $t." . substr(($f // '') . '000000', 0, 6);
-}
-
-# The checks of one target's result; returns a list of problems
-sub check_result
-{
-	my ($label, $format, $cols, $types, $data, $names) = @_;
-	my @p;
-	push @p, 'result columns differ from the description' unless join($FS, @$cols) eq join($FS, @$names);
-	push @p, 'no rows' unless @$data;
-	my @kinds = map { kind_of($_) } @$types;
-	if ($format eq 'time_series')
-	{
-		push @p, "first column is \"$cols->[0]\", not \"time\"" unless @$cols && $cols->[0] eq 'time';
-		push @p, "time column is $types->[0]" unless $kinds[0] =~ /^(time|num)$/;
-		my @labels = grep { $kinds[$_] eq 'text' } 1 .. $#$cols;
-		my @values = grep { $kinds[$_] eq 'num' } 1 .. $#$cols;
-		my @other = grep { $kinds[$_] !~ /^(text|num)$/ } 1 .. $#$cols;
-		push @p, 'no numeric value column' unless @values;
-		push @p, "columns neither numbers nor labels: @{$cols}[@other]" if @other;
-		my ($prev, $prev_raw, %seen);
-		for my $r (@$data)
-		{
-			my $k = time_key($r->[0]);
-			if (!defined $k || $r->[0] eq '\N') { push @p, "time value $r->[0]"; last; }
-			if (defined $prev && $k lt $prev) { push @p, "not sorted by time: $r->[0] after $prev_raw"; last; }
-			($prev, $prev_raw) = ($k, $r->[0]);
-			my $series = join($FS, $k, @{$r}[@labels]);
-			if ($seen{$series}++) { push @p, "two rows for one time and series: $r->[0] @{$r}[@labels]"; last; }
-			my @bad = grep { !is_number($r->[$_]) } @values;
-			if (@bad) { push @p, "not a number: $r->[$bad[0]] in $cols->[$bad[0]]"; last; }
-		}
-	}
-	else
-	{
-		my $want = join(', ', @{ $expect{$label} || [] });
-		my $got = join(', ', map { "$cols->[$_]:$kinds[$_]" } 0 .. $#$cols);
-		push @p, "columns $got, want $want" unless $got eq $want;
-		for my $i (grep { $kinds[$_] eq 'num' } 0 .. $#$cols)
-		{
-			my @bad = grep { !is_number($_->[$i]) } @$data;
-			push @p, "not a number in $cols->[$i]: $bad[0][$i]" if @bad;
-		}
-	}
-	return @p;
+	my ($sql, $vars, $panel) = @_;
+	return $board->expand({ sql => $sql, panel => $panel || {} }, $vars);
 }
 
 # ------------------------------------------------------------------
@@ -474,30 +236,31 @@ sub check_result
 # ------------------------------------------------------------------
 my %vars;
 my %var_values;
-for my $v (@{ $dash->{templating}{list} })
+for my $v ($board->variables)
 {
 	if ($v->{type} eq 'query')
 	{
 		my $label = "variable $v->{name}";
-		my $sql = eval { expand(ref $v->{query} ? $v->{query}{rawSql} : $v->{query}, \%vars, undef) };
-		my @r = $sql ? eval { run_query($sql) } : ();
-		my $error = $@;
-		my @problems = $error ? ($error) : check_result($label, 'table', @r);
+		my $sql = eval { expand(ref $v->{query} ? $v->{query}{rawSql} : $v->{query}, \%vars) };
+		my $r = $sql ? eval { run_query($sql) } : undef;
+		my @problems = $r ? $board->shape_problems({ format => 'table', panel => { type => 'variable' } },
+			$r, $expect{$label}) : ($@ || 'expansion failed');
 		is(join('; ', @problems), '', "$label: its query runs and returns " . join(', ', @{ $expect{$label} }))
 		  or diag("SQL:\n" . ($sql // $v->{query}));
-		my ($cols, $types, $data) = @r;
-		my ($vi) = grep { $cols->[$_] eq '__value' } 0 .. $#{ $cols || [] };
-		$var_values{ $v->{name} } = [ map { $_->[ $vi // 0 ] } @{ $data || [] } ];
+		my $value = GrafanaBoard::column($r || { cols => [] }, '__value') // [ map { $_->[0] } @{ $r ? $r->{rows} : [] } ];
+		$var_values{ $v->{name} } = $value;
+		$board->set_options($v->{name}, $value);
 		$vars{ $v->{name} } = $v->{current}{value};
 		$vars{ $v->{name} } = $v->{current}{value}[0] if ref $vars{ $v->{name} } eq 'ARRAY' && @{ $vars{ $v->{name} } } == 1;
 		# a query variable's current value must be one it can take
-		$vars{ $v->{name} } = $var_values{ $v->{name} }[0]
-		  unless $vars{ $v->{name} } eq '$__all' || grep { $_ eq $vars{ $v->{name} } } @{ $var_values{ $v->{name} } };
+		$vars{ $v->{name} } = $value->[0]
+		  unless $vars{ $v->{name} } eq '$__all' || grep { $_ eq $vars{ $v->{name} } } @$value;
 	}
 	elsif ($v->{type} eq 'custom')
 	{
 		my @opts = map { s/^\s+|\s+$//gr } split /,/, $v->{query};
 		ok((grep { $_ eq $v->{current}{value} } @opts), "variable $v->{name}: current value $v->{current}{value} is one of @opts");
+		$board->set_options($v->{name}, \@opts);
 		$vars{ $v->{name} } = $v->{current}{value};
 	}
 	else
@@ -521,29 +284,21 @@ for my $s (@scenarios)
 	my ($name, $vars) = @$s;
 	for my $t (@targets)
 	{
-		my ($label, $format, $raw, $interval) = @$t;
-		my $sql = eval { expand($raw, $vars, $interval) };
+		my $sql = eval { $board->expand($t, $vars) };
 		my @problems;
 		if (!defined $sql) { @problems = ("expansion: $@"); }
 		else
 		{
-			my @r = eval { run_query($sql) };
-			@problems = $@ ? ($@) : check_result($label, $format, @r);
-			if (!@problems && $format eq 'time_series')
-			{
-				# time series panels show data in the range
-				my $n = scalar @{ $r[2] };
-				@problems = ("only $n rows") if $n < 1;
-			}
+			my $r = eval { run_query($sql) };
+			@problems = $@ ? ($@) : $board->shape_problems($t, $r, $expect{ $t->{label} });
 		}
-		is(join('; ', @problems), '', "$name: $label ($format)") or diag("SQL:\n$sql");
+		is(join('; ', @problems), '', "$name: $t->{label} ($t->{format})") or diag("SQL:\n$sql");
 	}
 }
 
 # The time series keep up with the stream: the last throughput samples are
 # the generator's rate
-my ($thr) = grep { $_->[0] eq 'Throughput' } @targets;
-my (undef, undef, $tdata) = run_query(expand($thr->[2], { %vars }, $thr->[3]));
+my $tdata = run_query($board->expand($board->target('Throughput'), { %vars }))->{rows};
 my $last = $tdata->[-1][2];
 ok($last > 50, "the Throughput panel's last point is a live rate ($last rows/s)");
 
@@ -552,16 +307,15 @@ ok($last > 50, "the Throughput panel's last point is a live rate ($last rows/s)"
 $node->safe_psql('postgres', q{SELECT zerobus.generator_stop('tx')});
 wait_until(30, q{SELECT NOT running FROM zerobus.generator_status()});
 $node->safe_psql('postgres', q{SELECT zerobus.flush('tx', '60s')});
-$range{to} = time + 1;    # the time range now covers every row
-my ($sum) = grep { $_->[0] eq 'Transactions in the time range' } @targets;
-my (undef, undef, $sdata) = run_query(expand($sum->[2], { %vars }, undef));
+$board->set_range($now - 15 * 60, time + 1);    # the time range now covers every row
+my $sdata = run_query($board->expand($board->target('Transactions in the time range'), { %vars }))->{rows};
 is($sdata->[0][0], $node->safe_psql('postgres', 'SELECT count(*) FROM history.financial_transactions'),
 	'the summary counts every transaction of the time range');
-my ($page) = grep { $_->[0] eq 'Transactions' } @targets;
-my (undef, undef, $p1) = run_query(expand($page->[2], { %vars, offset => 0 }, undef));
-my (undef, undef, $p2) = run_query(expand($page->[2], { %vars, offset => $vars{page_size} }, undef));
+my $page = $board->target('Transactions');
+my $p1 = run_query($board->expand($page, { %vars, offset => 0 }))->{rows};
+my $p2 = run_query($board->expand($page, { %vars, offset => $vars{page_size} }))->{rows};
 is(scalar(@$p1), $vars{page_size}, "a page holds page_size ($vars{page_size}) rows");
-ok(time_key($p1->[-1][0]) ge time_key($p2->[0][0]) && $p1->[-1][1] ne $p2->[0][1],
+ok(GrafanaBoard::time_key($p1->[-1][0]) ge GrafanaBoard::time_key($p2->[0][0]) && $p1->[-1][1] ne $p2->[0][1],
 	'the second page follows the first, newest first');
 
 $node->stop;
