@@ -54,6 +54,7 @@
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
@@ -644,6 +645,15 @@ zb_register_launcher(void)
  * Scan worker: bring one database's streams into shared memory
  * ====================================================================== */
 
+/*
+ * The lock that serializes the scans of one database: an advisory lock tag
+ * in a class of its own (SQL's advisory-lock functions use classes 1 and 2),
+ * so no user lock can collide with it.
+ */
+#define ZB_SCAN_LOCK_KEY1 0x7a62	/* "zb" */
+#define ZB_SCAN_LOCK_KEY2 0x7363	/* "sc" */
+#define ZB_SCAN_LOCK_CLASS 0x7a62
+
 typedef struct ScanRow
 {
 	char		name[ZB_NAMELEN];
@@ -665,6 +675,7 @@ zerobus_scan_main(Datum arg)
 	ScanRow    *rows = NULL;
 	int			nrows = 0;
 	int			i;
+	LOCKTAG		scan_tag;
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -673,6 +684,17 @@ zerobus_scan_main(Datum arg)
 	pgstat_report_appname("zerobus_fdw scan");
 
 	StartTransactionCommand();
+
+	/*
+	 * Scans of one database apply one after the other, each with a snapshot
+	 * taken after the previous one finished: two scans started by two quick
+	 * commits (stop_stream, then start_stream) could otherwise apply in the
+	 * wrong order and leave the older catalog in shared memory.  The lock is
+	 * held until this transaction ends, after the shared state is written.
+	 */
+	SET_LOCKTAG_ADVISORY(scan_tag, dboid, ZB_SCAN_LOCK_KEY1, ZB_SCAN_LOCK_KEY2, ZB_SCAN_LOCK_CLASS);
+	(void) LockAcquire(&scan_tag, ExclusiveLock, false, false);
+
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (OidIsValid(get_extension_oid("zerobus_fdw", true)) &&
@@ -711,7 +733,6 @@ zerobus_scan_main(Datum arg)
 	}
 	PopActiveSnapshot();
 	SPI_finish();
-	CommitTransactionCommand();
 
 	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
 	/* streams gone from the catalog */
@@ -790,6 +811,7 @@ zerobus_scan_main(Datum arg)
 			zb_metrics_state(s, ZB_STATE_STOPPED);
 	}
 	LWLockRelease(zb_shared->lock);
+	CommitTransactionCommand();	/* releases the scan lock */
 	zb_wake_launcher();
 	proc_exit(0);
 }

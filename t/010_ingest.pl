@@ -210,6 +210,17 @@ $node->safe_psql('postgres', q{SELECT zerobus.stop_stream('orphan'); SELECT zero
 $node->safe_psql('postgres', q{SELECT zerobus.flush('orphan', '60s')});
 is($emu->count('main.default.nonexistent'), 1, 'once the table exists, delivered');
 
+# --- quick stop/start commits: each commit asks for a scan of the database;
+# scans apply in commit order, so the last one (started) wins every time
+for my $round (1 .. 20)
+{
+	$node->safe_psql('postgres',
+		"SELECT zerobus.stop_stream('orphan'); SELECT zerobus.start_stream('orphan');");
+}
+$node->safe_psql('postgres', q{INSERT INTO orphan_queue VALUES (2, 'after 20 stop/start rounds')});
+$node->safe_psql('postgres', q{SELECT zerobus.flush('orphan', '60s')});
+is($emu->count('main.default.nonexistent'), 2, 'after quick stop/start commits the stream runs');
+
 # --- a row above the 10 MB request limit becomes a dead letter; the rest goes on
 $node->safe_psql('postgres', q{
 	INSERT INTO tx_queue VALUES (80001, 'USD', 1, now(), 'small before');
