@@ -14,8 +14,9 @@
  * database as its owner): repeatedly
  *   1. opens a ZeroBus stream if none is open (token, CreateIngestStream);
  *   2. in one transaction, DELETEs its share of the queue by TID range with
- *      RETURNING, encoding each row as the executor returns it and sending
- *      requests of batch_rows / batch_bytes as they fill;
+ *      RETURNING, at most max_inflight rows in all (each claim stops after
+ *      the rows still allowed), encoding each row as the executor returns it
+ *      and sending requests of batch_rows / batch_bytes as they fill;
  *   3. waits until ZeroBus acknowledges every request as durable, then
  *      commits: only now do the rows leave the queue.
  * A batch the server rejects (INVALID_ARGUMENT) is bisected on new streams
@@ -78,7 +79,7 @@ int			zb_poll_interval_ms = 1000;
 bool		zb_collect_metrics = true;
 
 #define CHUNK_BLOCKS 64			/* the unit of the queue split among workers */
-#define MAX_SPAN_CHUNKS 64		/* one claim covers at most this many chunks */
+#define MAX_SPAN_CHUNKS 64		/* one claim scans at most this many chunks */
 #define RESCAN_MS 100			/* a full pass at least this often */
 #define HOT_MS 1000				/* a chunk that held rows is visited this long */
 #define BACKOFF_FIRST_MS 100
@@ -567,6 +568,7 @@ typedef struct ScanRow
 	double		gen_rate;
 	int			gen_throttle;
 	TimestampTz gen_started_at;
+	uint32		settings;
 } ScanRow;
 
 PGDLLEXPORT void
@@ -589,7 +591,9 @@ zerobus_scan_main(Datum arg)
 	{
 		if (SPI_execute("SELECT s.name, s.queue::oid, s.owner::oid, s.workers, s.enabled,"
 						" coalesce(g.enabled, false), coalesce(g.profile, ''),"
-						" coalesce(g.rate, 0), coalesce(g.throttle, 0), g.started_at, s.max_inflight"
+						" coalesce(g.rate, 0), coalesce(g.throttle, 0), g.started_at, s.max_inflight,"
+						" pg_catalog.hashtext((s.server, s.target, s.record_format, s.batch_rows,"
+						" s.batch_bytes, s.max_inflight, s.ack_timeout)::text)"
 						" FROM zerobus.streams s LEFT JOIN zerobus.generators g ON g.stream = s.name",
 						true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read zerobus.streams");
@@ -614,6 +618,7 @@ zerobus_scan_main(Datum arg)
 			if (isnull)
 				rows[i].gen_started_at = 0;
 			rows[i].max_inflight = DatumGetInt32(SPI_getbinval(t, td, 11, &isnull));
+			rows[i].settings = DatumGetUInt32(SPI_getbinval(t, td, 12, &isnull));
 		}
 	}
 	PopActiveSnapshot();
@@ -677,9 +682,12 @@ zerobus_scan_main(Datum arg)
 		}
 		else
 			s = &zb_shared->streams[slot];
+		/* any change restarts the workers: they read the settings when they start */
 		if (s->queue_relid != rows[i].queue || s->owner != rows[i].owner ||
-			s->nworkers != rows[i].workers || s->enabled != rows[i].enabled)
+			s->nworkers != rows[i].workers || s->enabled != rows[i].enabled ||
+			s->settings != rows[i].settings)
 			s->generation++;
+		s->settings = rows[i].settings;
 		s->queue_relid = rows[i].queue;
 		s->owner = rows[i].owner;
 		s->nworkers = rows[i].workers;
@@ -774,10 +782,13 @@ typedef struct Worker
 	int64		inflight;		/* rows sent and not yet acked, as published */
 	TransactionId last_xmin;
 	TimestampTz last_commit_ts;
+	ItemPointerData first_tid;	/* of the row the current claim returned first */
+	ItemPointerData last_tid;	/* and last */
 
 	/* where the next pass over the queue starts */
 	BlockNumber cursor;
-	double		rows_per_block;
+	ItemPointerData resume;		/* in chunk 'cursor': the first row not yet claimed
+								 * when the last batch ran out of room, or invalid */
 	bool		woken;			/* a latch wake-up arrived since the pass began */
 	bool		paused;			/* the queue's columns cannot be sent */
 	uint32		paused_fingerprint; /* of those columns */
@@ -910,6 +921,7 @@ worker_load(void)
 	W.known_chunks = 0;
 	W.last_full_at = 0;
 	W.cursor = 0;
+	ItemPointerSetInvalid(&W.resume);
 	if (W.hot_until)
 		memset(W.hot_until, 0, sizeof(TimestampTz) * W.nhot);
 
@@ -1137,6 +1149,9 @@ worker_receive(TupleTableSlot *slot, DestReceiver *self)
 	isnull = slot->tts_isnull;
 	tid = (ItemPointer) DatumGetPointer(values[0]);
 	xmin = DatumGetTransactionId(values[1]);
+	if (!ItemPointerIsValid(&W.first_tid))
+		W.first_tid = *tid;
+	W.last_tid = *tid;
 
 	len = W.json
 		? zb_record_encode_json(W.schema, values, isnull, W.keep_cxt, &W.recbuf, &error)
@@ -1231,24 +1246,26 @@ static DestReceiver worker_dest = {
 	.mydest = DestNone
 };
 
-/* DELETE the rows of blocks [from, to) into the batch. */
+/*
+ * DELETE the rows with TIDs in [lo, hi) into the batch, at most 'limit' of
+ * them: the executor stops after 'limit' RETURNING rows (SPI's tcount), so
+ * the rows after them stay, untouched, whatever the density of the range.
+ * W.last_tid is then the last row claimed.
+ */
 static uint64
-worker_claim(BlockNumber from, BlockNumber to)
+worker_claim(ItemPointer lo, ItemPointer hi, uint64 limit)
 {
-	ItemPointerData lo;
-	ItemPointerData hi;
 	ParamListInfo params = makeParamList(2);
 	SPIExecuteOptions opts;
 	int			before = W.nrows + W.ndead;
 	int			rc;
 
-	ItemPointerSet(&lo, from, 0);
-	ItemPointerSet(&hi, to, 0);
-	params->params[0].value = PointerGetDatum(&lo);
+	Assert(limit > 0);
+	params->params[0].value = PointerGetDatum(lo);
 	params->params[0].ptype = TIDOID;
 	params->params[0].pflags = PARAM_FLAG_CONST;
 	params->params[0].isnull = false;
-	params->params[1].value = PointerGetDatum(&hi);
+	params->params[1].value = PointerGetDatum(hi);
 	params->params[1].ptype = TIDOID;
 	params->params[1].pflags = PARAM_FLAG_CONST;
 	params->params[1].isnull = false;
@@ -1256,6 +1273,7 @@ worker_claim(BlockNumber from, BlockNumber to)
 	memset(&opts, 0, sizeof(opts));
 	opts.params = params;
 	opts.read_only = false;
+	opts.tcount = limit;
 	opts.dest = &worker_dest;
 	rc = SPI_execute_plan_extended(W.plan, &opts);
 	if (rc != SPI_OK_DELETE_RETURNING)
@@ -1263,11 +1281,6 @@ worker_claim(BlockNumber from, BlockNumber to)
 	return W.nrows + W.ndead - before;
 }
 
-/*
- * One pass of claims over this worker's chunks of the queue, from the
- * cursor, until max_inflight rows are claimed or the pass is complete.
- * Sends full requests as it goes, and drives the network between claims.
- */
 /* Did chunk c hold rows lately? */
 static bool
 worker_chunk_hot(BlockNumber c, TimestampTz now)
@@ -1299,13 +1312,21 @@ worker_mark_hot(BlockNumber first, BlockNumber last, TimestampTz now)
  * cursor, until max_inflight rows are claimed or the pass is over.  Sends
  * full requests as it goes, and drives the network between claims.
  *
- * A full pass visits every chunk of the worker's share.  Otherwise only the
- * chunks that held rows lately ("hot") and those past the end of the table
- * at the last full pass are visited: appended rows land there, and the
- * empty space before them is not read again and again.  Rows placed in
- * reused space elsewhere are found by the next full pass (worker_batch()
- * runs one at least every RESCAN_MS, and at once when a wake-up finds
- * nothing).  Returns true when a full pass saw the whole share.
+ * Every claim is limited to the room left (max_inflight minus the rows
+ * already claimed in this transaction), so a transaction never holds more
+ * than max_inflight rows, whatever the density of the blocks it scans: right
+ * after a restart, or across dead space VACUUM has not reclaimed yet.  A
+ * claim that uses up the room stops at a row; the next batch resumes right
+ * after it (W.resume), so the rows before it are not read again.
+ *
+ * A full pass visits every chunk of the worker's share; a single worker
+ * claims up to MAX_SPAN_CHUNKS consecutive chunks in one statement.
+ * Otherwise only the chunks that held rows lately ("hot") and those past the
+ * end of the table at the last full pass are visited: appended rows land
+ * there, and the empty space before them is not read again and again.  Rows
+ * placed in reused space elsewhere are found by the next full pass
+ * (worker_batch() runs one at least every RESCAN_MS, and at once when a
+ * wake-up finds nothing).  Returns true when a full pass saw the whole share.
  */
 static bool
 worker_fill(Relation rel, bool full)
@@ -1315,47 +1336,59 @@ worker_fill(Relation rel, bool full)
 	int			nworkers = W.row.workers;
 	BlockNumber mine;			/* chunks c with c % nworkers == widx */
 	BlockNumber visited = 0;
-	BlockNumber last_span = 1;
 	BlockNumber c;
 	TimestampTz now = GetCurrentTimestamp();
+	ItemPointerData resume = W.resume;
 
+	ItemPointerSetInvalid(&W.resume);
 	if (nchunks <= (BlockNumber) W.widx)
 		return full;
 	mine = (nchunks - W.widx + nworkers - 1) / nworkers;
 	c = W.cursor;
 	if (c >= nchunks || c % nworkers != (BlockNumber) W.widx)
+	{
 		c = W.widx;
+		ItemPointerSetInvalid(&resume);
+	}
 	while (c < nchunks && visited < mine && W.nrows + W.ndead < W.row.max_inflight)
 	{
+		uint64		room = W.row.max_inflight - (W.nrows + W.ndead);
 		BlockNumber span = 1;
-		BlockNumber from = c * CHUNK_BLOCKS;
-		BlockNumber to;
+		ItemPointerData lo;
+		ItemPointerData hi;
+		bool		partial = false;
 		uint64		got;
 		ZbError		err;
 		int			wake;
 
 		if (full || c >= W.known_chunks || worker_chunk_hot(c, now))
 		{
-			/*
-			 * In a full pass a single worker claims consecutive chunks at
-			 * once, sized to the room left by the observed row density; the
-			 * span at most doubles from one claim to the next, so a sparse
-			 * region cannot lead to a huge claim in a dense one.
-			 */
+			/* in a full pass a single worker claims consecutive chunks at once */
 			if (full && nworkers == 1)
+				span = Min(MAX_SPAN_CHUNKS, Min(nchunks - c, mine - visited));
+			ItemPointerSet(&lo, c * CHUNK_BLOCKS, 0);
+			if (ItemPointerIsValid(&resume) &&
+				ItemPointerGetBlockNumber(&resume) / CHUNK_BLOCKS == c)
 			{
-				double		room = W.row.max_inflight - (W.nrows + W.ndead);
-				double		per_chunk = Max(W.rows_per_block, 1.0) * CHUNK_BLOCKS;
-
-				span = (BlockNumber) Max(1.0, Min(room / per_chunk, (double) (nchunks - c)));
-				span = Min(span, Min(last_span * 2, MAX_SPAN_CHUNKS));
-				last_span = span;
+				/* the rest of the chunk the last batch stopped in */
+				lo = resume;
+				partial = true;
 			}
-			to = Min((c + span) * CHUNK_BLOCKS, nblocks);
-			got = worker_claim(from, to);
-			W.rows_per_block = 0.8 * W.rows_per_block + 0.2 * ((double) got / (to - from));
+			ItemPointerSetInvalid(&resume);
+			ItemPointerSet(&hi, Min((c + span) * CHUNK_BLOCKS, nblocks), 0);
+			ItemPointerSetInvalid(&W.first_tid);
+			got = worker_claim(&lo, &hi, room);
 			if (got > 0)
-				worker_mark_hot(c, c + span - 1, now);
+				worker_mark_hot(ItemPointerGetBlockNumber(&W.first_tid) / CHUNK_BLOCKS,
+								ItemPointerGetBlockNumber(&W.last_tid) / CHUNK_BLOCKS, now);
+			if (got == room)
+			{
+				/* out of room, possibly in the middle of the range: resume there */
+				c = ItemPointerGetBlockNumber(&W.last_tid) / CHUNK_BLOCKS;
+				ItemPointerSet(&W.resume, ItemPointerGetBlockNumber(&W.last_tid),
+							   ItemPointerGetOffsetNumber(&W.last_tid) + 1);
+				break;
+			}
 
 			/* let requests already sealed go out, and acks come in */
 			if (W.stream && !zb_stream_poll(W.stream, 0, &wake, &err))
@@ -1366,7 +1399,8 @@ worker_fill(Relation rel, bool full)
 			if (W.stream && (wake & ZB_WAKE_LATCH))
 				W.woken = true;
 		}
-		visited += span;
+		/* a chunk entered after its start is visited again from its start */
+		visited += partial ? span - 1 : span;
 		c += span * nworkers;
 		if (c >= nchunks && visited < mine && W.nrows + W.ndead < W.row.max_inflight)
 			c = W.widx;			/* wrap once to cover the chunks before the cursor */
@@ -1691,6 +1725,8 @@ worker_batch(void)
 	int			local_dead;
 	bool		full;
 	bool		complete;
+	BlockNumber start_cursor;
+	ItemPointerData start_resume;
 
 	worker_reset_batch();
 	StartTransactionCommand();
@@ -1713,6 +1749,8 @@ worker_batch(void)
 	}
 
 	/* a full pass now and then, and when a wake-up's rows are not where we looked */
+	start_cursor = W.cursor;
+	start_resume = W.resume;
 	full = GetCurrentTimestamp() - W.last_full_at >= RESCAN_MS * 1000L;
 	complete = worker_fill(rel, full);
 	if (!full && W.nrows == 0 && W.ndead == 0)
@@ -1750,7 +1788,9 @@ worker_batch(void)
 
 	if (W.nrows > 0 && !worker_await_acks())
 	{
-		/* give the rows back: the transaction rolls back */
+		/* give the rows back: the transaction rolls back; the next one claims them first */
+		W.cursor = start_cursor;
+		W.resume = start_resume;
 		SpinLockAcquire(&W.s->mutex);
 		W.s->c.rows_failed += W.nrows;
 		SpinLockRelease(&W.s->mutex);
