@@ -14,7 +14,9 @@ CREATE TABLE zerobus.streams (
     max_inflight  integer NOT NULL DEFAULT 50000 CHECK (max_inflight BETWEEN 1 AND 1000000),
     ack_timeout   interval NOT NULL DEFAULT '60 seconds' CHECK (ack_timeout > '0'),
     enabled       boolean NOT NULL DEFAULT true,
-    created_at    timestamptz NOT NULL DEFAULT now()
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    -- a record field carrying each row's dedup key (docs/DESIGN.md), or NULL
+    dedup_column  text CHECK (dedup_column ~ '^[A-Za-z_][A-Za-z0-9_]*$' AND length(dedup_column) <= 255)
 );
 COMMENT ON TABLE zerobus.streams IS
   'Streams: each delivers the rows of one queue table to one Databricks table through ZeroBus';
@@ -67,11 +69,12 @@ CREATE FUNCTION zerobus.create_stream(
     workers integer DEFAULT 1,
     max_inflight integer DEFAULT 50000,
     ack_timeout interval DEFAULT '60 seconds',
-    start boolean DEFAULT true)
+    start boolean DEFAULT true,
+    dedup_column text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'zerobus_create_stream'
 LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean) IS
+COMMENT ON FUNCTION zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean, text) IS
   'Deliver the rows inserted into a queue table to a Databricks table through ZeroBus';
 
 CREATE FUNCTION zerobus.alter_stream(
@@ -83,12 +86,13 @@ CREATE FUNCTION zerobus.alter_stream(
     batch_bytes integer DEFAULT NULL,
     workers integer DEFAULT NULL,
     max_inflight integer DEFAULT NULL,
-    ack_timeout interval DEFAULT NULL)
+    ack_timeout interval DEFAULT NULL,
+    dedup_column text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'zerobus_alter_stream'
 LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION zerobus.alter_stream(text, name, text, text, integer, integer, integer, integer, interval) IS
-  'Change a stream''s settings (NULL keeps a setting); its workers restart with them';
+COMMENT ON FUNCTION zerobus.alter_stream(text, name, text, text, integer, integer, integer, integer, interval, text) IS
+  'Change a stream''s settings (NULL keeps a setting, dedup_column => '''' removes the key); its workers restart with them';
 
 CREATE FUNCTION zerobus.drop_stream(name text, if_exists boolean DEFAULT false)
 RETURNS void
@@ -115,8 +119,8 @@ COMMENT ON FUNCTION zerobus.flush(text, interval) IS
   'Wait until every row committed before the call has been durably acknowledged; returns how many were waited for';
 
 REVOKE ALL ON FUNCTION
-    zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean),
-    zerobus.alter_stream(text, name, text, text, integer, integer, integer, integer, interval),
+    zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean, text),
+    zerobus.alter_stream(text, name, text, text, integer, integer, integer, integer, interval, text),
     zerobus.drop_stream(text, boolean),
     zerobus.start_stream(text),
     zerobus.stop_stream(text),

@@ -296,7 +296,8 @@ zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row)
 	SPI_connect();
 	rc = SPI_execute_with_args(psprintf("SELECT queue::oid, server, target, owner::oid, record_format,"
 										" batch_rows, batch_bytes, workers, max_inflight,"
-										" (extract(epoch FROM ack_timeout) * 1000)::int8, enabled"
+										" (extract(epoch FROM ack_timeout) * 1000)::int8, enabled,"
+										" dedup_column"
 										" FROM zerobus.streams WHERE name = $1%s",
 										for_update ? " FOR UPDATE" : ""),
 							   1, types, values, NULL, !for_update, 1);
@@ -321,6 +322,7 @@ zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row)
 		row->max_inflight = DatumGetInt32(SPI_getbinval(tup, td, 9, &isnull));
 		row->ack_timeout_ms = DatumGetInt64(SPI_getbinval(tup, td, 10, &isnull));
 		row->enabled = DatumGetBool(SPI_getbinval(tup, td, 11, &isnull));
+		row->dedup_column = SPI_getvalue(tup, td, 12);	/* NULL if none */
 		MemoryContextSwitchTo(old);
 		found = true;
 	}
@@ -385,6 +387,27 @@ static const char *const create_args[] = {
 	"workers", "max_inflight", "ack_timeout", "start"
 };
 
+/*
+ * The dedup_column argument of create_stream/alter_stream: NULL or '' for
+ * none, else a field name records of the queue can carry besides its columns.
+ */
+static char *
+stream_check_dedup_column(FunctionCallInfo fcinfo, int argno, Oid queue)
+{
+	char	   *key;
+	Relation	rel;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	key = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (key[0] == '\0')
+		return NULL;
+	rel = table_open(queue, AccessShareLock);
+	zb_record_check_key(RelationGetDescr(rel), RelationGetRelationName(rel), key);
+	table_close(rel, AccessShareLock);
+	return key;
+}
+
 Datum
 zerobus_create_stream(PG_FUNCTION_ARGS)
 {
@@ -394,10 +417,12 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	char	   *target;
 	char	   *format;
 	Interval   *ack_timeout;
+	char	   *dedup_column;
 	ZbStreamRow existing;
-	Oid			types[12] = {TEXTOID, OIDOID, NAMEOID, TEXTOID, OIDOID, TEXTOID,
-	INT4OID, INT4OID, INT4OID, INT4OID, INTERVALOID, BOOLOID};
-	Datum		values[12];
+	Oid			types[13] = {TEXTOID, OIDOID, NAMEOID, TEXTOID, OIDOID, TEXTOID,
+	INT4OID, INT4OID, INT4OID, INT4OID, INTERVALOID, BOOLOID, TEXTOID};
+	Datum		values[13];
+	char		nulls[13];
 	int			i;
 
 	(void) zb_shmem();
@@ -421,6 +446,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	stream_check_range("workers", PG_GETARG_INT32(7), 1, ZB_MAX_STREAM_WORKERS);
 	stream_check_range("max_inflight", PG_GETARG_INT32(8), 1, 1000000);
 	stream_check_timeout(ack_timeout);
+	dedup_column = stream_check_dedup_column(fcinfo, 11, queue);
 
 	if (zb_stream_lookup(name, false, &existing))
 		ereport(ERROR,
@@ -449,12 +475,15 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 		values[i] = PG_GETARG_DATUM(i - 1);
 	values[10] = IntervalPGetDatum(ack_timeout);
 	values[11] = PG_GETARG_DATUM(10);
+	values[12] = dedup_column ? CStringGetTextDatum(dedup_column) : (Datum) 0;
+	memset(nulls, ' ', sizeof(nulls));
+	nulls[12] = dedup_column ? ' ' : 'n';
 	stream_spi_as_owner("INSERT INTO zerobus.streams (name, queue, server, target, owner,"
 						" record_format, batch_rows, batch_bytes, workers, max_inflight,"
-						" ack_timeout, enabled)"
+						" ack_timeout, enabled, dedup_column)"
 						" VALUES ($1, $2::oid::regclass, $3, $4, $5::oid::regrole, $6, $7,"
-						" $8, $9, $10, $11, $12)",
-						12, types, values, NULL);
+						" $8, $9, $10, $11, $12, $13)",
+						13, types, values, nulls);
 	stream_attach_queue(queue);
 	PG_RETURN_VOID();
 }
@@ -467,8 +496,8 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 	char	   *name;
 	ZbStreamRow row;
 	StringInfoData sql;
-	Oid			types[10];
-	Datum		values[10];
+	Oid			types[11];
+	Datum		values[11];
 	int			n = 0;
 
 	(void) zb_shmem();
@@ -523,6 +552,15 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 	{
 		stream_check_timeout(PG_GETARG_INTERVAL_P(8));
 		SET_COL("ack_timeout", INTERVALOID, PG_GETARG_DATUM(8));
+	}
+	if (!PG_ARGISNULL(9))
+	{
+		char	   *key = stream_check_dedup_column(fcinfo, 9, row.queue);
+
+		if (key)
+			SET_COL("dedup_column", TEXTOID, CStringGetTextDatum(key));
+		else
+			appendStringInfoString(&sql, ", dedup_column = NULL");
 	}
 #undef SET_COL
 	types[n] = TEXTOID;

@@ -35,6 +35,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_database.h"
@@ -593,7 +594,7 @@ zerobus_scan_main(Datum arg)
 						" coalesce(g.enabled, false), coalesce(g.profile, ''),"
 						" coalesce(g.rate, 0), coalesce(g.throttle, 0), g.started_at, s.max_inflight,"
 						" pg_catalog.hashtext((s.server, s.target, s.record_format, s.batch_rows,"
-						" s.batch_bytes, s.max_inflight, s.ack_timeout)::text)"
+						" s.batch_bytes, s.max_inflight, s.ack_timeout, s.dedup_column)::text)"
 						" FROM zerobus.streams s LEFT JOIN zerobus.generators g ON g.stream = s.name",
 						true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read zerobus.streams");
@@ -784,6 +785,9 @@ typedef struct Worker
 	TimestampTz last_commit_ts;
 	ItemPointerData first_tid;	/* of the row the current claim returned first */
 	ItemPointerData last_tid;	/* and last */
+	Relation	claim_rel;		/* the queue, while claiming */
+	Oid			key_relfilenode;	/* the queue's storage, for dedup keys */
+	FullTransactionId next_fxid;	/* recent; the epoch of xmins in dedup keys */
 
 	/* where the next pass over the queue starts */
 	BlockNumber cursor;
@@ -942,6 +946,9 @@ worker_load(void)
 		rel = table_open(W.row.queue, AccessShareLock);
 		problem = zb_record_columns_problem(RelationGetDescr(rel), RelationGetRelationName(rel),
 											&hint, &sqlstate);
+		if (problem == NULL && W.row.dedup_column)
+			problem = zb_record_key_problem(RelationGetDescr(rel), RelationGetRelationName(rel),
+											W.row.dedup_column, &hint, &sqlstate);
 		W.paused = problem != NULL;
 		if (W.paused)
 		{
@@ -952,7 +959,8 @@ worker_load(void)
 		else
 		{
 			/* RETURNING ctid, xmin, *: the columns start at index 2 */
-			W.schema = zb_record_schema(RelationGetDescr(rel), RelationGetRelationName(rel), 2);
+			W.schema = zb_record_schema(RelationGetDescr(rel), RelationGetRelationName(rel), 2,
+										W.row.dedup_column);
 			qname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 											   RelationGetRelationName(rel));
 		}
@@ -1129,6 +1137,62 @@ worker_add_dead(ItemPointer tid, const char *error)
 	W.ndead++;
 }
 
+/*
+ * The transaction id, with its epoch, that inserted a row version whose xmin
+ * is xid: the latest full id below the next one to be assigned that ends in
+ * xid's 32 bits.  Exact for a row version younger than 2^32 transactions (an
+ * unfrozen one is younger than 2^31).  W.next_fxid is read at the start of
+ * each batch and again whenever a row looks older than 2^31 transactions
+ * (frozen rows) or newer than it (committed since it was read).
+ */
+static uint64
+worker_full_xid(TransactionId xid)
+{
+	bool		fresh = false;
+
+	if (!TransactionIdIsNormal(xid))
+		return xid;
+	for (;;)
+	{
+		uint64		next = U64FromFullTransactionId(W.next_fxid);
+		uint32		epoch = EpochFromFullTransactionId(W.next_fxid);
+		uint64		full;
+
+		if (xid >= XidFromFullTransactionId(W.next_fxid) && epoch > 0)
+			epoch--;
+		full = ((uint64) epoch << 32) | xid;
+		if (fresh || (full < next && next - full <= ((uint64) 1 << 31)))
+			return full;
+		W.next_fxid = ReadNextFullTransactionId();
+		fresh = true;
+	}
+}
+
+/*
+ * The xmin a row version was inserted with.  RETURNING xmin shows
+ * FrozenTransactionId for a frozen row, but freezing keeps the inserting
+ * transaction's id in the tuple header (HEAP_XMIN_FROZEN is a flag): read it
+ * there.  The row version is still on its page (our DELETE set its xmax).
+ */
+static TransactionId
+worker_inserting_xid(ItemPointer tid, TransactionId xmin)
+{
+	Buffer		buf;
+	Page		page;
+	OffsetNumber off = ItemPointerGetOffsetNumber(tid);
+
+	if (xmin != FrozenTransactionId)
+		return xmin;
+	buf = ReadBuffer(W.claim_rel, ItemPointerGetBlockNumber(tid));
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	if (off >= FirstOffsetNumber && off <= PageGetMaxOffsetNumber(page) &&
+		ItemIdIsNormal(PageGetItemId(page, off)))
+		xmin = HeapTupleHeaderGetRawXmin((HeapTupleHeader) PageGetItem(page, PageGetItemId(page, off)));
+	UnlockReleaseBuffer(buf);
+	return xmin;
+}
+
 /* DestReceiver for DELETE … RETURNING: encode each row as it comes. */
 static bool
 worker_receive(TupleTableSlot *slot, DestReceiver *self)
@@ -1141,6 +1205,8 @@ worker_receive(TupleTableSlot *slot, DestReceiver *self)
 	size_t		start = W.recbuf.len;
 	ssize_t		len;
 	const char *error = NULL;
+	char		keybuf[ZB_RECORD_KEY_LEN];
+	const char *key = NULL;
 	WorkerRow  *row;
 	WorkerRequest *r;
 
@@ -1153,9 +1219,17 @@ worker_receive(TupleTableSlot *slot, DestReceiver *self)
 		W.first_tid = *tid;
 	W.last_tid = *tid;
 
+	if (W.schema->key_name)
+	{
+		/* the row version's identity: see docs/DESIGN.md */
+		zb_record_format_key(keybuf, RelationGetRelid(W.claim_rel), W.key_relfilenode,
+							 worker_full_xid(worker_inserting_xid(tid, xmin)),
+							 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid));
+		key = keybuf;
+	}
 	len = W.json
-		? zb_record_encode_json(W.schema, values, isnull, W.keep_cxt, &W.recbuf, &error)
-		: zb_record_encode_proto(W.schema, values, isnull, W.keep_cxt, &W.recbuf, &error);
+		? zb_record_encode_json(W.schema, values, isnull, key, W.keep_cxt, &W.recbuf, &error)
+		: zb_record_encode_proto(W.schema, values, isnull, key, W.keep_cxt, &W.recbuf, &error);
 	if (len >= 0 && (size_t) len > ZB_MAX_REQUEST_BYTES - 1024)
 	{
 		error = psprintf("the row's record is %zd bytes, above the %d-byte ZeroBus request limit",
@@ -1350,6 +1424,7 @@ worker_fill(Relation rel, bool full)
 		c = W.widx;
 		ItemPointerSetInvalid(&resume);
 	}
+	W.claim_rel = rel;
 	while (c < nchunks && visited < mine && W.nrows + W.ndead < W.row.max_inflight)
 	{
 		uint64		room = W.row.max_inflight - (W.nrows + W.ndead);
@@ -1746,6 +1821,17 @@ worker_batch(void)
 						W.name)));
 		W.loaded = false;
 		return 1;
+	}
+
+	if (W.schema->key_name)
+	{
+		/* dedup keys name the queue's storage and need the current xid epoch */
+#if PG_VERSION_NUM >= 160000
+		W.key_relfilenode = rel->rd_locator.relNumber;
+#else
+		W.key_relfilenode = rel->rd_node.relNode;
+#endif
+		W.next_fxid = ReadNextFullTransactionId();
 	}
 
 	/* a full pass now and then, and when a wake-up's rows are not where we looked */
