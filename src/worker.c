@@ -785,8 +785,8 @@ typedef struct Worker
 	TimestampTz last_commit_ts;
 	ItemPointerData first_tid;	/* of the row the current claim returned first */
 	ItemPointerData last_tid;	/* and last */
-	Relation	claim_rel;		/* the queue, while claiming */
-	Oid			key_relfilenode;	/* the queue's storage, for dedup keys */
+	Oid			key_relid;		/* the queue and its storage, for dedup keys */
+	Oid			key_relfilenode;
 	FullTransactionId next_fxid;	/* recent; the epoch of xmins in dedup keys */
 
 	/* where the next pass over the queue starts */
@@ -1143,7 +1143,7 @@ worker_add_dead(ItemPointer tid, const char *error)
  * xid's 32 bits.  Exact for a row version younger than 2^32 transactions (an
  * unfrozen one is younger than 2^31).  W.next_fxid is read at the start of
  * each batch and again whenever a row looks older than 2^31 transactions
- * (frozen rows) or newer than it (committed since it was read).
+ * (frozen rows may be) or newer than it (committed since it was read).
  */
 static uint64
 worker_full_xid(TransactionId xid)
@@ -1166,31 +1166,6 @@ worker_full_xid(TransactionId xid)
 		W.next_fxid = ReadNextFullTransactionId();
 		fresh = true;
 	}
-}
-
-/*
- * The xmin a row version was inserted with.  RETURNING xmin shows
- * FrozenTransactionId for a frozen row, but freezing keeps the inserting
- * transaction's id in the tuple header (HEAP_XMIN_FROZEN is a flag): read it
- * there.  The row version is still on its page (our DELETE set its xmax).
- */
-static TransactionId
-worker_inserting_xid(ItemPointer tid, TransactionId xmin)
-{
-	Buffer		buf;
-	Page		page;
-	OffsetNumber off = ItemPointerGetOffsetNumber(tid);
-
-	if (xmin != FrozenTransactionId)
-		return xmin;
-	buf = ReadBuffer(W.claim_rel, ItemPointerGetBlockNumber(tid));
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
-	page = BufferGetPage(buf);
-	if (off >= FirstOffsetNumber && off <= PageGetMaxOffsetNumber(page) &&
-		ItemIdIsNormal(PageGetItemId(page, off)))
-		xmin = HeapTupleHeaderGetRawXmin((HeapTupleHeader) PageGetItem(page, PageGetItemId(page, off)));
-	UnlockReleaseBuffer(buf);
-	return xmin;
 }
 
 /* DestReceiver for DELETE … RETURNING: encode each row as it comes. */
@@ -1221,9 +1196,12 @@ worker_receive(TupleTableSlot *slot, DestReceiver *self)
 
 	if (W.schema->key_name)
 	{
-		/* the row version's identity: see docs/DESIGN.md */
-		zb_record_format_key(keybuf, RelationGetRelid(W.claim_rel), W.key_relfilenode,
-							 worker_full_xid(worker_inserting_xid(tid, xmin)),
+		/*
+		 * The row version's identity (docs/DESIGN.md).  xmin is the inserting
+		 * transaction's id even for a frozen row: freezing sets a flag and
+		 * keeps it, and the system column shows it.
+		 */
+		zb_record_format_key(keybuf, W.key_relid, W.key_relfilenode, worker_full_xid(xmin),
 							 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid));
 		key = keybuf;
 	}
@@ -1424,7 +1402,6 @@ worker_fill(Relation rel, bool full)
 		c = W.widx;
 		ItemPointerSetInvalid(&resume);
 	}
-	W.claim_rel = rel;
 	while (c < nchunks && visited < mine && W.nrows + W.ndead < W.row.max_inflight)
 	{
 		uint64		room = W.row.max_inflight - (W.nrows + W.ndead);
@@ -1826,6 +1803,7 @@ worker_batch(void)
 	if (W.schema->key_name)
 	{
 		/* dedup keys name the queue's storage and need the current xid epoch */
+		W.key_relid = RelationGetRelid(rel);
 #if PG_VERSION_NUM >= 160000
 		W.key_relfilenode = rel->rd_locator.relNumber;
 #else
