@@ -780,6 +780,7 @@ typedef struct Worker
 	DeadRow    *dead;
 	int			ndead;
 	int			maxdead;
+	bool		probing;		/* a refusal came: send one request at a time */
 	int64		inflight;		/* rows sent and not yet acked, as published */
 	TransactionId last_xmin;
 	TimestampTz last_commit_ts;
@@ -1506,17 +1507,12 @@ worker_unacked_rows(void)
 	return n;
 }
 
-/* Split the first unacked request (the one the server refused) in two, or
- * dead-letter its only row. */
+/* Split request i (the one the server refused) in two, or dead-letter its
+ * only row. */
 static void
-worker_bisect(const char *error)
+worker_bisect(int i, const char *error)
 {
-	int			i;
-
-	for (i = 0; i < W.nreqs; i++)
-		if (!W.reqs[i].acked)
-			break;
-	Assert(i < W.nreqs);
+	Assert(i >= 0 && i < W.nreqs && !W.reqs[i].acked);
 	if (W.reqs[i].nrows == 1)
 	{
 		worker_add_dead(&W.rows[W.reqs[i].first].tid, error);
@@ -1551,10 +1547,14 @@ worker_bisect(const char *error)
 	}
 }
 
-/* Send, on a fresh stream, every request not yet acknowledged. */
+/*
+ * Send, on a fresh stream, every request not yet acknowledged (probing: only
+ * the first; worker_await_acks() sends the next once it is acknowledged).
+ */
 static bool
 worker_resend(void)
 {
+	bool		sent = false;
 	int			i;
 
 	worker_close_stream();
@@ -1563,8 +1563,11 @@ worker_resend(void)
 	for (i = 0; i < W.nreqs; i++)
 	{
 		W.reqs[i].offset = -1;
-		if (!W.reqs[i].acked)
+		if (!W.reqs[i].acked && !(W.probing && sent))
+		{
 			worker_send(&W.reqs[i]);
+			sent = true;
+		}
 	}
 	return true;
 }
@@ -1642,10 +1645,17 @@ worker_await_acks(void)
 		}
 		else if (W.stream)
 		{
-			/* requests held back while the stream was closing */
+			/* requests held back while the stream was closing, or while probing */
 			for (i = 0; i < W.nreqs; i++)
-				if (!W.reqs[i].acked && W.reqs[i].offset < 0)
-					worker_send(&W.reqs[i]);
+			{
+				if (W.reqs[i].acked || W.reqs[i].offset >= 0)
+					continue;
+				if (W.probing && !all_sent_acked)
+					break;
+				worker_send(&W.reqs[i]);
+				if (W.probing)
+					break;
+			}
 		}
 		else if (!worker_resend())
 			return false;
@@ -1676,8 +1686,36 @@ worker_await_acks(void)
 
 		if (err.kind == ZB_ERR_GRPC && err.grpc_code == GRPC_INVALID_ARGUMENT)
 		{
-			/* a record was refused: isolate it (the stream is over either way) */
-			worker_bisect(err.message);
+			/*
+			 * A record was refused (the stream is over either way).  Which
+			 * request held it is known only if it was the one in flight:
+			 * the stream may have ended before acknowledging requests sent
+			 * earlier.  So bisect only that one; with several in flight,
+			 * probe: from now on send one request at a time, so that the
+			 * next refusal names its request.
+			 */
+			int			culprit = -1;
+			int			in_flight = 0;
+
+			for (i = 0; i < W.nreqs; i++)
+			{
+				if (!W.reqs[i].acked && W.reqs[i].offset >= 0)
+				{
+					if (culprit < 0)
+						culprit = i;
+					in_flight++;
+				}
+			}
+			if (in_flight == 0)
+			{
+				worker_error(err.message);
+				worker_close_stream();
+				worker_backoff(false);
+				return false;
+			}
+			if (in_flight == 1)
+				worker_bisect(culprit, err.message);
+			W.probing = true;
 			if (!worker_resend())
 				return false;
 			continue;
@@ -1762,6 +1800,7 @@ worker_reset_batch(void)
 	W.open_req = -1;
 	W.dead = NULL;
 	W.ndead = W.maxdead = 0;
+	W.probing = false;
 	W.last_xmin = InvalidTransactionId;
 }
 
