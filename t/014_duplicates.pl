@@ -66,16 +66,19 @@ sub metric
 }
 
 # Insert rows into each stream's queue, one statement per stream (so that a
-# worker finds a whole transaction's worth at once); $count->($s) says how many.
+# worker finds a whole transaction's worth at once); $count->($s) says how
+# many.  $poison->{name}, if given, is the id whose payload is 'POISON'.
 sub insert_rows
 {
-	my ($count) = @_;
+	my ($count, $poison) = @_;
 	my $sql = '';
 	for my $s (@streams)
 	{
 		my $n = $count->($s);
 		my ($lo, $hi) = ($s->{next_id}, $s->{next_id} + $n - 1);
-		$sql .= "INSERT INTO q_$s->{name} SELECT i, repeat('x', 100) || i FROM generate_series($lo, $hi) i;\n";
+		my $p = $poison ? $poison->{ $s->{name} } : -1;
+		$sql .= "INSERT INTO q_$s->{name} SELECT i, CASE WHEN i = $p THEN 'POISON' ELSE repeat('x', 100) || i END"
+		  . " FROM generate_series($lo, $hi) i;\n";
 		$s->{next_id} = $hi + 1;
 	}
 	$node->safe_psql('postgres', $sql);
@@ -99,7 +102,8 @@ sub heavy
 # before the failure speeds up only the re-sent requests.)
 sub heavy_start
 {
-	restart_all({ ack_delay_ms => 30000 }, undef, sub { insert_rows(\&heavy) });
+	my ($case) = @_;
+	restart_all($case, { ack_delay_ms => 30000 }, undef, sub { insert_rows(\&heavy) });
 }
 
 sub flush_all
@@ -162,23 +166,36 @@ sub crash
 		"$case: the cluster restarted, every stream's workers are back");
 }
 
+# Every stream stopped (started): one transaction, so one rescan of the
+# database.  (The launcher runs a scan worker per rescan request without
+# waiting for the one already running; an older scan that finishes last can
+# undo a newer one's change.)
+sub stop_all
+{
+	my ($case) = @_;
+	$node->safe_psql('postgres', 'SELECT count(zerobus.stop_stream(name)) FROM zerobus.streams');
+	ok($emu->wait_for(sub { $node->safe_psql('postgres', 'SELECT sum(workers_running) FROM zb_metrics') == 0 }),
+		"$case: every worker stopped");
+}
+
+sub start_all
+{
+	$node->safe_psql('postgres', 'SELECT count(zerobus.start_stream(name)) FROM zerobus.streams');
+}
+
 # Stop every stream, set the emulator's faults (they apply to streams opened
 # after them) and the streams' ack_timeout if given, start again.
 sub restart_all
 {
-	my ($faults, $ack_timeout, $while_stopped) = @_;
-	$node->safe_psql('postgres', "SELECT zerobus.stop_stream('$_->{name}')") for @streams;
-	ok($emu->wait_for(sub { $node->safe_psql('postgres', 'SELECT sum(workers_running) FROM zb_metrics') == 0 }),
-		'every worker stopped');
+	my ($case, $faults, $ack_timeout, $while_stopped) = @_;
+	stop_all($case);
 	$emu->clear_faults;
 	$emu->faults($faults) if $faults;
-	if ($ack_timeout)
-	{
-		$node->safe_psql('postgres', "SELECT zerobus.alter_stream('$_->{name}', ack_timeout => '$ack_timeout')")
-		  for @streams;
-	}
+	$node->safe_psql('postgres',
+		"SELECT count(zerobus.alter_stream(name, ack_timeout => '$ack_timeout')) FROM zerobus.streams")
+	  if $ack_timeout;
 	$while_stopped->() if $while_stopped;
-	$node->safe_psql('postgres', "SELECT zerobus.start_stream('$_->{name}')") for @streams;
+	start_all();
 }
 
 
@@ -193,7 +210,8 @@ sub start_case
 
 # The end state of a case.  every_worker => n: every worker failed n times
 # (crashes, the service going away); crashed => 1: the metrics started again
-# from zero (a crash), so every reconnect they count is a failure of the case.
+# from zero (a crash), so every reconnect they count is a failure of the case;
+# dead => { stream => id }: that row was refused, and is a dead letter instead.
 sub check_case
 {
 	my ($case, %opt) = @_;
@@ -213,7 +231,15 @@ sub check_case
 		my $failures = $every * $s->{workers} +
 		  ($opt{crashed} ? $reconnects : $reconnects - $reconnects_before{$n});
 		my $dups = $rows - $keys;
-		is($ids, $hi - $lo + 1, "$case: $n: every row inserted arrived");
+		my $dead = $opt{dead} ? $opt{dead}{$n} : undef;
+		is($ids, $hi - $lo + 1 - ($dead ? 1 : 0), "$case: $n: every row inserted arrived" . ($dead ? ' but the refused one' : ''));
+		if ($dead)
+		{
+			is($node->safe_psql('postgres', "SELECT string_agg(record->>'id', ',') FROM zerobus.dead_letters WHERE stream = '$n'"),
+				$dead, "$case: $n: the refused row, and only it, is a dead letter");
+			is($emu->sql(qq{SELECT count(*) FROM "main.default.$n" WHERE id = $dead})->{rows}[0][0], 0,
+				"$case: $n: the refused row is not in the table");
+		}
 		is($node->safe_psql('postgres', "SELECT count(*) FROM q_$n"), '0', "$case: $n: the queue is empty");
 		is($ids_two_keys, 0, "$case: $n: a re-sent row carries the key it had");
 		is($keys, $ids, "$case: $n: different rows have different keys");
@@ -238,7 +264,7 @@ note(sprintf('baseline: %.1f s', time - $t0));
 # postmaster restarts every process, every worker's transaction rolls back,
 # and every row the service stored for them is sent again
 $t0 = time;
-heavy_start();
+heavy_start('kill -9');
 wait_in_flight('kill -9');
 wait_full_transactions_stored('kill -9');
 $emu->clear_faults;
@@ -249,7 +275,7 @@ note(sprintf('kill -9: %.1f s', time - $t0));
 
 # --- postmaster immediate stop and start
 $t0 = time;
-heavy_start();
+heavy_start('immediate stop');
 wait_in_flight('immediate stop');
 wait_full_transactions_stored('immediate stop');
 $emu->clear_faults;
@@ -263,16 +289,14 @@ note(sprintf('immediate stop: %.1f s', time - $t0));
 # Meanwhile the streams stop and VACUUM FREEZE freezes the rows they had
 # sent: a frozen row keeps its key (freezing keeps the inserting xid).
 $t0 = time;
-heavy_start();
+heavy_start('service restart');
 wait_in_flight('service restart');
 wait_full_transactions_stored('service restart');
 $emu->stop('KILL');
 ok($emu->wait_for(sub {
 	$node->safe_psql('postgres', q{SELECT bool_and(state IN ('backoff', 'connecting', 'error')) FROM zb_metrics}) eq 't' }, 30),
 	'service restart: every stream backs off');
-$node->safe_psql('postgres', "SELECT zerobus.stop_stream('$_->{name}')") for @streams;
-ok($emu->wait_for(sub { $node->safe_psql('postgres', 'SELECT sum(workers_running) FROM zb_metrics') == 0 }),
-	'service restart: the streams stopped');
+stop_all('service restart');
 $node->safe_psql('postgres', "CREATE EXTENSION IF NOT EXISTS pageinspect");
 for my $s (@streams)
 {
@@ -286,14 +310,14 @@ for my $s (@streams)
 		't', "service restart: $s->{name}: the queued rows are frozen");
 }
 $emu->start;
-$node->safe_psql('postgres', "SELECT zerobus.start_stream('$_->{name}')") for @streams;
+start_all();
 flush_all('service restart');
 check_case('service restart, rows frozen', every_worker => 1);
 note(sprintf('service restart: %.1f s', time - $t0));
 
 # --- streams end with UNAVAILABLE after three requests (each worker's first)
 $t0 = time;
-restart_all({ end_stream => { after_requests => 3, status => 'UNAVAILABLE', message => 'going away', streams => 7 } });
+restart_all('UNAVAILABLE', { end_stream => { after_requests => 3, status => 'UNAVAILABLE', message => 'going away', streams => 7 } });
 insert_rows(\&light);
 flush_all('UNAVAILABLE');
 check_case('UNAVAILABLE mid-stream');
@@ -303,7 +327,7 @@ note(sprintf('UNAVAILABLE: %.1f s', time - $t0));
 # --- acknowledgements withheld past ack_timeout: nothing was stored, so
 # nothing is repeated, however often the workers retry
 $t0 = time;
-restart_all({ withhold_acks => JSON::PP::true }, '2s');
+restart_all('withheld acks', { withhold_acks => JSON::PP::true }, '2s');
 insert_rows(\&light);
 ok($emu->wait_for(sub {
 	$node->safe_psql('postgres', q{SELECT bool_and(last_error LIKE '%no durable acknowledgement within 2000 ms%') FROM zb_metrics}) eq 't' }, 60),
@@ -311,7 +335,7 @@ ok($emu->wait_for(sub {
 $emu->clear_faults;
 flush_all('withheld acks');
 check_case('acks withheld past the timeout');
-restart_all(undef, '60s');
+restart_all('withheld acks', undef, '60s');
 note(sprintf('withheld acks: %.1f s', time - $t0));
 
 # --- CloseStreamSignal whose deadline passes before the acks (acks take
@@ -319,13 +343,26 @@ note(sprintf('withheld acks: %.1f s', time - $t0));
 # (acks take less than ack_timeout, 60 s, as everywhere in this test)
 $t0 = time;
 my $signals = $emu->stats->{close_signals_sent};
-restart_all({ close_signal => { after_requests => 2, duration_ms => 500, streams => 7 }, ack_delay_ms => 1500 });
+restart_all('close signal', { close_signal => { after_requests => 2, duration_ms => 500, streams => 7 }, ack_delay_ms => 1500 });
 insert_rows(\&light);
 ok($emu->wait_for(sub { $emu->stats->{close_signals_sent} >= $signals + 4 }, 60), 'close signal: the signals were sent');
 $emu->clear_faults;
 flush_all('close signal');
 check_case('CloseStreamSignal');
 note(sprintf('close signal: %.1f s', time - $t0));
+
+# --- a refused record while the requests sent before it wait for their
+# acks: the service ends the stream without acknowledging them, so which
+# request held the record is not known, and the worker sends one request at
+# a time until a refusal names it; only the refused row becomes a dead letter
+$t0 = time;
+restart_all('refused record', { ack_delay_ms => 500, reject_record => { contains => 'POISON' } });
+my %poison = map { ($_->{name} => $_->{next_id} + int(light($_) / 2) + 123) } @streams;
+insert_rows(\&light, \%poison);
+flush_all('refused record');
+$emu->clear_faults;
+check_case('refused record, earlier acks pending', dead => \%poison);
+note(sprintf('refused record: %.1f s', time - $t0));
 
 # --- three crashes in a row during a large drain with slow (30 ms) acks
 # (the small streams may have drained before the last crashes)
