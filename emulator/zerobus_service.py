@@ -86,6 +86,7 @@ class StreamSession:
         self.decoder = None
         self.record_type = None
         self.plan = {}
+        self.withholding = False  # this stream withheld an ack: it acks nothing more
 
     # ------------------------------------------------------------ handler side
 
@@ -320,7 +321,11 @@ class StreamSession:
             except RecordError as exc:
                 service.stats.incr("rejected_batches")
                 return self._fail(str(exc))
-        if faults.get("withhold_acks"):
+        # Acks are cumulative: acking a later offset would declare the withheld
+        # request durable, though it was never stored.  Once a stream withholds,
+        # it stays silent, even after the fault is cleared.
+        if self.withholding or faults.get("withhold_acks"):
+            self.withholding = True
             return True
         if not service.options.sink:
             service.store.insert_rows(self.table, [c.name for c in self.decoder.columns], rows)

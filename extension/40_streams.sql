@@ -18,6 +18,8 @@ CREATE TABLE zerobus.stream_settings (
     ack_timeout   interval NOT NULL DEFAULT '60 seconds',
     enabled       boolean NOT NULL DEFAULT true,
     created_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- a record field carrying each row's dedup key (docs/DESIGN.md), or NULL
+    dedup_column  text,
     CONSTRAINT streams_pkey PRIMARY KEY (name),
     CONSTRAINT streams_queue_key UNIQUE (queue),
     CONSTRAINT streams_name_check
@@ -34,7 +36,10 @@ CREATE TABLE zerobus.stream_settings (
     CONSTRAINT streams_max_inflight_check
       CHECK (max_inflight OPERATOR(pg_catalog.>=) 1 AND max_inflight OPERATOR(pg_catalog.<=) 1000000),
     CONSTRAINT streams_ack_timeout_check
-      CHECK (ack_timeout OPERATOR(pg_catalog.>) '0 seconds'::pg_catalog.interval)
+      CHECK (ack_timeout OPERATOR(pg_catalog.>) '0 seconds'::pg_catalog.interval),
+    CONSTRAINT streams_dedup_column_check
+      CHECK (dedup_column OPERATOR(pg_catalog.~) '^[A-Za-z_][A-Za-z0-9_]*$'
+             AND pg_catalog.length(dedup_column) OPERATOR(pg_catalog.<=) 255)
 );
 COMMENT ON TABLE zerobus.stream_settings IS
   'The stored settings of each stream; read zerobus.streams, which adds the owner';
@@ -45,7 +50,7 @@ CREATE VIEW zerobus.streams AS
   SELECT s.name, s.queue, s.server, s.target,
          c.relowner::pg_catalog.regrole AS owner,
          s.record_format, s.batch_rows, s.batch_bytes, s.workers, s.max_inflight,
-         s.ack_timeout, s.enabled, s.created_at
+         s.ack_timeout, s.enabled, s.created_at, s.dedup_column
     FROM zerobus.stream_settings s
     LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.queue::pg_catalog.oid;
 COMMENT ON VIEW zerobus.streams IS
@@ -115,11 +120,12 @@ CREATE FUNCTION zerobus.create_stream(
     workers integer DEFAULT 1,
     max_inflight integer DEFAULT 50000,
     ack_timeout interval DEFAULT '60 seconds',
-    start boolean DEFAULT true)
+    start boolean DEFAULT true,
+    dedup_column text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'zerobus_create_stream'
 LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean) IS
+COMMENT ON FUNCTION zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean, text) IS
   'Deliver the rows inserted into a queue table to a Databricks table through ZeroBus';
 
 CREATE FUNCTION zerobus.alter_stream(
@@ -131,12 +137,13 @@ CREATE FUNCTION zerobus.alter_stream(
     batch_bytes integer DEFAULT NULL,
     workers integer DEFAULT NULL,
     max_inflight integer DEFAULT NULL,
-    ack_timeout interval DEFAULT NULL)
+    ack_timeout interval DEFAULT NULL,
+    dedup_column text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'zerobus_alter_stream'
 LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION zerobus.alter_stream(text, name, text, text, integer, integer, integer, integer, interval) IS
-  'Change a stream''s settings (NULL keeps a setting); its workers restart with them';
+COMMENT ON FUNCTION zerobus.alter_stream(text, name, text, text, integer, integer, integer, integer, interval, text) IS
+  'Change a stream''s settings (NULL keeps a setting, dedup_column => '''' removes the key); its workers restart with them';
 
 CREATE FUNCTION zerobus.drop_stream(name text, if_exists boolean DEFAULT false)
 RETURNS void
@@ -163,8 +170,8 @@ COMMENT ON FUNCTION zerobus.flush(text, interval) IS
   'Wait until every row committed before the call has been durably acknowledged; returns how many were waited for';
 
 REVOKE ALL ON FUNCTION
-    zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean),
-    zerobus.alter_stream(text, name, text, text, integer, integer, integer, integer, interval),
+    zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean, text),
+    zerobus.alter_stream(text, name, text, text, integer, integer, integer, integer, interval, text),
     zerobus.drop_stream(text, boolean),
     zerobus.start_stream(text),
     zerobus.stop_stream(text),

@@ -20,8 +20,8 @@ GRANT USAGE ON FOREIGN SERVER emu TO zb_sec_owner, zb_sec_member;
 CREATE USER MAPPING FOR zb_sec_owner SERVER emu
     OPTIONS (client_id 'zb-test-client', client_secret 'zb-test-secret');
 GRANT EXECUTE ON FUNCTION
-    zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean),
-    zerobus.alter_stream(text, name, text, text, integer, integer, integer, integer, interval),
+    zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean, text),
+    zerobus.alter_stream(text, name, text, text, integer, integer, integer, integer, interval, text),
     zerobus.drop_stream(text, boolean),
     zerobus.reset_metrics(text)
   TO zb_sec_owner, zb_sec_member, zb_sec_other;

@@ -295,7 +295,7 @@ insert_begin(EState *estate, ResultRelInfo *rinfo)
 		namestrcpy(&att->attname, remote);
 	}
 	zb_record_check_columns(ins->remote_desc, RelationGetRelationName(rel));
-	ins->schema = zb_record_schema(ins->remote_desc, "row", 0);
+	ins->schema = zb_record_schema(ins->remote_desc, "row", 0, NULL);
 	ins->values = palloc(sizeof(Datum) * desc->natts);
 	ins->isnull = palloc(sizeof(bool) * desc->natts);
 	ins->offs = palloc(sizeof(size_t) * INSERT_BATCH_ROWS);
@@ -326,7 +326,7 @@ insert_row(ZbInsert *ins, TupleTableSlot *slot)
 		n++;
 	}
 	start = ins->recbuf.len;
-	len = zb_record_encode_proto(ins->schema, ins->values, ins->isnull, ins->batch_cxt,
+	len = zb_record_encode_proto(ins->schema, ins->values, ins->isnull, NULL, ins->batch_cxt,
 								 &ins->recbuf, &error);
 	if (len < 0)
 		ereport(ERROR,

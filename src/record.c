@@ -15,6 +15,11 @@
  * JSON mode: one JSON object per row keyed by column name, with dates as
  * integer days and timestamps as integer microseconds since the Unix epoch.
  *
+ * A stream with a dedup_column adds one more field, a string after the
+ * table's columns: the row's dedup key (zb_record_format_key), which the
+ * worker derives from the row version; docs/DESIGN.md says why it is stable
+ * across re-sends and unique otherwise.
+ *
  * Type map (PostgreSQL -> proto): smallint, integer -> int32; bigint ->
  * int64; boolean -> bool; real -> float; double precision -> double; text,
  * varchar, char, name, json, jsonb, uuid -> string; numeric -> string
@@ -221,6 +226,81 @@ zb_record_check_columns(TupleDesc tupdesc, const char *relname)
 				 ? errdetail("Record field names are ASCII letters, digits and underscores, not starting with a digit.") : 0));
 }
 
+/*
+ * Can records of this table carry a dedup key field named key_name?  NULL,
+ * or the problem (with *hint and *sqlstate).  The name must be a valid
+ * field name and differ from every column's, ignoring case as Delta does.
+ */
+char *
+zb_record_key_problem(TupleDesc tupdesc, const char *relname, const char *key_name,
+					  char **hint, int *sqlstate)
+{
+	int			i;
+
+	*hint = NULL;
+	if (!record_valid_field_name(key_name))
+	{
+		*sqlstate = ERRCODE_INVALID_NAME;
+		*hint = pstrdup("A dedup_column is 1 to 255 ASCII letters, digits and underscores, not starting with a digit, naming a STRING column of the Delta table.");
+		return psprintf("invalid dedup_column \"%s\"", key_name);
+	}
+	/* (a table has at most 1600 columns: one more stays within ZB_MAX_COLUMNS) */
+	for (i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+
+		if (att->attisdropped)
+			continue;
+		if (pg_strcasecmp(NameStr(att->attname), key_name) == 0)
+		{
+			*sqlstate = ERRCODE_DUPLICATE_COLUMN;
+			*hint = psprintf("Choose a dedup_column that is not a column of \"%s\" (Delta compares column names ignoring case).",
+							 relname);
+			return psprintf("dedup_column \"%s\" is also column \"%s\" of queue table \"%s\"",
+							key_name, NameStr(att->attname), relname);
+		}
+	}
+	return NULL;
+}
+
+/* The same, raising the problem as an error. */
+void
+zb_record_check_key(TupleDesc tupdesc, const char *relname, const char *key_name)
+{
+	char	   *hint;
+	int			sqlstate;
+	char	   *problem = zb_record_key_problem(tupdesc, relname, key_name, &hint, &sqlstate);
+
+	if (problem)
+		ereport(ERROR,
+				(errcode(sqlstate),
+				 errmsg_internal("%s", problem),
+				 hint ? errhint("%s", hint) : 0));
+}
+
+/*
+ * Write a dedup key into buf (ZB_RECORD_KEY_LEN bytes); returns its length.
+ * Decimal numbers separated by colons: nothing to escape in JSON.
+ */
+int
+zb_record_format_key(char *buf, Oid relid, Oid relfilenode, uint64 xmin, uint32 block,
+					 uint16 offset)
+{
+	char	   *p = buf;
+
+	p += pg_ultoa_n(relid, p);
+	*p++ = ':';
+	p += pg_ultoa_n(relfilenode, p);
+	*p++ = ':';
+	p += pg_ulltoa_n(xmin, p);
+	*p++ = ':';
+	p += pg_ultoa_n(block, p);
+	*p++ = ':';
+	p += pg_ultoa_n(offset, p);
+	*p = '\0';
+	return p - buf;
+}
+
 /* Changes whenever a column is added, dropped, renamed, retyped or re-nulled. */
 uint32
 zb_record_fingerprint(TupleDesc tupdesc)
@@ -246,10 +326,12 @@ zb_record_fingerprint(TupleDesc tupdesc)
 
 /*
  * The record schema of a table.  Column k (k-th non-dropped column) is read
- * from values[first_index + k].  The table must pass zb_record_check_columns().
+ * from values[first_index + k].  The table must pass zb_record_check_columns()
+ * (and zb_record_check_key() for a key_name, or NULL for no key field).
  */
 ZbRecordSchema *
-zb_record_schema(TupleDesc tupdesc, const char *message_name, int first_index)
+zb_record_schema(TupleDesc tupdesc, const char *message_name, int first_index,
+				 const char *key_name)
 {
 	ZbRecordSchema *schema = palloc0(sizeof(ZbRecordSchema));
 	Google__Protobuf__DescriptorProto desc = GOOGLE__PROTOBUF__DESCRIPTOR_PROTO__INIT;
@@ -259,8 +341,8 @@ zb_record_schema(TupleDesc tupdesc, const char *message_name, int first_index)
 	int			i;
 
 	schema->cols = palloc0(sizeof(ZbRecordCol) * tupdesc->natts);
-	fields = palloc0(sizeof(Google__Protobuf__FieldDescriptorProto) * tupdesc->natts);
-	fieldp = palloc0(sizeof(Google__Protobuf__FieldDescriptorProto *) * tupdesc->natts);
+	fields = palloc0(sizeof(Google__Protobuf__FieldDescriptorProto) * (tupdesc->natts + 1));
+	fieldp = palloc0(sizeof(Google__Protobuf__FieldDescriptorProto *) * (tupdesc->natts + 1));
 
 	for (i = 0; i < tupdesc->natts; i++)
 	{
@@ -300,9 +382,27 @@ zb_record_schema(TupleDesc tupdesc, const char *message_name, int first_index)
 		fieldp[schema->ncols] = f;
 		schema->ncols++;
 	}
+	desc.n_field = schema->ncols;
+
+	if (key_name)
+	{
+		/* the dedup key: a string after the columns, present in every record */
+		Google__Protobuf__FieldDescriptorProto *f = &fields[schema->ncols];
+
+		if (++field == PROTO_RESERVED_FIRST)
+			field = PROTO_RESERVED_LAST + 1;
+		schema->key_name = pstrdup(key_name);
+		schema->key_field = field;
+		google__protobuf__field_descriptor_proto__init(f);
+		f->name = schema->key_name;
+		f->has_number = f->has_label = f->has_type = true;
+		f->number = field;
+		f->type = GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_STRING;
+		f->label = GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_OPTIONAL;
+		fieldp[desc.n_field++] = f;
+	}
 
 	desc.name = record_valid_field_name(message_name) ? (char *) message_name : "record";
-	desc.n_field = schema->ncols;
 	desc.field = fieldp;
 	schema->descriptor_len = google__protobuf__descriptor_proto__get_packed_size(&desc);
 	schema->descriptor = palloc(schema->descriptor_len);
@@ -473,7 +573,7 @@ record_array_elems(const ZbRecordCol *col, Datum d, Datum **elems, int *n,
 
 ssize_t
 zb_record_encode_proto(const ZbRecordSchema *schema, Datum *values, bool *isnull,
-					   MemoryContext cxt, ZbBuf *out, const char **error)
+					   const char *key, MemoryContext cxt, ZbBuf *out, const char **error)
 {
 	size_t		start = out->len;
 	int			i;
@@ -499,6 +599,11 @@ zb_record_encode_proto(const ZbRecordSchema *schema, Datum *values, bool *isnull
 		}
 		else if (!proto_put_value(col, d, cxt, out, error))
 			goto fail;
+	}
+	if (schema->key_name)
+	{
+		Assert(key != NULL);
+		proto_put_len(cxt, out, schema->key_field, key, strlen(key));
 	}
 	return out->len - start;
 
@@ -608,7 +713,7 @@ json_put_value(const ZbRecordCol *col, Datum d, StringInfo s, const char **error
 
 ssize_t
 zb_record_encode_json(const ZbRecordSchema *schema, Datum *values, bool *isnull,
-					  MemoryContext cxt, ZbBuf *out, const char **error)
+					  const char *key, MemoryContext cxt, ZbBuf *out, const char **error)
 {
 	StringInfoData s;
 	bool		first = true;
@@ -649,6 +754,15 @@ zb_record_encode_json(const ZbRecordSchema *schema, Datum *values, bool *isnull,
 		}
 		else if (!json_put_value(col, d, &s, error))
 			return -1;
+	}
+	if (schema->key_name)
+	{
+		Assert(key != NULL);
+		if (!first)
+			appendStringInfoChar(&s, ',');
+		escape_json(&s, schema->key_name);
+		appendStringInfoChar(&s, ':');
+		escape_json(&s, key);
 	}
 	appendStringInfoChar(&s, '}');
 

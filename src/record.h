@@ -47,6 +47,8 @@ typedef struct ZbRecordSchema
 {
 	int			ncols;
 	ZbRecordCol *cols;
+	char	   *key_name;		/* the dedup key's field, or NULL (no key) */
+	int			key_field;		/* its protobuf field number */
 	uint8	   *descriptor;		/* serialized DescriptorProto */
 	size_t		descriptor_len;
 	uint32		fingerprint;	/* changes when columns change */
@@ -56,23 +58,35 @@ typedef struct ZbRecordSchema
 #define ZB_MAX_COLUMNS 2000
 
 extern ZbRecordSchema *zb_record_schema(TupleDesc tupdesc, const char *message_name,
-										int first_index);
+										int first_index, const char *key_name);
 extern uint32 zb_record_fingerprint(TupleDesc tupdesc);
 extern void zb_record_check_columns(TupleDesc tupdesc, const char *relname);
 extern char *zb_record_columns_problem(TupleDesc tupdesc, const char *relname, char **hint,
 									   int *sqlstate);
+extern char *zb_record_key_problem(TupleDesc tupdesc, const char *relname, const char *key_name,
+								   char **hint, int *sqlstate);
+extern void zb_record_check_key(TupleDesc tupdesc, const char *relname, const char *key_name);
 
+/*
+ * A stream's dedup key (see docs/DESIGN.md): "<queue oid>:<relfilenode>:
+ * <xmin with epoch>:<block>:<offset>".  ZB_RECORD_KEY_LEN bounds its length
+ * with the NUL.
+ */
+#define ZB_RECORD_KEY_LEN 64
+extern int	zb_record_format_key(char *buf, Oid relid, Oid relfilenode, uint64 xmin,
+								 uint32 block, uint16 offset);
 /*
  * Append one row's record to 'out' (growing it in 'cxt').  Returns the
  * record's length, or -1 with *error set (and 'out' unchanged) when a value
  * cannot be represented: NaN, infinite dates, NULL array elements.  JSON
- * records are NUL-terminated (the NUL is not counted).
+ * records are NUL-terminated (the NUL is not counted).  'key' is the row's
+ * dedup key when the schema has one (NULL otherwise).
  */
 extern ssize_t zb_record_encode_proto(const ZbRecordSchema *schema, Datum *values,
-									  bool *isnull, MemoryContext cxt, ZbBuf *out,
-									  const char **error);
+									  bool *isnull, const char *key, MemoryContext cxt,
+									  ZbBuf *out, const char **error);
 extern ssize_t zb_record_encode_json(const ZbRecordSchema *schema, Datum *values,
-									 bool *isnull, MemoryContext cxt, ZbBuf *out,
-									 const char **error);
+									 bool *isnull, const char *key, MemoryContext cxt,
+									 ZbBuf *out, const char **error);
 
 #endif							/* ZB_RECORD_H */

@@ -79,6 +79,7 @@ typedef struct ZbStreamSlot
 	int			nworkers;
 	int			max_inflight;	/* rows per worker transaction */
 	bool		enabled;
+	uint32		settings;		/* hash of the stream's other settings */
 	uint32		generation;		/* bumped on every configuration change */
 	ZbWorkerSlot workers[ZB_MAX_STREAM_WORKERS];
 

@@ -383,7 +383,8 @@ zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row)
 	/* the row lock needs the catalog owner's rights */
 	(void) zb_spi_as(zb_catalog_owner(),
 					 psprintf("SELECT queue::pg_catalog.oid, server, target, record_format,"
-							  " batch_rows, batch_bytes, workers, max_inflight, ack_timeout, enabled"
+							  " batch_rows, batch_bytes, workers, max_inflight, ack_timeout, enabled,"
+							  " dedup_column"
 							  " FROM zerobus.stream_settings WHERE name OPERATOR(pg_catalog.=) $1%s",
 							  for_update ? " FOR UPDATE" : ""),
 					 1, types, values, NULL, !for_update, 1);
@@ -406,6 +407,7 @@ zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row)
 		row->ack_timeout_ms = zb_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, td, 9, &isnull)));
 		row->enabled = DatumGetBool(SPI_getbinval(tup, td, 10, &isnull));
 		row->owner = zb_queue_owner(row->queue);
+		row->dedup_column = SPI_getvalue(tup, td, 11);	/* NULL if none */
 		MemoryContextSwitchTo(old);
 		found = true;
 	}
@@ -543,6 +545,27 @@ static const char *const create_args[] = {
 	"workers", "max_inflight", "ack_timeout", "start"
 };
 
+/*
+ * The dedup_column argument of create_stream/alter_stream: NULL or '' for
+ * none, else a field name records of the queue can carry besides its columns.
+ */
+static char *
+stream_check_dedup_column(FunctionCallInfo fcinfo, int argno, Oid queue)
+{
+	char	   *key;
+	Relation	rel;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	key = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (key[0] == '\0')
+		return NULL;
+	rel = table_open(queue, AccessShareLock);
+	zb_record_check_key(RelationGetDescr(rel), RelationGetRelationName(rel), key);
+	table_close(rel, AccessShareLock);
+	return key;
+}
+
 Datum
 zerobus_create_stream(PG_FUNCTION_ARGS)
 {
@@ -552,10 +575,12 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	char	   *target;
 	char	   *format;
 	Interval   *ack_timeout;
+	char	   *dedup_column;
 	ZbStreamRow existing;
-	Oid			types[11] = {TEXTOID, OIDOID, NAMEOID, TEXTOID, TEXTOID,
-	INT4OID, INT4OID, INT4OID, INT4OID, INTERVALOID, BOOLOID};
-	Datum		values[11];
+	Oid			types[12] = {TEXTOID, OIDOID, NAMEOID, TEXTOID, TEXTOID,
+	INT4OID, INT4OID, INT4OID, INT4OID, INTERVALOID, BOOLOID, TEXTOID};
+	Datum		values[12];
+	char		nulls[12];
 	int			i;
 
 	(void) zb_shmem();
@@ -579,6 +604,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	stream_check_range("workers", PG_GETARG_INT32(7), 1, ZB_MAX_STREAM_WORKERS);
 	stream_check_range("max_inflight", PG_GETARG_INT32(8), 1, 1000000);
 	stream_check_timeout(ack_timeout);
+	dedup_column = stream_check_dedup_column(fcinfo, 11, queue);
 
 	if (zb_stream_lookup(name, false, &existing))
 		ereport(ERROR,
@@ -607,12 +633,15 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 		values[i] = PG_GETARG_DATUM(i);
 	values[9] = IntervalPGetDatum(ack_timeout);
 	values[10] = PG_GETARG_DATUM(10);
+	values[11] = dedup_column ? CStringGetTextDatum(dedup_column) : (Datum) 0;
+	memset(nulls, ' ', sizeof(nulls));
+	nulls[11] = dedup_column ? ' ' : 'n';
 	zb_catalog_write("INSERT INTO zerobus.stream_settings (name, queue, server, target,"
 					 " record_format, batch_rows, batch_bytes, workers, max_inflight,"
-					 " ack_timeout, enabled)"
+					 " ack_timeout, enabled, dedup_column)"
 					 " VALUES ($1, $2::pg_catalog.regclass, $3, $4, $5, $6,"
-					 " $7, $8, $9, $10, $11)",
-					 11, types, values, NULL);
+					 " $7, $8, $9, $10, $11, $12)",
+					 12, types, values, nulls);
 	stream_attach_queue(queue);
 	PG_RETURN_VOID();
 }
@@ -625,8 +654,8 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 	char	   *name;
 	ZbStreamRow row;
 	StringInfoData sql;
-	Oid			types[10];
-	Datum		values[10];
+	Oid			types[11];
+	Datum		values[11];
 	int			n = 0;
 
 	(void) zb_shmem();
@@ -681,6 +710,15 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 	{
 		stream_check_timeout(PG_GETARG_INTERVAL_P(8));
 		SET_COL("ack_timeout", INTERVALOID, PG_GETARG_DATUM(8));
+	}
+	if (!PG_ARGISNULL(9))
+	{
+		char	   *key = stream_check_dedup_column(fcinfo, 9, row.queue);
+
+		if (key)
+			SET_COL("dedup_column", TEXTOID, CStringGetTextDatum(key));
+		else
+			appendStringInfoString(&sql, ", dedup_column = NULL");
 	}
 #undef SET_COL
 	types[n] = TEXTOID;

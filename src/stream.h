@@ -22,6 +22,7 @@ typedef struct ZbStreamRow
 	int			max_inflight;
 	int64		ack_timeout_ms;
 	bool		enabled;
+	char	   *dedup_column;	/* NULL: records carry no dedup key */
 } ZbStreamRow;
 
 typedef struct ZbStreamSnapshot

@@ -15,8 +15,9 @@
  * runas.c): repeatedly
  *   1. opens a ZeroBus stream if none is open (token, CreateIngestStream);
  *   2. in one transaction, DELETEs its share of the queue by TID range with
- *      RETURNING, encoding each row as the executor returns it and sending
- *      requests of batch_rows / batch_bytes as they fill;
+ *      RETURNING, at most max_inflight rows in all (each claim stops after
+ *      the rows still allowed), encoding each row as the executor returns it
+ *      and sending requests of batch_rows / batch_bytes as they fill;
  *   3. waits until ZeroBus acknowledges every request as durable, then
  *      commits: only now do the rows leave the queue.
  * A batch the server rejects (INVALID_ARGUMENT) is bisected on new streams
@@ -38,6 +39,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_database.h"
@@ -87,7 +89,7 @@ int			zb_poll_interval_ms = 1000;
 bool		zb_collect_metrics = true;
 
 #define CHUNK_BLOCKS 64			/* the unit of the queue split among workers */
-#define MAX_SPAN_CHUNKS 64		/* one claim covers at most this many chunks */
+#define MAX_SPAN_CHUNKS 64		/* one claim scans at most this many chunks */
 #define RESCAN_MS 100			/* a full pass at least this often */
 #define HOT_MS 1000				/* a chunk that held rows is visited this long */
 #define BACKOFF_FIRST_MS 100
@@ -666,6 +668,7 @@ typedef struct ScanRow
 	double		gen_rate;
 	int			gen_throttle;
 	TimestampTz gen_started_at;
+	uint32		settings;
 } ScanRow;
 
 PGDLLEXPORT void
@@ -705,7 +708,9 @@ zerobus_scan_main(Datum arg)
 						 "SELECT s.name, s.queue::pg_catalog.oid, s.workers, s.enabled,"
 						 " COALESCE(g.enabled, false), COALESCE(g.profile, ''),"
 						 " COALESCE(g.rate, 0::pg_catalog.float8), COALESCE(g.throttle, 0),"
-						 " g.started_at, s.max_inflight"
+						 " g.started_at, s.max_inflight,"
+						 " pg_catalog.hashtext((s.server, s.target, s.record_format, s.batch_rows,"
+						 " s.batch_bytes, s.max_inflight, s.ack_timeout, s.dedup_column)::pg_catalog.text)"
 						 " FROM zerobus.stream_settings s LEFT JOIN zerobus.generators g"
 						 " ON g.stream OPERATOR(pg_catalog.=) s.name",
 						 0, NULL, NULL, NULL, true, 0);
@@ -729,6 +734,7 @@ zerobus_scan_main(Datum arg)
 			if (isnull)
 				rows[i].gen_started_at = 0;
 			rows[i].max_inflight = DatumGetInt32(SPI_getbinval(t, td, 10, &isnull));
+			rows[i].settings = DatumGetUInt32(SPI_getbinval(t, td, 11, &isnull));
 		}
 	}
 	PopActiveSnapshot();
@@ -792,9 +798,12 @@ zerobus_scan_main(Datum arg)
 		}
 		else
 			s = &zb_shared->streams[slot];
+		/* any change restarts the workers: they read the settings when they start */
 		if (s->queue_relid != rows[i].queue ||
-			s->nworkers != rows[i].workers || s->enabled != rows[i].enabled)
+			s->nworkers != rows[i].workers || s->enabled != rows[i].enabled ||
+			s->settings != rows[i].settings)
 			s->generation++;
+		s->settings = rows[i].settings;
 		s->queue_relid = rows[i].queue;
 		s->nworkers = rows[i].workers;
 		s->max_inflight = rows[i].max_inflight;
@@ -887,13 +896,20 @@ typedef struct Worker
 	DeadRow    *dead;
 	int			ndead;
 	int			maxdead;
+	bool		probing;		/* a refusal came: send one request at a time */
 	int64		inflight;		/* rows sent and not yet acked, as published */
 	TransactionId last_xmin;
 	TimestampTz last_commit_ts;
+	ItemPointerData first_tid;	/* of the row the current claim returned first */
+	ItemPointerData last_tid;	/* and last */
+	Oid			key_relid;		/* the queue and its storage, for dedup keys */
+	Oid			key_relfilenode;
+	FullTransactionId next_fxid;	/* recent; the epoch of xmins in dedup keys */
 
 	/* where the next pass over the queue starts */
 	BlockNumber cursor;
-	double		rows_per_block;
+	ItemPointerData resume;		/* in chunk 'cursor': the first row not yet claimed
+								 * when the last batch ran out of room, or invalid */
 	bool		woken;			/* a latch wake-up arrived since the pass began */
 	bool		paused;			/* the queue's columns cannot be sent */
 	uint32		paused_fingerprint; /* of those columns */
@@ -1075,6 +1091,7 @@ worker_load(void)
 	W.known_chunks = 0;
 	W.last_full_at = 0;
 	W.cursor = 0;
+	ItemPointerSetInvalid(&W.resume);
 	if (W.hot_until)
 		memset(W.hot_until, 0, sizeof(TimestampTz) * W.nhot);
 
@@ -1098,6 +1115,9 @@ worker_load(void)
 		rel = table_open(W.row.queue, AccessShareLock);
 		problem = zb_record_columns_problem(RelationGetDescr(rel), RelationGetRelationName(rel),
 											&hint, &sqlstate);
+		if (problem == NULL && W.row.dedup_column)
+			problem = zb_record_key_problem(RelationGetDescr(rel), RelationGetRelationName(rel),
+											W.row.dedup_column, &hint, &sqlstate);
 		W.paused = problem != NULL;
 		if (W.paused)
 		{
@@ -1108,7 +1128,8 @@ worker_load(void)
 		else
 		{
 			/* RETURNING ctid, xmin, *: the columns start at index 2 */
-			W.schema = zb_record_schema(RelationGetDescr(rel), RelationGetRelationName(rel), 2);
+			W.schema = zb_record_schema(RelationGetDescr(rel), RelationGetRelationName(rel), 2,
+										W.row.dedup_column);
 			qname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 											   RelationGetRelationName(rel));
 		}
@@ -1292,6 +1313,37 @@ worker_add_dead(ItemPointer tid, const char *error)
 	W.ndead++;
 }
 
+/*
+ * The transaction id, with its epoch, that inserted a row version whose xmin
+ * is xid: the latest full id below the next one to be assigned that ends in
+ * xid's 32 bits.  Exact for a row version younger than 2^32 transactions (an
+ * unfrozen one is younger than 2^31).  W.next_fxid is read at the start of
+ * each batch and again whenever a row looks older than 2^31 transactions
+ * (frozen rows may be) or newer than it (committed since it was read).
+ */
+static uint64
+worker_full_xid(TransactionId xid)
+{
+	bool		fresh = false;
+
+	if (!TransactionIdIsNormal(xid))
+		return xid;
+	for (;;)
+	{
+		uint64		next = U64FromFullTransactionId(W.next_fxid);
+		uint32		epoch = EpochFromFullTransactionId(W.next_fxid);
+		uint64		full;
+
+		if (xid >= XidFromFullTransactionId(W.next_fxid) && epoch > 0)
+			epoch--;
+		full = ((uint64) epoch << 32) | xid;
+		if (fresh || (full < next && next - full <= ((uint64) 1 << 31)))
+			return full;
+		W.next_fxid = ReadNextFullTransactionId();
+		fresh = true;
+	}
+}
+
 /* DestReceiver for DELETE … RETURNING: encode each row as it comes. */
 static bool
 worker_receive(TupleTableSlot *slot, DestReceiver *self)
@@ -1304,6 +1356,8 @@ worker_receive(TupleTableSlot *slot, DestReceiver *self)
 	size_t		start = W.recbuf.len;
 	ssize_t		len;
 	const char *error = NULL;
+	char		keybuf[ZB_RECORD_KEY_LEN];
+	const char *key = NULL;
 	WorkerRow  *row;
 	WorkerRequest *r;
 
@@ -1312,10 +1366,24 @@ worker_receive(TupleTableSlot *slot, DestReceiver *self)
 	isnull = slot->tts_isnull;
 	tid = (ItemPointer) DatumGetPointer(values[0]);
 	xmin = DatumGetTransactionId(values[1]);
+	if (!ItemPointerIsValid(&W.first_tid))
+		W.first_tid = *tid;
+	W.last_tid = *tid;
 
+	if (W.schema->key_name)
+	{
+		/*
+		 * The row version's identity (docs/DESIGN.md).  xmin is the inserting
+		 * transaction's id even for a frozen row: freezing sets a flag and
+		 * keeps it, and the system column shows it.
+		 */
+		zb_record_format_key(keybuf, W.key_relid, W.key_relfilenode, worker_full_xid(xmin),
+							 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid));
+		key = keybuf;
+	}
 	len = W.json
-		? zb_record_encode_json(W.schema, values, isnull, W.keep_cxt, &W.recbuf, &error)
-		: zb_record_encode_proto(W.schema, values, isnull, W.keep_cxt, &W.recbuf, &error);
+		? zb_record_encode_json(W.schema, values, isnull, key, W.keep_cxt, &W.recbuf, &error)
+		: zb_record_encode_proto(W.schema, values, isnull, key, W.keep_cxt, &W.recbuf, &error);
 	if (len >= 0 && (size_t) len > ZB_MAX_REQUEST_BYTES - 1024)
 	{
 		error = psprintf("the row's record is %zd bytes, above the %d-byte ZeroBus request limit",
@@ -1406,24 +1474,26 @@ static DestReceiver worker_dest = {
 	.mydest = DestNone
 };
 
-/* DELETE the rows of blocks [from, to) into the batch. */
+/*
+ * DELETE the rows with TIDs in [lo, hi) into the batch, at most 'limit' of
+ * them: the executor stops after 'limit' RETURNING rows (SPI's tcount), so
+ * the rows after them stay, untouched, whatever the density of the range.
+ * W.last_tid is then the last row claimed.
+ */
 static uint64
-worker_claim(BlockNumber from, BlockNumber to)
+worker_claim(ItemPointer lo, ItemPointer hi, uint64 limit)
 {
-	ItemPointerData lo;
-	ItemPointerData hi;
 	ParamListInfo params = makeParamList(2);
 	SPIExecuteOptions opts;
 	int			before = W.nrows + W.ndead;
 	int			rc;
 
-	ItemPointerSet(&lo, from, 0);
-	ItemPointerSet(&hi, to, 0);
-	params->params[0].value = PointerGetDatum(&lo);
+	Assert(limit > 0);
+	params->params[0].value = PointerGetDatum(lo);
 	params->params[0].ptype = TIDOID;
 	params->params[0].pflags = PARAM_FLAG_CONST;
 	params->params[0].isnull = false;
-	params->params[1].value = PointerGetDatum(&hi);
+	params->params[1].value = PointerGetDatum(hi);
 	params->params[1].ptype = TIDOID;
 	params->params[1].pflags = PARAM_FLAG_CONST;
 	params->params[1].isnull = false;
@@ -1431,6 +1501,7 @@ worker_claim(BlockNumber from, BlockNumber to)
 	memset(&opts, 0, sizeof(opts));
 	opts.params = params;
 	opts.read_only = false;
+	opts.tcount = limit;
 	opts.dest = &worker_dest;
 	rc = SPI_execute_plan_extended(W.plan, &opts);
 	if (rc != SPI_OK_DELETE_RETURNING)
@@ -1438,11 +1509,6 @@ worker_claim(BlockNumber from, BlockNumber to)
 	return W.nrows + W.ndead - before;
 }
 
-/*
- * One pass of claims over this worker's chunks of the queue, from the
- * cursor, until max_inflight rows are claimed or the pass is complete.
- * Sends full requests as it goes, and drives the network between claims.
- */
 /* Did chunk c hold rows lately? */
 static bool
 worker_chunk_hot(BlockNumber c, TimestampTz now)
@@ -1474,13 +1540,21 @@ worker_mark_hot(BlockNumber first, BlockNumber last, TimestampTz now)
  * cursor, until max_inflight rows are claimed or the pass is over.  Sends
  * full requests as it goes, and drives the network between claims.
  *
- * A full pass visits every chunk of the worker's share.  Otherwise only the
- * chunks that held rows lately ("hot") and those past the end of the table
- * at the last full pass are visited: appended rows land there, and the
- * empty space before them is not read again and again.  Rows placed in
- * reused space elsewhere are found by the next full pass (worker_batch()
- * runs one at least every RESCAN_MS, and at once when a wake-up finds
- * nothing).  Returns true when a full pass saw the whole share.
+ * Every claim is limited to the room left (max_inflight minus the rows
+ * already claimed in this transaction), so a transaction never holds more
+ * than max_inflight rows, whatever the density of the blocks it scans: right
+ * after a restart, or across dead space VACUUM has not reclaimed yet.  A
+ * claim that uses up the room stops at a row; the next batch resumes right
+ * after it (W.resume), so the rows before it are not read again.
+ *
+ * A full pass visits every chunk of the worker's share; a single worker
+ * claims up to MAX_SPAN_CHUNKS consecutive chunks in one statement.
+ * Otherwise only the chunks that held rows lately ("hot") and those past the
+ * end of the table at the last full pass are visited: appended rows land
+ * there, and the empty space before them is not read again and again.  Rows
+ * placed in reused space elsewhere are found by the next full pass
+ * (worker_batch() runs one at least every RESCAN_MS, and at once when a
+ * wake-up finds nothing).  Returns true when a full pass saw the whole share.
  */
 static bool
 worker_fill(Relation rel, bool full)
@@ -1490,47 +1564,59 @@ worker_fill(Relation rel, bool full)
 	int			nworkers = W.row.workers;
 	BlockNumber mine;			/* chunks c with c % nworkers == widx */
 	BlockNumber visited = 0;
-	BlockNumber last_span = 1;
 	BlockNumber c;
 	TimestampTz now = GetCurrentTimestamp();
+	ItemPointerData resume = W.resume;
 
+	ItemPointerSetInvalid(&W.resume);
 	if (nchunks <= (BlockNumber) W.widx)
 		return full;
 	mine = (nchunks - W.widx + nworkers - 1) / nworkers;
 	c = W.cursor;
 	if (c >= nchunks || c % nworkers != (BlockNumber) W.widx)
+	{
 		c = W.widx;
+		ItemPointerSetInvalid(&resume);
+	}
 	while (c < nchunks && visited < mine && W.nrows + W.ndead < W.row.max_inflight)
 	{
+		uint64		room = W.row.max_inflight - (W.nrows + W.ndead);
 		BlockNumber span = 1;
-		BlockNumber from = c * CHUNK_BLOCKS;
-		BlockNumber to;
+		ItemPointerData lo;
+		ItemPointerData hi;
+		bool		partial = false;
 		uint64		got;
 		ZbError		err;
 		int			wake;
 
 		if (full || c >= W.known_chunks || worker_chunk_hot(c, now))
 		{
-			/*
-			 * In a full pass a single worker claims consecutive chunks at
-			 * once, sized to the room left by the observed row density; the
-			 * span at most doubles from one claim to the next, so a sparse
-			 * region cannot lead to a huge claim in a dense one.
-			 */
+			/* in a full pass a single worker claims consecutive chunks at once */
 			if (full && nworkers == 1)
+				span = Min(MAX_SPAN_CHUNKS, Min(nchunks - c, mine - visited));
+			ItemPointerSet(&lo, c * CHUNK_BLOCKS, 0);
+			if (ItemPointerIsValid(&resume) &&
+				ItemPointerGetBlockNumber(&resume) / CHUNK_BLOCKS == c)
 			{
-				double		room = W.row.max_inflight - (W.nrows + W.ndead);
-				double		per_chunk = Max(W.rows_per_block, 1.0) * CHUNK_BLOCKS;
-
-				span = (BlockNumber) Max(1.0, Min(room / per_chunk, (double) (nchunks - c)));
-				span = Min(span, Min(last_span * 2, MAX_SPAN_CHUNKS));
-				last_span = span;
+				/* the rest of the chunk the last batch stopped in */
+				lo = resume;
+				partial = true;
 			}
-			to = Min((c + span) * CHUNK_BLOCKS, nblocks);
-			got = worker_claim(from, to);
-			W.rows_per_block = 0.8 * W.rows_per_block + 0.2 * ((double) got / (to - from));
+			ItemPointerSetInvalid(&resume);
+			ItemPointerSet(&hi, Min((c + span) * CHUNK_BLOCKS, nblocks), 0);
+			ItemPointerSetInvalid(&W.first_tid);
+			got = worker_claim(&lo, &hi, room);
 			if (got > 0)
-				worker_mark_hot(c, c + span - 1, now);
+				worker_mark_hot(ItemPointerGetBlockNumber(&W.first_tid) / CHUNK_BLOCKS,
+								ItemPointerGetBlockNumber(&W.last_tid) / CHUNK_BLOCKS, now);
+			if (got == room)
+			{
+				/* out of room, possibly in the middle of the range: resume there */
+				c = ItemPointerGetBlockNumber(&W.last_tid) / CHUNK_BLOCKS;
+				ItemPointerSet(&W.resume, ItemPointerGetBlockNumber(&W.last_tid),
+							   ItemPointerGetOffsetNumber(&W.last_tid) + 1);
+				break;
+			}
 
 			/* let requests already sealed go out, and acks come in */
 			if (W.stream && !zb_stream_poll(W.stream, 0, &wake, &err))
@@ -1541,7 +1627,8 @@ worker_fill(Relation rel, bool full)
 			if (W.stream && (wake & ZB_WAKE_LATCH))
 				W.woken = true;
 		}
-		visited += span;
+		/* a chunk entered after its start is visited again from its start */
+		visited += partial ? span - 1 : span;
 		c += span * nworkers;
 		if (c >= nchunks && visited < mine && W.nrows + W.ndead < W.row.max_inflight)
 			c = W.widx;			/* wrap once to cover the chunks before the cursor */
@@ -1595,17 +1682,12 @@ worker_unacked_rows(void)
 	return n;
 }
 
-/* Split the first unacked request (the one the server refused) in two, or
- * dead-letter its only row. */
+/* Split request i (the one the server refused) in two, or dead-letter its
+ * only row. */
 static void
-worker_bisect(const char *error)
+worker_bisect(int i, const char *error)
 {
-	int			i;
-
-	for (i = 0; i < W.nreqs; i++)
-		if (!W.reqs[i].acked)
-			break;
-	Assert(i < W.nreqs);
+	Assert(i >= 0 && i < W.nreqs && !W.reqs[i].acked);
 	if (W.reqs[i].nrows == 1)
 	{
 		worker_add_dead(&W.rows[W.reqs[i].first].tid, error);
@@ -1640,10 +1722,14 @@ worker_bisect(const char *error)
 	}
 }
 
-/* Send, on a fresh stream, every request not yet acknowledged. */
+/*
+ * Send, on a fresh stream, every request not yet acknowledged (probing: only
+ * the first; worker_await_acks() sends the next once it is acknowledged).
+ */
 static bool
 worker_resend(void)
 {
+	bool		sent = false;
 	int			i;
 
 	worker_close_stream();
@@ -1652,8 +1738,11 @@ worker_resend(void)
 	for (i = 0; i < W.nreqs; i++)
 	{
 		W.reqs[i].offset = -1;
-		if (!W.reqs[i].acked)
+		if (!W.reqs[i].acked && !(W.probing && sent))
+		{
 			worker_send(&W.reqs[i]);
+			sent = true;
+		}
 	}
 	return true;
 }
@@ -1741,10 +1830,17 @@ worker_await_acks(void)
 		}
 		else if (W.stream)
 		{
-			/* requests held back while the stream was closing */
+			/* requests held back while the stream was closing, or while probing */
 			for (i = 0; i < W.nreqs; i++)
-				if (!W.reqs[i].acked && W.reqs[i].offset < 0)
-					worker_send(&W.reqs[i]);
+			{
+				if (W.reqs[i].acked || W.reqs[i].offset >= 0)
+					continue;
+				if (W.probing && !all_sent_acked)
+					break;
+				worker_send(&W.reqs[i]);
+				if (W.probing)
+					break;
+			}
 		}
 		else if (!worker_resend())
 			return false;
@@ -1776,13 +1872,38 @@ worker_await_acks(void)
 		if (err.kind == ZB_ERR_GRPC && err.grpc_code == GRPC_INVALID_ARGUMENT)
 		{
 			/*
-			 * A record was refused: isolate it (the stream is over either
-			 * way).  Acknowledgements that arrived in the same poll as the
-			 * refusal are taken first, or bisect would blame (and
-			 * dead-letter) a request the service had accepted.
+			 * A record was refused (the stream is over either way).
+			 * Acknowledgements that arrived in the same poll as the refusal
+			 * are taken first, or the accepted request would be blamed.
+			 * Which request held the record is known only if it was the one
+			 * in flight: the stream may have ended before acknowledging
+			 * requests sent earlier.  So bisect only that one; with several
+			 * in flight, probe: from now on send one request at a time, so
+			 * that the next refusal names its request.
 			 */
+			int			culprit = -1;
+			int			in_flight = 0;
+
 			acked_requests += worker_take_acks(GetCurrentTimestamp());
-			worker_bisect(err.message);
+			for (i = 0; i < W.nreqs; i++)
+			{
+				if (!W.reqs[i].acked && W.reqs[i].offset >= 0)
+				{
+					if (culprit < 0)
+						culprit = i;
+					in_flight++;
+				}
+			}
+			if (in_flight == 0)
+			{
+				worker_error(err.message);
+				worker_close_stream();
+				worker_backoff(false);
+				return false;
+			}
+			if (in_flight == 1)
+				worker_bisect(culprit, err.message);
+			W.probing = true;
 			if (!worker_resend())
 				return false;
 			continue;
@@ -1875,6 +1996,7 @@ worker_reset_batch(void)
 	W.open_req = -1;
 	W.dead = NULL;
 	W.ndead = W.maxdead = 0;
+	W.probing = false;
 	W.last_xmin = InvalidTransactionId;
 }
 
@@ -1892,6 +2014,8 @@ worker_batch(void)
 	bool		complete;
 	Oid			owner;
 	ZbRunAs		ra;
+	BlockNumber start_cursor;
+	ItemPointerData start_resume;
 
 	worker_reset_batch();
 	StartTransactionCommand();
@@ -1929,6 +2053,18 @@ worker_batch(void)
 		return 1;
 	}
 
+	if (W.schema->key_name)
+	{
+		/* dedup keys name the queue's storage and need the current xid epoch */
+		W.key_relid = RelationGetRelid(rel);
+#if PG_VERSION_NUM >= 160000
+		W.key_relfilenode = rel->rd_locator.relNumber;
+#else
+		W.key_relfilenode = rel->rd_node.relNode;
+#endif
+		W.next_fxid = ReadNextFullTransactionId();
+	}
+
 	/*
 	 * Everything that touches the queue runs as its owner, restricted, with
 	 * the search_path pinned: the DELETE fires the owner's triggers and
@@ -1938,6 +2074,8 @@ worker_batch(void)
 	zb_runas_begin(&ra, W.owner);
 
 	/* a full pass now and then, and when a wake-up's rows are not where we looked */
+	start_cursor = W.cursor;
+	start_resume = W.resume;
 	full = GetCurrentTimestamp() - W.last_full_at >= RESCAN_MS * 1000L;
 	complete = worker_fill(rel, full);
 	if (!full && W.nrows == 0 && W.ndead == 0)
@@ -1976,7 +2114,9 @@ worker_batch(void)
 
 	if (W.nrows > 0 && !worker_await_acks())
 	{
-		/* give the rows back: the transaction rolls back */
+		/* give the rows back: the transaction rolls back; the next one claims them first */
+		W.cursor = start_cursor;
+		W.resume = start_resume;
 		SpinLockAcquire(&W.s->mutex);
 		W.s->c.rows_failed += W.nrows;
 		SpinLockRelease(&W.s->mutex);

@@ -58,6 +58,27 @@ class FaultTest(EmulatorTestCase):
         self.assertEqual(responses, [])
         self.assertEqual(self.count(), 0)
 
+    def test_withheld_stream_stays_silent(self):
+        # an ack for a later offset would cover the withheld, unstored request
+        self.faults({"withhold_acks": True})
+        stream = self.open()
+        stream.send(batch_request(0, [encode(id=1)]))
+        time.sleep(0.3)
+        self.emulator.control("DELETE", "/faults")
+        stream.send(batch_request(1, [encode(id=2)]))
+        time.sleep(0.3)
+        stream.close()
+        responses, status, _ = stream.read_all()
+        self.assertEqual(responses, [])
+        self.assertEqual(self.count(), 0)
+        # a new stream is served normally
+        stream = self.open()
+        stream.send(batch_request(0, [encode(id=3)]))
+        stream.close()
+        responses, status, _ = stream.read_all()
+        self.assertEqual(responses[-1].ingest_record_response.durability_ack_up_to_offset, 0)
+        self.assertEqual(self.count(), 1)
+
     def test_close_signal(self):
         self.faults({"close_signal": {"after_requests": 1, "duration_ms": 400}})
         stream = self.open()
