@@ -20,6 +20,7 @@ use HTTP::Tiny;
 use JSON::PP;
 use Time::HiRes qw(usleep);
 use Test::More;
+use ZerobusCrashCheck;    # every node's log is checked for crashes at done_testing
 
 my $root = File::Spec->rel2abs(dirname(__FILE__) . '/../..');
 
