@@ -7,6 +7,7 @@ JSON string or null) and kept as pre-serialized JSON chunks of ``chunk_rows``
 rows, so large results cost bytes, not Python objects.
 """
 
+import base64
 import datetime
 import json
 import logging
@@ -94,6 +95,7 @@ class StatementManager:
         self._lock = threading.Lock()
         self._statements = {}
         self._log = []
+        self._damage_log = []  # responses a sql_malformed fault damaged, for tests' oracles
         self.link_ttl = link_ttl
         self._links = {}  # token -> (statement, chunk index, header key, expiry)
 
@@ -131,7 +133,8 @@ class StatementManager:
                 body["on_wait_timeout"] == "CANCEL":
             self._cancel(statement)
             statement.finished.wait(5)
-        return self._damaged("statement", Response(200, self._describe(statement, request)))
+        return self._damaged("statement", Response(200, self._describe(statement, request)),
+                             statement.id)
 
     def get(self, request, statement_id):
         try:
@@ -139,7 +142,8 @@ class StatementManager:
             statement = self._find(statement_id)
         except RequestError as exc:
             return exc.response
-        return self._damaged("statement", Response(200, self._describe(statement, request)))
+        return self._damaged("statement", Response(200, self._describe(statement, request)),
+                             statement.id)
 
     def cancel(self, request, statement_id):
         try:
@@ -167,9 +171,9 @@ class StatementManager:
             return exc.response
         if statement.disposition == "EXTERNAL_LINKS":
             return self._damaged("chunk", Response(200, {"external_links": [
-                self._link(statement, index, request)]}))
+                self._link(statement, index, request)]}), statement.id)
         return self._damaged("chunk", Response(
-            200, _result_json(*self._result(statement, index)).encode()))
+            200, _result_json(*self._result(statement, index)).encode()), statement.id)
 
     def storage(self, request, token):
         """The emulated cloud storage behind EXTERNAL_LINKS: a pre-signed URL that must
@@ -192,7 +196,7 @@ class StatementManager:
         encoded = statement.chunks[index][2].encode()
         self.stats.incr("external_fetches")
         self.stats.incr("external_bytes", len(encoded))
-        return self._damaged("chunk", Response(200, encoded))
+        return self._damaged("chunk", Response(200, encoded), statement.id)
 
     def log(self):
         """The statements received, with their current state."""
@@ -206,6 +210,14 @@ class StatementManager:
     def clear_log(self):
         with self._lock:
             self._log.clear()
+            self._damage_log.clear()
+
+    def damage_log(self):
+        """Each response a sql_malformed fault damaged, in order: target, kind, statement
+        id, and the body before and after (base64), so a test can tell what a correct
+        client had to do with it."""
+        with self._lock:
+            return [dict(e) for e in self._damage_log]
 
     def _expire_old(self):
         """Forget statements long past their result lifetime (caller holds the lock)."""
@@ -442,7 +454,7 @@ class StatementManager:
                 STATEMENTS_PATH, statement.id, index + 1)
         return link
 
-    def _damaged(self, target, response):
+    def _damaged(self, target, response, statement_id):
         """Apply a pending sql_malformed fault for this target to a 200 response."""
         payload = response.encode()
         taken = self.faults.take_sql_malformed(target, b"[[" in payload)
@@ -450,17 +462,25 @@ class StatementManager:
             return response
         kind, seed = taken
         if kind == "mutate":
-            return Response(200, _mutate(payload, seed))
-        if kind == "not_json":
-            return Response(200, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
-                            content_type="text/html")
-        if kind == "truncated":
-            return Response(200, payload[:max(1, len(payload) // 2)])
-        if kind == "invalid_utf8":
-            return Response(200, payload.replace(b'"', b'"\xff', 1) if b'"' in payload
-                            else b"\xff" + payload)
-        # bad_row: the first row of the data gets one value too many
-        return Response(200, payload.replace(b"[[", b'[["zb-extra",', 1))
+            damaged = Response(200, _mutate(payload, seed))
+        elif kind == "not_json":
+            damaged = Response(200, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+                               content_type="text/html")
+        elif kind == "truncated":
+            damaged = Response(200, payload[:max(1, len(payload) // 2)])
+        elif kind == "invalid_utf8":
+            damaged = Response(200, payload.replace(b'"', b'"\xff', 1) if b'"' in payload
+                               else b"\xff" + payload)
+        else:
+            # bad_row: the first row of the data gets one value too many
+            damaged = Response(200, payload.replace(b"[[", b'[["zb-extra",', 1))
+        with self._lock:
+            self._damage_log.append({
+                "target": target, "kind": kind, "statement_id": statement_id,
+                "original": base64.b64encode(payload).decode("ascii"),
+                "damaged": base64.b64encode(damaged.encode()).decode("ascii")})
+            del self._damage_log[:-MAX_LOG]
+        return damaged
 
     @staticmethod
     def _result(statement, index):

@@ -144,6 +144,8 @@ sub faults { my ($s, $f) = @_; return $s->api('POST', '/emulator/faults', $f); }
 sub clear_faults { my ($s) = @_; return $s->api('DELETE', '/emulator/faults'); }
 sub stats { my ($s) = @_; return $s->api('GET', '/emulator/stats'); }
 sub statements { my ($s) = @_; return $s->api('GET', '/emulator/statements'); }
+# responses a sql_malformed fault damaged: [{target, kind, statement_id, original, damaged (base64)}]
+sub damaged { my ($s) = @_; return $s->api('GET', '/emulator/damaged')->{responses}; }
 sub reset { my ($s, $b) = @_; return $s->api('POST', '/emulator/reset', $b || {}); }
 
 # Wait until $cond->() is true (polling); returns its last value.
