@@ -23,7 +23,8 @@ use Time::HiRes qw(usleep);
 use ZerobusEmulator;
 use ZerobusNode;
 
-my $emu = ZerobusEmulator->new;
+# acks take a while: the DDL meets batches in flight
+my $emu = ZerobusEmulator->new(args => [ '--ack-delay-ms', '50' ]);
 my $node = ZerobusNode::create('ddl', $emu,
 	conf => "zerobus.poll_interval = '200ms'\nrestart_after_crash = on");
 
