@@ -56,7 +56,7 @@ sub try_su
 sub poll
 {
 	my ($cond, $secs) = @_;
-	my $deadline = time + ($secs // 60);
+	my $deadline = time + ($secs // 30);
 	while (time < $deadline)
 	{
 		my $v = eval { $cond->() };
@@ -102,7 +102,7 @@ sub terminate_in_state
 	su("SELECT pg_terminate_backend($pid)");
 	ok(poll(sub { su("SELECT count(*) FROM pg_stat_activity WHERE pid = $pid") eq '0' }, 10),
 		"$state: pg_terminate_backend ends a worker in state $state within seconds");
-	ok(poll(sub { my @now = workers_of($stream); @now == $want && !grep { $_ == $pid } @now }, 60),
+	ok(poll(sub { my @now = workers_of($stream); @now == $want && !grep { $_ == $pid } @now }, 30),
 		"$state: the launcher starts another");
 }
 
@@ -129,7 +129,7 @@ sub s1_caught_up
 	my ($name, $secs) = @_;
 	my $want = $next_id - 1 - su(q{SELECT count(*) FROM audit.dropped WHERE q = 'q'});
 	my $got;
-	ok(poll(sub { ($got = delivered_ids()) == $want }, $secs // 90), "$name: every row of s1's queue delivered")
+	ok(poll(sub { ($got = delivered_ids()) == $want }, $secs // 60), "$name: every row of s1's queue delivered")
 	  or diag("delivered $got of $want; " . metrics('s1'));
 }
 
@@ -139,7 +139,7 @@ sub s2_resumes
 {
 	my ($name) = @_;
 	my $before = generated_count();
-	ok(poll(sub { generated_count() > $before + 10 }, 90), "$name: the generator's rows flow again")
+	ok(poll(sub { generated_count() > $before + 10 }, 60), "$name: the generator's rows flow again")
 	  or diag(metrics('s2'));
 }
 
