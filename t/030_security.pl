@@ -394,7 +394,8 @@ check_case('session search_path: every function');
 # later, SECURITY DEFINER ones included, are called too)
 my @procs = split /\n/, su(q{
 	SELECT format('SELECT %s.%I(%s);', n.nspname, p.proname,
-	              (SELECT string_agg('NULL::' || format_type(t, NULL), ', ' ORDER BY o)
+	              (SELECT string_agg(CASE WHEN p.provariadic <> 0 AND o = p.pronargs THEN 'VARIADIC ' ELSE '' END
+	                                 || 'NULL::' || format_type(t, NULL), ', ' ORDER BY o)
 	                 FROM unnest(p.proargtypes) WITH ORDINALITY AS a(t, o)))
 	  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 	 WHERE n.nspname = 'zerobus' AND p.prokind = 'f'
@@ -422,7 +423,10 @@ $emu->faults({ reject_record => { contains => 'POISON' } });
 ok_as('mallory', q{INSERT INTO mallory.q3 VALUES (30, 'fine'), (31, 'POISON row'), (32, 'fine too')},
 	'rows, one the service refuses');
 ok(su_poll(q{SELECT count(*) = 1 FROM zerobus.dead_letters WHERE stream = 'm3'}),
-	'repro 2: the refused row reached the dead letters');
+	'repro 2: the refused row reached the dead letters')
+  or diag('dead letters: ' . su(q{SELECT string_agg(stream || ' ' || record::text || ' ' || error, E'\n') FROM zerobus.dead_letters})
+	  . "\nemulator rows 30-32: " . JSON::PP->new->encode($emu->sql(q{SELECT id, payload FROM "main.default.sec" WHERE id BETWEEN 30 AND 32})->{rows})
+	  . "\nm3: " . su(q{SELECT state || ' ' || coalesce(last_error, '') || ' acked ' || rows_acked || ' dead ' || rows_dead_lettered FROM public.zb_metrics WHERE stream = 'm3'}));
 ok(su_poll(q{SELECT count(*) = 0 FROM mallory.q3}), 'and the others left the queue');
 is($emu->sql(q{SELECT count(*) FROM "main.default.sec" WHERE id IN (30, 32)})->{rows}[0][0], 2,
 	'the others were delivered');
@@ -447,7 +451,9 @@ ok_as('mallory', q{
 }, 'a stream and a generator in mdb', db => 'mdb');
 ok(su_poll(q{SELECT count(*) = 1 FROM public.zb_metrics WHERE database = 'mdb' AND stream = 'md' AND workers_running > 0}),
 	'repro 3: the scan worker registered mdb\'s stream and its worker runs');
-ok($emu->wait_for(sub { $emu->count('main.default.mdb_tx') >= 20 }, 60), 'mdb\'s generated rows are delivered');
+ok($emu->wait_for(sub { $emu->count('main.default.mdb_tx') >= 20 }, 60), 'mdb\'s generated rows are delivered')
+  or diag('md: ' . su(q{SELECT state || ' ' || coalesce(last_error, '') || ' generated ' || rows_generated || ' acked ' || rows_acked FROM public.zb_metrics WHERE stream = 'md'})
+	  . '; emulator rows ' . $emu->count('main.default.mdb_tx'));
 check_case('repro 3: database search_path, scan/stream/generator workers');
 
 # ------------------------------------------------------------------
