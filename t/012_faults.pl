@@ -235,6 +235,22 @@ is($emu->sql(qq{SELECT count(DISTINCT id) FROM "$table" WHERE id BETWEEN $lo AND
 $emu->clear_faults;
 $case_first = $next_id;
 
+# --- a poison row among three (one batch, bisected down to single rows):
+# only it is a dead letter; the other two are delivered and not reported
+# as refused
+$emu->faults({ reject_record => { contains => 'POISON' } });
+$lo = $next_id;
+$node->safe_psql('postgres', qq{DELETE FROM zerobus.dead_letters;
+	INSERT INTO q VALUES ($lo, 'row $lo'), ($lo + 1, 'POISON small'), ($lo + 2, 'row ' || $lo + 2)});
+$next_id = $lo + 3;
+wait_delivered('small poison');
+is($node->safe_psql('postgres', q{SELECT string_agg(record->>'id', ',' ORDER BY id) FROM zerobus.dead_letters}),
+	$lo + 1, 'poison among three: only the poison row is a dead letter');
+is(join(',', map { $_->[0] } @{ $emu->sql(qq{SELECT DISTINCT id FROM "$table" WHERE id BETWEEN $lo AND $lo + 2 ORDER BY id})->{rows} }),
+	join(',', $lo, $lo + 2), 'poison among three: the other two were delivered');
+$emu->clear_faults;
+$case_first = $next_id;
+
 # --- TLS with a wrong CA: a clear error, nothing lost; fixed, delivered
 $node->safe_psql('postgres', sprintf(q{ALTER SERVER emu OPTIONS (SET zerobus_endpoint '%s', ADD ca_file '%s')},
 	$emu->grpcs_url, $emu->wrong_ca_file));

@@ -422,7 +422,8 @@ ok_as('mallory', q{
 $emu->faults({ reject_record => { contains => 'POISON' } });
 ok_as('mallory', q{INSERT INTO mallory.q3 VALUES (30, 'fine'), (31, 'POISON row'), (32, 'fine too')},
 	'rows, one the service refuses');
-ok(su_poll(q{SELECT count(*) = 1 FROM zerobus.dead_letters WHERE stream = 'm3'}),
+# (exactly which rows a refused batch leaves in the dead letters is 012_faults' concern)
+ok(su_poll(q{SELECT count(*) > 0 FROM zerobus.dead_letters WHERE stream = 'm3' AND record ->> 'id' = '31'}),
 	'repro 2: the refused row reached the dead letters')
   or diag('dead letters: ' . su(q{SELECT string_agg(stream || ' ' || record::text || ' ' || error, E'\n') FROM zerobus.dead_letters})
 	  . "\nemulator rows 30-32: " . JSON::PP->new->encode($emu->sql(q{SELECT id, payload FROM "main.default.sec" WHERE id BETWEEN 30 AND 32})->{rows})
