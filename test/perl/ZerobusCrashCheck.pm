@@ -1,8 +1,9 @@
 # ZerobusCrashCheck: fail any TAP test whose server log shows a crash.
 #
 # A background worker or backend that dies on a signal (a segfault, an
-# abort) or a PANIC restarts the whole cluster, and a test can still pass
-# when the restarted cluster catches up.  Loading this module (ZerobusNode
+# abort), exits with a code other than 0 or 1, or PANICs restarts the whole
+# cluster, and a test can still pass when the restarted cluster catches up.
+# Loading this module (ZerobusNode
 # and ZerobusEmulator do) makes every PostgreSQL::Test::Cluster created
 # afterwards register its log files, and adds one assertion per node when
 # the test calls done_testing():
@@ -45,6 +46,12 @@ sub crash_lines
 		if ($line =~ /\(PID (\d+)\) was terminated by signal (\d+)/)
 		{
 			next if $expected{"$1/$2"};
+			push @bad, $line;
+		}
+		elsif ($line =~ /\(PID (\d+)\) exited with exit code (\d+)/)
+		{
+			# 0 and 1 are normal exits (1: FATAL); any other restarts the cluster too
+			next if $2 <= 1 || $expected{"$1/exit"};
 			push @bad, $line;
 		}
 		elsif ($line =~ /terminated by signal \d+/
