@@ -12,9 +12,11 @@
 #
 # A test that ends another way (a die, an explicit plan) gets the same scan
 # from Test2's exit callback, which turns a crash into a failing exit code.
-# A kill the test made itself is not a crash: send it with
-# ZerobusCrashCheck::kill_process($node, 'KILL', $pid) (or record it with
-# expect_kill), and the log line for exactly that PID and signal is allowed.
+# A kill the test made itself is not a crash: every signal the test process
+# sends with Perl's kill (overridden through CORE::GLOBAL::kill for the code
+# compiled after this module is loaded) is recorded, and the log line for
+# exactly that PID and signal is allowed.  A kill sent another way (a shell)
+# is declared with ZerobusCrashCheck::expect_kill($signal, $pid).
 #
 # scripts/test.sh runs the same scan over pg_regress's temporary instance
 # log:  perl -Itest/perl -mZerobusCrashCheck -e 'exit ZerobusCrashCheck::scan_files_main(@ARGV)' LOG...
@@ -84,19 +86,21 @@ sub register_node
 # Record that the test itself sends $signal to $pid (so its death is expected).
 sub expect_kill
 {
-	my ($signal, $pid) = @_;
+	my ($signal, @pids) = @_;
+	$signal =~ s/^-//;     # a process group: its leader is the PID logged
 	$signal =~ s/^SIG//;
 	my $n = $signal =~ /^\d+$/ ? $signal : $signo{$signal};
 	die "unknown signal $signal" unless defined $n;
-	$expected{"$pid/$n"} = 1;
+	$expected{ abs($_) . "/$n" } = 1 for grep { defined && /^-?\d+$/ } @pids;
 }
 
-# Send a signal the crash check must not count as a crash.
+# Send a signal the crash check must not count as a crash (what the
+# overridden kill does anyway; for code that calls CORE::kill).
 sub kill_process
 {
-	my ($node, $signal, $pid) = @_;
-	expect_kill($signal, $pid);
-	return kill($signal, $pid);
+	my ($node, $signal, @pids) = @_;
+	expect_kill($signal, @pids);
+	return CORE::kill($signal, @pids);
 }
 
 # The crash lines of one registered node, every log file it has written.
@@ -153,6 +157,13 @@ sub import
 			$$new ||= 255;
 		}
 	});
+
+	# Every signal the test sends is a kill it made itself.
+	*CORE::GLOBAL::kill = sub (@) {
+		my ($signal, @pids) = @_;
+		eval { expect_kill($signal, @pids) };
+		return CORE::kill($signal, @pids);
+	};
 
 	# Every cluster created from now on is registered, whoever creates it.
 	no warnings 'redefine';
