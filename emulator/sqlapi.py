@@ -96,16 +96,34 @@ class StatementManager:
         self._statements = {}
         self._log = []
         self._damage_log = []  # responses a sql_malformed fault damaged, for tests' oracles
+        self._current = threading.local()  # the statement the request being handled is about
         self.link_ttl = link_ttl
         self._links = {}  # token -> (statement, chunk index, header key, expiry)
 
     def register(self, router):
-        router.add("POST", STATEMENTS_PATH, self.submit)
-        router.add("GET", STATEMENTS_PATH + r"/(?P<statement_id>[^/]+)", self.get)
+        router.add("POST", STATEMENTS_PATH, self._noting(self.submit))
+        router.add("GET", STATEMENTS_PATH + r"/(?P<statement_id>[^/]+)", self._noting(self.get))
         router.add("POST", STATEMENTS_PATH + r"/(?P<statement_id>[^/]+)/cancel", self.cancel)
         router.add("GET", STATEMENTS_PATH +
-                   r"/(?P<statement_id>[^/]+)/result/chunks/(?P<chunk_index>\d+)", self.chunk)
-        router.add("GET", STORAGE_PATH + r"/(?P<token>[A-Za-z0-9_-]+)", self.storage)
+                   r"/(?P<statement_id>[^/]+)/result/chunks/(?P<chunk_index>\d+)",
+                   self._noting(self.chunk))
+        router.add("GET", STORAGE_PATH + r"/(?P<token>[A-Za-z0-9_-]+)", self._noting(self.storage))
+
+    def _noting(self, handler):
+        """The handler, remembering (for the damage log) which statement the request is
+        about: the one in the path, or the one a storage link belongs to."""
+        def noted(request, **kwargs):
+            statement_id = kwargs.get("statement_id")
+            if statement_id is None and "token" in kwargs:
+                with self._lock:
+                    entry = self._links.get(kwargs["token"])
+                statement_id = entry[0].id if entry else None
+            self._current.statement_id = statement_id
+            try:
+                return handler(request, **kwargs)
+            finally:
+                self._current.statement_id = None
+        return noted
 
     # ------------------------------------------------------------ handlers
 
@@ -133,8 +151,7 @@ class StatementManager:
                 body["on_wait_timeout"] == "CANCEL":
             self._cancel(statement)
             statement.finished.wait(5)
-        return self._damaged("statement", Response(200, self._describe(statement, request)),
-                             statement.id)
+        return self._damaged("statement", Response(200, self._describe(statement, request)))
 
     def get(self, request, statement_id):
         try:
@@ -142,8 +159,7 @@ class StatementManager:
             statement = self._find(statement_id)
         except RequestError as exc:
             return exc.response
-        return self._damaged("statement", Response(200, self._describe(statement, request)),
-                             statement.id)
+        return self._damaged("statement", Response(200, self._describe(statement, request)))
 
     def cancel(self, request, statement_id):
         try:
@@ -171,9 +187,9 @@ class StatementManager:
             return exc.response
         if statement.disposition == "EXTERNAL_LINKS":
             return self._damaged("chunk", Response(200, {"external_links": [
-                self._link(statement, index, request)]}), statement.id)
+                self._link(statement, index, request)]}))
         return self._damaged("chunk", Response(
-            200, _result_json(*self._result(statement, index)).encode()), statement.id)
+            200, _result_json(*self._result(statement, index)).encode()))
 
     def storage(self, request, token):
         """The emulated cloud storage behind EXTERNAL_LINKS: a pre-signed URL that must
@@ -196,7 +212,7 @@ class StatementManager:
         encoded = statement.chunks[index][2].encode()
         self.stats.incr("external_fetches")
         self.stats.incr("external_bytes", len(encoded))
-        return self._damaged("chunk", Response(200, encoded), statement.id)
+        return self._damaged("chunk", Response(200, encoded))
 
     def log(self):
         """The statements received, with their current state."""
@@ -454,12 +470,19 @@ class StatementManager:
                 STATEMENTS_PATH, statement.id, index + 1)
         return link
 
-    def _damaged(self, target, response, statement_id):
+    def _damaged(self, target, response):
         """Apply a pending sql_malformed fault for this target to a 200 response."""
         payload = response.encode()
         taken = self.faults.take_sql_malformed(target, b"[[" in payload)
         if taken is None:
             return response
+        statement_id = getattr(self._current, "statement_id", None)
+        if statement_id is None:
+            # a submit: the new statement's id is in the response
+            try:
+                statement_id = json.loads(payload).get("statement_id")
+            except (ValueError, AttributeError):
+                statement_id = None
         kind, seed = taken
         if kind == "mutate":
             damaged = Response(200, _mutate(payload, seed))
