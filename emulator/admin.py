@@ -38,6 +38,7 @@ class ControlApi:
             ("GET", r"/emulator/stats", self.get_stats),
             ("POST", r"/emulator/reset", self.reset),
             ("GET", r"/emulator/statements", self.statement_log),
+            ("GET", r"/emulator/damaged", self.damage_log),
         ]
         for method, pattern, handler in routes:
             router.add(method, pattern, _loopback_only(handler))
@@ -129,6 +130,9 @@ class ControlApi:
 
     def statement_log(self, request):
         return Response(200, {"statements": self.statements.log()})
+
+    def damage_log(self, request):
+        return Response(200, {"responses": self.statements.damage_log()})
 
 
 def _loopback_only(handler):

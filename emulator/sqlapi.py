@@ -7,6 +7,7 @@ JSON string or null) and kept as pre-serialized JSON chunks of ``chunk_rows``
 rows, so large results cost bytes, not Python objects.
 """
 
+import base64
 import datetime
 import json
 import logging
@@ -94,16 +95,35 @@ class StatementManager:
         self._lock = threading.Lock()
         self._statements = {}
         self._log = []
+        self._damage_log = []  # responses a sql_malformed fault damaged, for tests' oracles
+        self._current = threading.local()  # the statement the request being handled is about
         self.link_ttl = link_ttl
         self._links = {}  # token -> (statement, chunk index, header key, expiry)
 
     def register(self, router):
-        router.add("POST", STATEMENTS_PATH, self.submit)
-        router.add("GET", STATEMENTS_PATH + r"/(?P<statement_id>[^/]+)", self.get)
+        router.add("POST", STATEMENTS_PATH, self._noting(self.submit))
+        router.add("GET", STATEMENTS_PATH + r"/(?P<statement_id>[^/]+)", self._noting(self.get))
         router.add("POST", STATEMENTS_PATH + r"/(?P<statement_id>[^/]+)/cancel", self.cancel)
         router.add("GET", STATEMENTS_PATH +
-                   r"/(?P<statement_id>[^/]+)/result/chunks/(?P<chunk_index>\d+)", self.chunk)
-        router.add("GET", STORAGE_PATH + r"/(?P<token>[A-Za-z0-9_-]+)", self.storage)
+                   r"/(?P<statement_id>[^/]+)/result/chunks/(?P<chunk_index>\d+)",
+                   self._noting(self.chunk))
+        router.add("GET", STORAGE_PATH + r"/(?P<token>[A-Za-z0-9_-]+)", self._noting(self.storage))
+
+    def _noting(self, handler):
+        """The handler, remembering (for the damage log) which statement the request is
+        about: the one in the path, or the one a storage link belongs to."""
+        def noted(request, **kwargs):
+            statement_id = kwargs.get("statement_id")
+            if statement_id is None and "token" in kwargs:
+                with self._lock:
+                    entry = self._links.get(kwargs["token"])
+                statement_id = entry[0].id if entry else None
+            self._current.statement_id = statement_id
+            try:
+                return handler(request, **kwargs)
+            finally:
+                self._current.statement_id = None
+        return noted
 
     # ------------------------------------------------------------ handlers
 
@@ -210,6 +230,14 @@ class StatementManager:
     def clear_log(self):
         with self._lock:
             self._log.clear()
+            self._damage_log.clear()
+
+    def damage_log(self):
+        """Each response a sql_malformed fault damaged, in order: target, kind, statement
+        id, and the body before and after (base64), so a test can tell what a correct
+        client had to do with it."""
+        with self._lock:
+            return [dict(e) for e in self._damage_log]
 
     def _expire_old(self):
         """Forget statements long past their result lifetime (caller holds the lock)."""
@@ -452,19 +480,34 @@ class StatementManager:
         taken = self.faults.take_sql_malformed(target, b"[[" in payload)
         if taken is None:
             return response
+        statement_id = getattr(self._current, "statement_id", None)
+        if statement_id is None:
+            # a submit: the new statement's id is in the response
+            try:
+                statement_id = json.loads(payload).get("statement_id")
+            except (ValueError, AttributeError):
+                statement_id = None
         kind, seed = taken
         if kind == "mutate":
-            return Response(200, _mutate(payload, seed))
-        if kind == "not_json":
-            return Response(200, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
-                            content_type="text/html")
-        if kind == "truncated":
-            return Response(200, payload[:max(1, len(payload) // 2)])
-        if kind == "invalid_utf8":
-            return Response(200, payload.replace(b'"', b'"\xff', 1) if b'"' in payload
-                            else b"\xff" + payload)
-        # bad_row: the first row of the data gets one value too many
-        return Response(200, payload.replace(b"[[", b'[["zb-extra",', 1))
+            damaged = Response(200, _mutate(payload, seed))
+        elif kind == "not_json":
+            damaged = Response(200, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+                               content_type="text/html")
+        elif kind == "truncated":
+            damaged = Response(200, payload[:max(1, len(payload) // 2)])
+        elif kind == "invalid_utf8":
+            damaged = Response(200, payload.replace(b'"', b'"\xff', 1) if b'"' in payload
+                               else b"\xff" + payload)
+        else:
+            # bad_row: the first row of the data gets one value too many
+            damaged = Response(200, payload.replace(b"[[", b'[["zb-extra",', 1))
+        with self._lock:
+            self._damage_log.append({
+                "target": target, "kind": kind, "statement_id": statement_id,
+                "original": base64.b64encode(payload).decode("ascii"),
+                "damaged": base64.b64encode(damaged.encode()).decode("ascii")})
+            del self._damage_log[:-MAX_LOG]
+        return damaged
 
     @staticmethod
     def _result(statement, index):

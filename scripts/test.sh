@@ -27,7 +27,9 @@ for s in "${suites[@]}"; do
     emulator)
       run_suite emulator bash -c "cd '$BUILD_DIR/src' && /usr/bin/python3 -m unittest discover -s emulator/tests 2>&1 | tail -n 25; exit \${PIPESTATUS[0]}" ;;
     regress)
-      run_suite regress bash -c "cd '$BUILD_DIR/src' && make -s regress PG_CONFIG='$PG_CONFIG' || { cat regression.diffs 2>/dev/null | head -n 300; exit 1; }" ;;
+      # then the temporary instance's log: a crash there fails the suite too
+      # (the TAP tests check their own logs: test/perl/ZerobusCrashCheck.pm)
+      run_suite regress bash -c "cd '$BUILD_DIR/src' && rm -f log/postmaster.log && { make -s regress PG_CONFIG='$PG_CONFIG' || { cat regression.diffs 2>/dev/null | head -n 300; exit 1; }; } && perl -Itest/perl -mZerobusCrashCheck -e 'exit ZerobusCrashCheck::scan_files_main(@ARGV)' log/postmaster.log && echo 'no crash in the pg_regress server log'" ;;
     tap)
       run_suite tap bash -c "cd '$BUILD_DIR/src' && make -s tap PG_CONFIG='$PG_CONFIG' PROVE_TESTS='${PROVE_TESTS:-t/*.pl}' || { for f in tmp_check/log/regress_log_*; do echo \"--- \$f\"; tail -n 60 \"\$f\"; done; exit 1; }" ;;
     dashboards)

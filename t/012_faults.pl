@@ -115,7 +115,7 @@ $emu->faults({ ack_delay_ms => 1500 });
 insert_rows(6000);
 ok(wait_inflight(), 'kill -9: a batch is in flight');
 my $pid = worker_pid();
-kill 'KILL', $pid;
+kill 'KILL', $pid;    # the test's own kill: not a crash (test/perl/ZerobusCrashCheck.pm)
 $emu->clear_faults;
 wait_delivered('kill -9');
 check_all('kill -9 mid-batch', crash => 1);
@@ -136,8 +136,7 @@ insert_rows(4000);
 ok(wait_inflight(), 'service restart: a batch is in flight');
 $emu->stop('KILL');
 insert_rows(2000);
-sleep 2;
-is($node->safe_psql('postgres', q{SELECT state IN ('backoff', 'connecting', 'error') FROM zb_metrics}), 't',
+ok($node->poll_query_until('postgres', q{SELECT state IN ('backoff', 'connecting', 'error') FROM zb_metrics}),
 	'while the service is down the stream backs off');
 cmp_ok($node->safe_psql('postgres', 'SELECT count(*) FROM q'), '>', 0, 'and the queue grows');
 $emu->start;
@@ -184,10 +183,12 @@ $emu->clear_faults;
 restart_stream({ token_ttl_s => 2,
 	end_stream => { after_requests => 2, status => 'UNAVAILABLE', message => 'rotate', streams => 1000 } });
 my $tokens = $emu->stats->{tokens_issued};
-for (1 .. 5)
+# keep rows flowing until two tokens have expired and been replaced (tokens
+# live 2 s: a few seconds of traffic), within a deadline
+for (1 .. 60)
 {
-	insert_rows(1000);
-	sleep 1;
+	insert_rows(500);
+	last if $emu->wait_for(sub { $emu->stats->{tokens_issued} >= $tokens + 2 }, 1);
 }
 wait_delivered('token expiry');
 check_all('tokens expiring mid-stream');
@@ -233,6 +234,22 @@ is($emu->sql(qq{SELECT count(DISTINCT id) FROM "$table" WHERE id BETWEEN $lo AND
 $emu->clear_faults;
 $case_first = $next_id;
 
+# --- a poison row among three (one batch, bisected down to single rows):
+# only it is a dead letter; the other two are delivered and not reported
+# as refused
+$emu->faults({ reject_record => { contains => 'POISON' } });
+$lo = $next_id;
+$node->safe_psql('postgres', qq{DELETE FROM zerobus.dead_letters;
+	INSERT INTO q VALUES ($lo, 'row $lo'), ($lo + 1, 'POISON small'), ($lo + 2, 'row ' || $lo + 2)});
+$next_id = $lo + 3;
+wait_delivered('small poison');
+is($node->safe_psql('postgres', q{SELECT string_agg(record->>'id', ',' ORDER BY id) FROM zerobus.dead_letters}),
+	$lo + 1, 'poison among three: only the poison row is a dead letter');
+is(join(',', map { $_->[0] } @{ $emu->sql(qq{SELECT DISTINCT id FROM "$table" WHERE id BETWEEN $lo AND $lo + 2 ORDER BY id})->{rows} }),
+	join(',', $lo, $lo + 2), 'poison among three: the other two were delivered');
+$emu->clear_faults;
+$case_first = $next_id;
+
 # --- TLS with a wrong CA: a clear error, nothing lost; fixed, delivered
 $node->safe_psql('postgres', sprintf(q{ALTER SERVER emu OPTIONS (SET zerobus_endpoint '%s', ADD ca_file '%s')},
 	$emu->grpcs_url, $emu->wrong_ca_file));
@@ -240,7 +257,12 @@ ok($emu->wait_for(sub { $node->safe_psql('postgres', 'SELECT last_error FROM zb_
 	'wrong CA: a TLS error is reported');
 is($node->safe_psql('postgres', 'SELECT state FROM zb_metrics'), 'error', 'wrong CA: error state');
 insert_rows(1000);
-sleep 1;
+# make the worker try again now that rows wait (an ALTER SERVER retries at
+# once), and wait until that attempt has failed too
+my $failed_at = $node->safe_psql('postgres', 'SELECT last_error_at FROM zb_metrics');
+$node->safe_psql('postgres', sprintf(q{ALTER SERVER emu OPTIONS (SET ca_file '%s')}, $emu->wrong_ca_file));
+ok($node->poll_query_until('postgres', qq{SELECT last_error_at > '$failed_at' AND last_error ~ 'TLS failure' FROM zb_metrics}),
+	'wrong CA: a new attempt with the rows queued fails too');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM q'), '1000', 'wrong CA: the rows wait');
 $node->safe_psql('postgres', sprintf(q{ALTER SERVER emu OPTIONS (SET ca_file '%s')}, $emu->ca_file));
 wait_delivered('right CA');

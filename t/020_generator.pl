@@ -49,10 +49,12 @@ ok($emu->wait_for(sub {
 # the rows go through the stream like any application's
 $node->safe_psql('postgres', q{SELECT zerobus.generator_stop('tx')});
 ok($emu->wait_for(sub { running() eq 'f' }, 30), 'generator_stop stops it');
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name LIKE 'zerobus_fdw generator%'}),
+	'its process is gone');
 my $made = generated();
-sleep 2;
-is(generated(), $made, 'no rows after the stop');
 $node->safe_psql('postgres', q{SELECT zerobus.flush('tx', '60s')});
+is(generated(), $made, 'no rows after the stop (the count did not move while the queue drained)');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM tx_queue'), '0', 'the queue drained');
 is($emu->count('main.default.financial_transactions'), $made, 'every generated row reached the table');
 my $anomalies = $emu->sql(q{SELECT sum(is_anomaly), min(amount) >= 1, max(amount) <= 50000,

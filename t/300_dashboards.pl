@@ -162,7 +162,6 @@ $node->safe_psql('postgres', q{
 	SELECT zerobus.create_stream('tx', 'tx_queue', 'emu', 'main.default.financial_transactions');
 	SELECT zerobus.generator_start('tx', 'transactions', throttle => 40);
 });
-sleep 5;
 ok(wait_until(60, q{
 	SELECT count(*) FILTER (WHERE rows_per_sec > 0) >= 5 AND sum(reconnects) > 0
 	  FROM zb_metrics_history}),

@@ -1,5 +1,6 @@
 """The SQL Statement Execution API and the Databricks SQL subset."""
 
+import base64
 import json
 import time
 import urllib.error
@@ -292,6 +293,13 @@ class SqlApiTest(EmulatorTestCase):
         status, chunk = self.emulator.http("GET", body["result"]["next_chunk_internal_link"],
                                            token=self.token)
         self.assertEqual(chunk["data_array"][0], ["zb-extra", "4"])
+        # the damage log has each damaged response, before and after
+        last = self.emulator.control("GET", "/damaged")["responses"][-1]
+        self.assertEqual((last["target"], last["kind"], last["statement_id"]),
+                         ("chunk", "bad_row", body["statement_id"]))
+        self.assertEqual(json.loads(base64.b64decode(last["damaged"]))["data_array"][0],
+                         ["zb-extra", "4"])
+        self.assertEqual(json.loads(base64.b64decode(last["original"]))["data_array"][0], ["4"])
 
     def test_exotic_identifiers_and_offset(self):
         name = 'we`ird "col -- :x /* */'

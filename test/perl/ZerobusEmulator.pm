@@ -20,6 +20,7 @@ use HTTP::Tiny;
 use JSON::PP;
 use Time::HiRes qw(usleep);
 use Test::More;
+use ZerobusCrashCheck;    # every node's log is checked for crashes at done_testing
 
 my $root = File::Spec->rel2abs(dirname(__FILE__) . '/../..');
 
@@ -143,6 +144,8 @@ sub faults { my ($s, $f) = @_; return $s->api('POST', '/emulator/faults', $f); }
 sub clear_faults { my ($s) = @_; return $s->api('DELETE', '/emulator/faults'); }
 sub stats { my ($s) = @_; return $s->api('GET', '/emulator/stats'); }
 sub statements { my ($s) = @_; return $s->api('GET', '/emulator/statements'); }
+# responses a sql_malformed fault damaged: [{target, kind, statement_id, original, damaged (base64)}]
+sub damaged { my ($s) = @_; return $s->api('GET', '/emulator/damaged')->{responses}; }
 sub reset { my ($s, $b) = @_; return $s->api('POST', '/emulator/reset', $b || {}); }
 
 # Wait until $cond->() is true (polling); returns its last value.

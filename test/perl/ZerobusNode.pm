@@ -6,6 +6,7 @@ use strict;
 use warnings;
 
 use PostgreSQL::Test::Cluster;
+use ZerobusCrashCheck;    # every node's log is checked for crashes at done_testing
 
 # ZerobusNode::create($name, $emu, tls => 0|1, conf => "extra lines")
 sub create
