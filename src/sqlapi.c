@@ -112,8 +112,9 @@ struct ZbSqlStatement
 	bool		external;
 	int			ncols;
 	ZbSqlColumn *cols;
-	int64		total_rows;
+	int64		total_rows;		/* -1 if the manifest did not say */
 	int			total_chunks;
+	int64		rows_read;		/* since the first chunk (a rewind restarts it) */
 
 	/* the chunk being read */
 	int			chunk_index;	/* -1 before the first */
@@ -687,6 +688,7 @@ sqlapi_parse(const char *body, size_t len, bool top_is_result, const char **err)
 	bool		more;
 
 	r->result.next_chunk_index = -1;
+	r->total_row_count = -1;	/* not stated */
 	if (!pg_verify_mbstr(PG_UTF8, body, len, true))
 	{
 		*err = "the response is not valid UTF-8";
@@ -1724,6 +1726,24 @@ sqlapi_parse_row(ZbSqlStatement *st, char **values)
 }
 
 /*
+ * The result ended: it must have ended where the manifest said it would.  A
+ * chunk whose link to the next one was lost would otherwise end the scan
+ * early and silently return part of the rows.
+ */
+static void
+sqlapi_check_complete(ZbSqlStatement *st)
+{
+	if (st->total_chunks > 0 && st->chunk_index != st->total_chunks - 1)
+		sqlapi_report_malformed(st->sql, "reading the result",
+								psprintf("the result ended after chunk %d, but the manifest announced %d chunks",
+										 st->chunk_index, st->total_chunks));
+	if (st->total_rows >= 0 && st->rows_read != st->total_rows)
+		sqlapi_report_malformed(st->sql, "reading the result",
+								psprintf("the result ended after " INT64_FORMAT " rows, but the manifest announced " INT64_FORMAT,
+										 st->rows_read, st->total_rows));
+}
+
+/*
  * The next row: values[i] points at column i's text (NULL for SQL NULL),
  * valid until the next call.  Returns false after the last row.
  */
@@ -1746,12 +1766,20 @@ zb_sql_next_row(ZbSqlStatement *st, char **values)
 													 (long long) st->stats.rows + 1),
 											st->rows.err);
 				st->stats.rows++;
+				st->rows_read++;
 				return true;
 			}
 			st->in_rows = false;
 		}
 		if (st->next_chunk < 0)
+		{
+			sqlapi_check_complete(st);
 			return false;
+		}
+		if (st->next_chunk >= st->total_chunks)
+			sqlapi_report_malformed(st->sql, "reading a result chunk",
+									psprintf("chunk %d points to chunk %d, but the result has %d chunks",
+											 st->chunk_index, st->next_chunk, st->total_chunks));
 		CHECK_FOR_INTERRUPTS();
 		sqlapi_fetch_chunk(st, st->next_chunk, st->next_link, false);
 	}
@@ -1763,6 +1791,7 @@ zb_sql_rewind(ZbSqlStatement *st)
 {
 	if (st->total_chunks == 0)
 		return;
+	st->rows_read = 0;
 	if (st->chunk_index == 0 && st->body != NULL && !st->external)
 	{
 		/* still holding chunk 0: no need to fetch it again */
