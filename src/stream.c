@@ -47,6 +47,7 @@
 #include "utils/syscache.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "option.h"
 #include "record.h"
 #include "shmem.h"
@@ -213,11 +214,7 @@ stream_check_queue(Oid relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("a system catalog cannot be a queue")));
-#if PG_VERSION_NUM >= 160000
 	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
-#else
-	if (!pg_class_ownercheck(relid, GetUserId()))
-#endif
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
 	zb_record_check_columns(RelationGetDescr(rel), relname);
 	table_close(rel, AccessShareLock);

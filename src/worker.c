@@ -66,6 +66,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "oauth.h"
 #include "option.h"
 #include "record.h"
@@ -86,12 +87,6 @@ bool		zb_collect_metrics = true;
 #define BACKOFF_FATAL_MS 60000	/* between attempts after a non-retryable error */
 #define STOP_GRACE_MS 60000		/* then the launcher terminates a worker */
 #define WORKER_RESTART_MAX_MS 60000
-
-#if PG_VERSION_NUM >= 170000
-#define MY_PROCNO() GetNumberFromPGProc(MyProc)
-#else
-#define MY_PROCNO() (MyProc->pgprocno)
-#endif
 
 
 /* ======================================================================
@@ -504,7 +499,7 @@ zerobus_launcher_main(Datum arg)
 										   sizeof(SamplePrev) * zb_shared->max_streams);
 	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
 	zb_shared->launcher_pid = MyProcPid;
-	zb_shared->launcher_procno = MY_PROCNO();
+	zb_shared->launcher_procno = GetNumberFromPGProc(MyProc);
 	zb_shared->rescan_all = true;
 	LWLockRelease(zb_shared->lock);
 	before_shmem_exit(launcher_detach, 0);
@@ -1852,7 +1847,7 @@ zerobus_stream_main(Datum arg)
 	W.s = &zb_shared->streams[W.slot];
 	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
 	W.s->workers[W.widx].pid = MyProcPid;
-	W.s->workers[W.widx].pgprocno = MY_PROCNO();
+	W.s->workers[W.widx].pgprocno = GetNumberFromPGProc(MyProc);
 	LWLockRelease(zb_shared->lock);
 	before_shmem_exit(worker_detach, 0);
 	worker_state(ZB_STATE_STARTING);
