@@ -265,8 +265,10 @@ ALTER TABLE zerobus.streams DISABLE TRIGGER streams_changed;
 SELECT 'trigger' AS change, pg_temp.differs();
 ROLLBACK;
 BEGIN;
+\set ECHO none
 SELECT format('CREATE OR REPLACE VIEW zb_dashboard AS %s LIMIT 1000',
               rtrim(pg_get_viewdef('zb_dashboard'::regclass), ';')) \gexec
+\set ECHO all
 SELECT 'view definition' AS change, pg_temp.differs();
 ROLLBACK;
 BEGIN;
