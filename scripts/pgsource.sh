@@ -15,6 +15,9 @@
 #                     $ZB_PG_CACHE/<major>/download); a directory already
 #                     holding a verified .orig.tar.bz2 and .dsc is reused
 #   ZB_PG_REFETCH=1   ask the archive again even if a download is present
+#   ZB_PG_CONFIGURE_EXTRA  more configure options (e.g. --enable-cassert
+#                     --enable-debug, to look for assertion failures), cached
+#                     under a key of their own
 set -euo pipefail
 
 major=${1:?usage: pgsource.sh <major>}
@@ -72,7 +75,8 @@ fi
 
 version=$(basename "$tarball"); version=${version#postgresql-"$major"_}; version=${version%.orig.tar.*}
 sum=$(sha256sum "$tarball" | cut -c1-12)
-key=$cache/$major/$version-$sum
+extra=${ZB_PG_CONFIGURE_EXTRA:-}
+key=$cache/$major/$version-$sum${extra:+-$(printf '%s' "$extra" | md5sum | cut -c1-8)}
 prefix=$key/install
 
 if [ -f "$key/complete" ]; then
@@ -89,7 +93,7 @@ tar -xjf "$tarball" -C "$key/build" --strip-components=1
 (
   cd "$key/build"
   ./configure --prefix="$prefix" --without-icu --without-readline \
-              --enable-tap-tests --with-openssl >"$key/configure.log" 2>&1 ||
+              --enable-tap-tests --with-openssl $extra >"$key/configure.log" 2>&1 ||
     { tail -n 40 "$key/configure.log" >&2; exit 1; }
   make -s -j"$(nproc)" >"$key/build.log" 2>&1 || { tail -n 60 "$key/build.log" >&2; exit 1; }
   make -s install >>"$key/build.log" 2>&1 || { tail -n 60 "$key/build.log" >&2; exit 1; }
