@@ -93,7 +93,8 @@ for r in "${results[@]}"; do
   printf '%-16s %-7s %5s s\n' "$name" "$st" "$secs"
   if [ "$st" = ok ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 done
-echo "PostgreSQL tested: ${majors[*]}; compiled only: ${compile_majors[*]:-none}"
+{ want regress || want tap; } && echo "PostgreSQL majors tested: ${majors[*]}"
+want compile && echo "PostgreSQL majors compiled only: ${compile_majors[*]:-none}"
 echo "$passed passed, $failed failed"
 if [ $failed -eq 0 ] && [ $passed -gt 0 ]; then
   echo "all test suites passed"
