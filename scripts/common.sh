@@ -52,7 +52,7 @@ use_major "${ZB_PG_MAJOR:-$DEBIAN_MAJOR}"
 # release changed), stage the source, build (extra compiler flags in
 # $ZB_COPT: scripts/test.sh passes -Werror) and install.
 stage_and_build() {
-  local prefix
+  local prefix fingerprint
   "$REPO/scripts/deps.sh" || return 1
   if [ -n "$PG_SYSTEM" ]; then
     mkdir -p "$PG_ROOT/usr/lib/postgresql" "$PG_ROOT/usr/share/postgresql" "$PG_ROOT/usr/include"
@@ -66,6 +66,13 @@ stage_and_build() {
   fi
   stage_source "$BUILD_DIR/src"
   export PATH="$PG_BIN:$PATH"
+  # objects built against another PostgreSQL (a new minor release, other
+  # configure options) are not reused: make does not track its headers
+  fingerprint=$("$PG_CONFIG" --version --configure --cflags | md5sum | cut -c1-32)
+  if [ "$(cat "$BUILD_DIR/src/.pg-fingerprint" 2>/dev/null)" != "$fingerprint" ]; then
+    as_user make -C "$BUILD_DIR/src" -s clean PG_CONFIG="$PG_CONFIG" >/dev/null 2>&1 || true
+    echo "$fingerprint" > "$BUILD_DIR/src/.pg-fingerprint"
+  fi
   as_user make -C "$BUILD_DIR/src" -s -j2 PG_CONFIG="$PG_CONFIG" COPT="${ZB_COPT:-}" &&
     as_user make -C "$BUILD_DIR/src" -s install PG_CONFIG="$PG_CONFIG" COPT="${ZB_COPT:-}"
 }
@@ -77,7 +84,7 @@ stage_source() {
     --exclude .git --exclude '*.o' --exclude '*.bc' --exclude '*.so' --exclude '*.pb-c.[ch]' \
     --exclude results --exclude tmp_check --exclude 'tmp_check_*' --exclude log \
     --exclude regression.diffs --exclude regression.out --exclude __pycache__ \
-    --exclude node_modules \
+    --exclude node_modules --exclude .pg-fingerprint \
     "$REPO/" "$1/"
   if [ "$(id -u)" -eq 0 ]; then chown -R "$TEST_USER" "$(dirname "$1")"; fi
 }
