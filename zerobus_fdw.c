@@ -20,12 +20,13 @@
 #include "tcop/utility.h"
 #include "utils/guc.h"
 
+#include "compat.h"
 #include "net.h"
 #include "shmem.h"
 #include "stream.h"
 #include "worker.h"
 
-PG_MODULE_MAGIC;
+ZB_MODULE_MAGIC;
 
 void		_PG_init(void);
 

@@ -186,6 +186,17 @@ SELECT extversion = default_version AS at_default_version
  WHERE extname = 'zerobus_fdw';
 CREATE TEMP TABLE updated AS SELECT * FROM zb_description;
 
+-- The library says which version it was built as (18's pg_get_loaded_modules;
+-- earlier majors have no such list, and print the same line).
+SELECT current_setting('server_version_num')::int >= 180000 AS pg18 \gset
+\if :pg18
+SELECT m.version = e.default_version AS library_is_default_version
+  FROM pg_get_loaded_modules() m, pg_available_extensions e
+ WHERE m.module_name = 'zerobus_fdw' AND e.name = 'zerobus_fdw';
+\else
+SELECT true AS library_is_default_version;
+\endif
+
 -- A fresh install of the default version.
 DROP EXTENSION zerobus_fdw;
 CREATE EXTENSION zerobus_fdw;

@@ -192,4 +192,14 @@ object_ownercheck(Oid classid, Oid objectid, Oid roleid)
 #include "commands/explain_state.h"
 #endif
 
+/*
+ * 18: the module magic block can carry the module's name and version, shown
+ * by pg_get_loaded_modules().  Use as "ZB_MODULE_MAGIC;".
+ */
+#if PG_VERSION_NUM >= 180000
+#define ZB_MODULE_MAGIC PG_MODULE_MAGIC_EXT(.name = "zerobus_fdw", .version = ZEROBUS_FDW_VERSION)
+#else
+#define ZB_MODULE_MAGIC PG_MODULE_MAGIC
+#endif
+
 #endif							/* ZB_COMPAT_H */
