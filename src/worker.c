@@ -164,7 +164,13 @@ launcher_rescan(void)
 			Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
 			if (db->datallowconn && !db->datistemplate)
+			{
+				/* the list is used after the commit that frees the transaction's memory */
+				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
 				alldbs = lappend_oid(alldbs, db->oid);
+				MemoryContextSwitchTo(old);
+			}
 		}
 		table_endscan(scan);
 		table_close(rel, AccessShareLock);
@@ -193,6 +199,7 @@ launcher_rescan(void)
 			}
 			dbs[ndbs++] = lfirst_oid(lc);
 		}
+		list_free(alldbs);
 	}
 
 	for (i = 0; i < ndbs; i++)
