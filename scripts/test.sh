@@ -2,7 +2,7 @@
 # zerobus_fdw: install what is missing, build, install, and run every test on
 # every tested PostgreSQL major: the emulator's own tests, pg_regress (SQL
 # behaviour), TAP (workers, faults), a compile-only build for majors that are
-# not run here, and every test/check-NAME.sh.  Prints each runner's summary,
+# not run here, and every test/NAME/check.sh.  Prints each runner's summary,
 # then one line per suite, and exits non-zero on any failure.
 #
 #   ./scripts/test.sh                    everything, on PostgreSQL 15 then 18
@@ -13,7 +13,7 @@
 #
 # The build is warning-free under -Wall -Wextra: -Werror is added here (the
 # shipped Makefile leaves it out so that a user's newer compiler cannot break
-# the build).  emulator and test/check-*.sh do not depend on the major and run once.
+# the build).  emulator and test/*/check.sh do not depend on the major and run once.
 set -uo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -21,9 +21,12 @@ read -r -a majors <<<"${PG_MAJORS:-15 18}"
 read -r -a compile_majors <<<"${PG_COMPILE_MAJORS-17}"
 export ZB_COPT=-Werror
 
+# test/NAME/check.sh: a check that does not depend on the PostgreSQL major
+# (the dashboards' schema check) is suite NAME, run once from the staged tree
+# with a work directory of its own in $ZB_<NAME>_WORK.
 checks=()
-for f in "$REPO"/test/check-*.sh; do
-  [ -f "$f" ] && { n=${f##*/check-}; checks+=("${n%.sh}"); }
+for f in "$REPO"/test/*/check.sh; do
+  [ -f "$f" ] && { n=${f%/check.sh}; checks+=("${n##*/}"); }
 done
 
 suites=("$@")
@@ -82,7 +85,11 @@ if want compile; then
 fi
 
 for c in "${checks[@]}"; do
-  want "$c" && run_suite "$c" bash -c "cd '$REPO' && ./test/check-$c.sh"
+  want "$c" || continue
+  use_major "${majors[0]}"
+  stage_source "$BUILD_DIR/src"
+  work_var=ZB_$(printf '%s' "$c" | tr '[:lower:]-' '[:upper:]_')_WORK
+  run_suite "$c" env "$work_var=$BUILD_BASE-check-$c" "$BUILD_DIR/src/test/$c/check.sh"
 done
 
 echo
