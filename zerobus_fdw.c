@@ -20,22 +20,20 @@
 #include "tcop/utility.h"
 #include "utils/guc.h"
 
+#include "compat.h"
 #include "net.h"
 #include "shmem.h"
 #include "stream.h"
 #include "worker.h"
 
-PG_MODULE_MAGIC;
+ZB_MODULE_MAGIC;
 
 void		_PG_init(void);
 
 static ProcessUtility_hook_type prev_utility_hook = NULL;
-#if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-#if PG_VERSION_NUM >= 150000
 static void
 zb_shmem_request_hook(void)
 {
@@ -43,7 +41,6 @@ zb_shmem_request_hook(void)
 		prev_shmem_request_hook();
 	zb_shmem_request();
 }
-#endif
 
 static void
 zb_shmem_startup_hook(void)
@@ -145,11 +142,7 @@ _PG_init(void)
 							 "Off only to measure what collecting them costs; zb_metrics then shows zeros.",
 							 &zb_collect_metrics, true,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("zerobus");
-#else
-	EmitWarningsOnPlaceholders("zerobus");
-#endif
 
 	/* libcurl's global state is set up once, before any thread could exist */
 	zb_curl_global_init();
@@ -157,12 +150,8 @@ _PG_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
-#if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = zb_shmem_request_hook;
-#else
-	zb_shmem_request();
-#endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = zb_shmem_startup_hook;
 	prev_utility_hook = ProcessUtility_hook;

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages that zerobus_fdw's build, tests and demo need,
 # when any is missing.  Needs root (or sudo) only when something is missing.
+#
+#   scripts/deps.sh              the packages below
+#   scripts/deps.sh bison flex   only the packages named (scripts/pgsource.sh)
 set -euo pipefail
 
 PACKAGES=(
@@ -10,6 +13,12 @@ PACKAGES=(
   libipc-run-perl openssl curl make gcc rsync
   python3-matplotlib
 )
+# Node.js and npm for the dashboards' schema check (test/dashboards): Debian's,
+# unless the machine already has a node and npm of its own on PATH.
+if [ $# -eq 0 ] && { ! command -v node >/dev/null || ! command -v npm >/dev/null; }; then
+  PACKAGES+=(nodejs npm)
+fi
+[ $# -gt 0 ] && PACKAGES=("$@")
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -71,6 +71,19 @@ BEGIN
   RETURN format('DIFFERENT: foreign %s local %s', f, l);
 END $$;
 
+-- EXPLAIN ANALYZE without timings or buffers, row counts as integers (18
+-- prints them with two decimals)
+CREATE FUNCTION pg_temp.explain_analyze(q text) RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE
+  line text;
+BEGIN
+  FOR line IN EXECUTE 'EXPLAIN (ANALYZE, VERBOSE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF) ' || q
+  LOOP
+    RETURN NEXT regexp_replace(line, 'rows=(\d+)\.00 ', 'rows=\1 ', 'g');
+  END LOOP;
+END $$;
+
 -- every row and column converts back to what was inserted
 SELECT pg_temp.same('SELECT * FROM $T');
 EXPLAIN (VERBOSE, COSTS OFF) SELECT * FROM ft;
@@ -112,11 +125,8 @@ EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM ft WHERE note NOT LIKE '%\\%' AND cu
 SELECT pg_temp.same('SELECT id FROM $T WHERE note NOT LIKE ''%\\%'' AND cur LIKE ''U__''');
 -- case mapping (ILIKE, lower, upper) follows the collation: only under one
 -- that maps non-ASCII letters like Databricks does; "C" maps ASCII only
+-- (under an ICU collation: 105_history_pushdown_icu)
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM ft WHERE cur ILIKE 'us%';
-EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM ft WHERE cur COLLATE "und-x-icu" ILIKE 'us%' AND lower(cur COLLATE "und-x-icu") <> 'ünï';
-SELECT pg_temp.same('SELECT id FROM $T WHERE cur COLLATE "und-x-icu" ILIKE ''us%'' AND lower(cur COLLATE "und-x-icu") <> ''ünï''');
--- ordering comparisons of text only under a code-point collation
-EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM ft WHERE cur COLLATE "und-x-icu" > 'a';
 -- functions, CASE, coalesce, arithmetic, widening casts
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM ft WHERE length(note) > 6 AND abs(amount) > 50 AND round(amount, -1) <> 0;
 SELECT pg_temp.same('SELECT id FROM $T WHERE length(note) > 6 AND abs(amount) > 50 AND round(amount, -1) <> 0');
@@ -160,7 +170,6 @@ SELECT count(*) FROM (SELECT id FROM ft LIMIT 7) s;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM ft WHERE id::text LIKE '1%' ORDER BY id LIMIT 3;
 SELECT pg_temp.same('SELECT id FROM $T WHERE id::text LIKE ''1%'' ORDER BY id LIMIT 3', true);
 -- ORDER BY what cannot be sorted remotely: sorted locally
-EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM ft ORDER BY cur COLLATE "und-x-icu", id LIMIT 3;
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM ft ORDER BY id::text LIMIT 3;
 -- WITH TIES is not pushed down
 EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM ft ORDER BY qty FETCH FIRST 2 ROWS WITH TIES;
@@ -207,8 +216,7 @@ SET enable_hashjoin = off;
 SET enable_mergejoin = off;
 SET enable_material = off;
 ALTER SERVER emu OPTIONS (ADD fdw_startup_cost '0', ADD fdw_tuple_cost '0');
-EXPLAIN (ANALYZE, VERBOSE, COSTS OFF, TIMING OFF, SUMMARY OFF)
-SELECT l.id, ft.cur FROM generate_series(3, 4) l(id) JOIN ft ON ft.id = l.id;
+SELECT pg_temp.explain_analyze('SELECT l.id, ft.cur FROM generate_series(3, 4) l(id) JOIN ft ON ft.id = l.id');
 SELECT l.id, ft.cur FROM generate_series(3, 4) l(id) JOIN ft ON ft.id = l.id ORDER BY 1;
 ALTER SERVER emu OPTIONS (DROP fdw_startup_cost, DROP fdw_tuple_cost);
 RESET enable_hashjoin;

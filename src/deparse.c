@@ -60,6 +60,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "compat.h"
 #include "deparse.h"
 
 /* Most elements an IN list may have before it is filtered locally instead. */
@@ -204,13 +205,8 @@ zb_collation_is_c(Oid coll)
 
 	if (!OidIsValid(coll))
 		return true;
-#if PG_VERSION_NUM >= 180000
-	if (pg_newlocale_from_collation(coll)->collate_is_c)
+	if (zb_lc_collate_is_c(coll))
 		return true;
-#else
-	if (lc_collate_is_c(coll))
-		return true;
-#endif
 	if (coll == DEFAULT_COLLATION_OID)
 	{
 		tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
@@ -221,13 +217,8 @@ zb_collation_is_c(Oid coll)
 			Datum		d = SysCacheGetAttr(DATABASEOID, tup, Anum_pg_database_datcollate,
 											&isnull);
 
-#if PG_VERSION_NUM >= 150000
 			result = db->datlocprovider == COLLPROVIDER_LIBC && !isnull &&
 				zb_locale_is_codepoint(TextDatumGetCString(d));
-#else
-			(void) db;
-			result = !isnull && zb_locale_is_codepoint(TextDatumGetCString(d));
-#endif
 			ReleaseSysCache(tup);
 		}
 		return result;
@@ -251,11 +242,7 @@ zb_ctype_is_c(Oid coll)
 {
 	if (!OidIsValid(coll))
 		return true;
-#if PG_VERSION_NUM >= 180000
-	return pg_newlocale_from_collation(coll)->ctype_is_c;
-#else
-	return lc_ctype_is_c(coll);
-#endif
+	return zb_lc_ctype_is_c(coll);
 }
 
 static bool
@@ -1183,8 +1170,7 @@ dp_order_by(List *pathkeys, RelOptInfo *rel, DpCtx *ctx)
 		appendStringInfoString(ctx->buf, sep);
 		sep = ", ";
 		dp_expr((Node *) em, ctx);
-		appendStringInfoString(ctx->buf, pk->pk_strategy == BTLessStrategyNumber
-							   ? " ASC" : " DESC");
+		appendStringInfoString(ctx->buf, zb_pathkey_is_asc(pk) ? " ASC" : " DESC");
 		appendStringInfoString(ctx->buf, pk->pk_nulls_first ? " NULLS FIRST" : " NULLS LAST");
 	}
 }

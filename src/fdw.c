@@ -64,24 +64,12 @@
 #include "utils/selfuncs.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "deparse.h"
 #include "fdwinsert.h"
 #include "jscan.h"
 #include "option.h"
 #include "sqlapi.h"
-
-/* Planner API differences between PostgreSQL 14 and 17. */
-#if PG_VERSION_NUM >= 170000
-#define zb_foreignscan_path(root, rel, rows, startup, total, pathkeys, outer) \
-	create_foreignscan_path(root, rel, NULL, rows, startup, total, pathkeys, outer, NULL, NIL, NIL)
-#define zb_upper_path(root, rel, target, rows, startup, total, pathkeys, priv) \
-	create_foreign_upper_path(root, rel, target, rows, startup, total, pathkeys, NULL, NIL, priv)
-#else
-#define zb_foreignscan_path(root, rel, rows, startup, total, pathkeys, outer) \
-	create_foreignscan_path(root, rel, NULL, rows, startup, total, pathkeys, outer, NULL, NIL)
-#define zb_upper_path(root, rel, target, rows, startup, total, pathkeys, priv) \
-	create_foreign_upper_path(root, rel, target, rows, startup, total, pathkeys, NULL, priv)
-#endif
 
 /* Rows assumed in a foreign table never analyzed. */
 #define ZB_DEFAULT_TUPLES 1000.0
@@ -389,16 +377,9 @@ zb_grouping_ok(PlannerInfo *root, RelOptInfo *grouped_rel, Node *havingQual)
 			if (!zb_is_foreign_expr(root, grouped_rel, expr))
 				return false;
 			fpinfo->remote_conds = lappend(fpinfo->remote_conds,
-#if PG_VERSION_NUM >= 160000
-										   make_restrictinfo(root, expr, true, false, false, false,
-															 root->qual_security_level,
-															 grouped_rel->relids, NULL, NULL)
-#else
-										   make_restrictinfo(root, expr, true, false, false,
-															 root->qual_security_level,
-															 grouped_rel->relids, NULL, NULL)
-#endif
-				);
+										   zb_make_restrictinfo(root, expr,
+																root->qual_security_level,
+																grouped_rel->relids));
 		}
 	}
 	fpinfo->grouped_tlist = tlist;
@@ -1087,7 +1068,7 @@ zb_convert(ZbScanState *fs, ZbConv *c, char **values, bool *isnull)
 				int			len = strlen(text);
 				int			maxlen = pg_b64_dec_len(len);
 				bytea	   *b = palloc(VARHDRSZ + maxlen);
-				int			n = pg_b64_decode(text, len, VARDATA(b), maxlen);
+				int			n = zb_b64_decode(text, len, VARDATA(b), maxlen);
 
 				if (n < 0)
 					ereport(ERROR,

@@ -29,6 +29,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
+#include "compat.h"
 #include "deparse.h"
 #include "fdwinsert.h"
 #include "oauth.h"

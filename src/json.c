@@ -13,17 +13,10 @@
 #include "mb/pg_wchar.h"
 #include "utils/json.h"
 
+#include "compat.h"
 #include "json.h"
 
 #define JSON_MAX_DEPTH 64
-
-#if PG_VERSION_NUM >= 160000
-#define JSON_CB_TYPE JsonParseErrorType
-#define JSON_CB_RETURN return JSON_SUCCESS
-#else
-#define JSON_CB_TYPE void
-#define JSON_CB_RETURN return
-#endif
 
 typedef struct FieldState
 {
@@ -60,7 +53,7 @@ json_path_matches(FieldState *st, const char *target)
 	return *p == '\0';
 }
 
-static JSON_CB_TYPE
+static ZB_JSON_CB
 json_field_start(void *state, char *fname, bool isnull)
 {
 	FieldState *st = (FieldState *) state;
@@ -68,17 +61,17 @@ json_field_start(void *state, char *fname, bool isnull)
 	if (st->depth < JSON_MAX_DEPTH)
 		st->path[st->depth] = fname;
 	st->depth++;
-	JSON_CB_RETURN;
+	ZB_JSON_CB_OK;
 }
 
-static JSON_CB_TYPE
+static ZB_JSON_CB
 json_field_end(void *state, char *fname, bool isnull)
 {
 	((FieldState *) state)->depth--;
-	JSON_CB_RETURN;
+	ZB_JSON_CB_OK;
 }
 
-static JSON_CB_TYPE
+static ZB_JSON_CB
 json_array_elem_start(void *state, bool isnull)
 {
 	FieldState *st = (FieldState *) state;
@@ -86,24 +79,24 @@ json_array_elem_start(void *state, bool isnull)
 	if (st->depth < JSON_MAX_DEPTH)
 		st->path[st->depth] = NULL;
 	st->depth++;
-	JSON_CB_RETURN;
+	ZB_JSON_CB_OK;
 }
 
-static JSON_CB_TYPE
+static ZB_JSON_CB
 json_array_elem_end(void *state, bool isnull)
 {
 	((FieldState *) state)->depth--;
-	JSON_CB_RETURN;
+	ZB_JSON_CB_OK;
 }
 
-static JSON_CB_TYPE
+static ZB_JSON_CB
 json_scalar(void *state, char *token, JsonTokenType tokentype)
 {
 	FieldState *st = (FieldState *) state;
 	int			i;
 
 	if (st->depth > JSON_MAX_DEPTH)
-		JSON_CB_RETURN;
+		ZB_JSON_CB_OK;
 	for (i = 0; i < st->npaths; i++)
 	{
 		if (json_path_matches(st, st->paths[i]))
@@ -112,7 +105,7 @@ json_scalar(void *state, char *token, JsonTokenType tokentype)
 			break;
 		}
 	}
-	JSON_CB_RETURN;
+	ZB_JSON_CB_OK;
 }
 
 bool
@@ -138,11 +131,7 @@ zb_json_get_fields(const char *json, size_t len, int npaths, const char *const *
 	sem.array_element_end = json_array_elem_end;
 	sem.scalar = json_scalar;
 
-#if PG_VERSION_NUM >= 170000
-	lex = makeJsonLexContextCstringLen(NULL, unconstify(char *, json), len, PG_UTF8, true);
-#else
-	lex = makeJsonLexContextCstringLen(unconstify(char *, json), len, PG_UTF8, true);
-#endif
+	lex = zb_json_lex_cstring(unconstify(char *, json), len, PG_UTF8, true);
 	rc = pg_parse_json(lex, &sem);
 	if (rc != JSON_SUCCESS)
 	{

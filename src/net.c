@@ -38,6 +38,7 @@
 #include "storage/latch.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "net.h"
 
 #if LIBCURL_VERSION_NUM < 0x075000
@@ -282,11 +283,7 @@ net_build_wes(ZbMulti *m)
 	int			i;
 
 	net_free_wes(m);
-#if PG_VERSION_NUM >= 170000
-	m->wes = CreateWaitEventSet(NULL, m->nsockets + 2);
-#else
-	m->wes = CreateWaitEventSet(m->cxt, m->nsockets + 2);
-#endif
+	m->wes = zb_create_wait_event_set(m->cxt, m->nsockets + 2);
 	AddWaitEventToSet(m->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(m->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	for (i = 0; i < m->nsockets; i++)

@@ -32,6 +32,7 @@
 #include "utils/timestamp.h"
 #include "utils/syscache.h"
 
+#include "compat.h"
 #include "option.h"
 #include "zerobus.h"
 
@@ -121,11 +122,7 @@ zb_check_server_usage(Oid serverid, const char *servername)
 {
 	AclResult	aclresult;
 
-#if PG_VERSION_NUM >= 160000
 	aclresult = object_aclcheck(ForeignServerRelationId, serverid, GetUserId(), ACL_USAGE);
-#else
-	aclresult = pg_foreign_server_aclcheck(serverid, GetUserId(), ACL_USAGE);
-#endif
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, servername);
 }

@@ -47,6 +47,7 @@
 #include "utils/timestamp.h"
 
 #include "google/protobuf/descriptor.pb-c.h"
+#include "compat.h"
 #include "option.h"
 #include "pbwire.h"
 #include "record.h"
@@ -697,7 +698,7 @@ json_put_value(const ZbRecordCol *col, Datum d, StringInfo s, const char **error
 				int			len = VARSIZE_ANY_EXHDR(v);
 				int			enclen = pg_b64_enc_len(len);
 				char	   *enc = palloc(enclen + 1);
-				int			n = pg_b64_encode(VARDATA_ANY(v), len, enc, enclen);
+				int			n = zb_b64_encode(VARDATA_ANY(v), len, enc, enclen);
 
 				if (n < 0)
 					elog(ERROR, "could not encode bytea as base64");

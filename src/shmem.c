@@ -35,7 +35,7 @@ zb_shmem_size(void)
 	return add_size(size, mul_size(sizeof(ZbHistory), zb_max_streams));
 }
 
-/* From shmem_request_hook (PG15+) or _PG_init (PG14). */
+/* From shmem_request_hook. */
 void
 zb_shmem_request(void)
 {

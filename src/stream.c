@@ -57,6 +57,7 @@
 #include "utils/syscache.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "option.h"
 #include "record.h"
 #include "runas.h"
@@ -244,11 +245,7 @@ zerobus_queue_dropped(PG_FUNCTION_ARGS)
 bool
 zb_role_has_server_usage(Oid role, Oid serverid)
 {
-#if PG_VERSION_NUM >= 160000
 	return object_aclcheck(ForeignServerRelationId, serverid, role, ACL_USAGE) == ACLCHECK_OK;
-#else
-	return pg_foreign_server_aclcheck(serverid, role, ACL_USAGE) == ACLCHECK_OK;
-#endif
 }
 
 static void
@@ -289,11 +286,7 @@ stream_check_queue(Oid relid)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("a system catalog cannot be a queue")));
-#if PG_VERSION_NUM >= 160000
 	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
-#else
-	if (!pg_class_ownercheck(relid, GetUserId()))
-#endif
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, relname);
 	zb_record_check_columns(RelationGetDescr(rel), relname);
 	table_close(rel, AccessShareLock);
@@ -441,11 +434,7 @@ zb_stream_problem(const ZbStreamRow *row, AclMode need, bool need_server, Oid *o
 		return psprintf("the owner (OID %u) of the queue table no longer exists", *owner);
 	nsp = get_rel_namespace(row->queue);
 	relname = quote_qualified_identifier(get_namespace_name(nsp), get_rel_name(row->queue));
-#if PG_VERSION_NUM >= 160000
 	if (object_aclcheck(NamespaceRelationId, nsp, *owner, ACL_USAGE) != ACLCHECK_OK)
-#else
-	if (pg_namespace_aclcheck(nsp, *owner, ACL_USAGE) != ACLCHECK_OK)
-#endif
 		return psprintf("role %s, the owner of %s, has no USAGE on its schema: GRANT USAGE ON SCHEMA %s TO %s;",
 						quote_identifier(rolename), relname,
 						quote_identifier(get_namespace_name(nsp)), quote_identifier(rolename));

@@ -76,6 +76,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "oauth.h"
 #include "option.h"
 #include "record.h"
@@ -97,12 +98,6 @@ bool		zb_collect_metrics = true;
 #define BACKOFF_FATAL_MS 60000	/* between attempts after a non-retryable error */
 #define STOP_GRACE_MS 60000		/* then the launcher terminates a worker */
 #define WORKER_RESTART_MAX_MS 60000
-
-#if PG_VERSION_NUM >= 170000
-#define MY_PROCNO() GetNumberFromPGProc(MyProc)
-#else
-#define MY_PROCNO() (MyProc->pgprocno)
-#endif
 
 
 /* ======================================================================
@@ -255,7 +250,13 @@ launcher_rescan(void)
 			Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
 			if (db->datallowconn && !db->datistemplate)
+			{
+				/* the list is used after the commit that frees the transaction's memory */
+				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
 				alldbs = lappend_oid(alldbs, db->oid);
+				MemoryContextSwitchTo(old);
+			}
 		}
 		table_endscan(scan);
 		table_close(rel, AccessShareLock);
@@ -284,6 +285,7 @@ launcher_rescan(void)
 			}
 			dbs[ndbs++] = lfirst_oid(lc);
 		}
+		list_free(alldbs);
 	}
 
 	for (i = 0; i < ndbs; i++)
@@ -597,7 +599,7 @@ zerobus_launcher_main(Datum arg)
 										   sizeof(SamplePrev) * zb_shared->max_streams);
 	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
 	zb_shared->launcher_pid = MyProcPid;
-	zb_shared->launcher_procno = MY_PROCNO();
+	zb_shared->launcher_procno = GetNumberFromPGProc(MyProc);
 	zb_shared->rescan_all = true;
 	LWLockRelease(zb_shared->lock);
 	before_shmem_exit(launcher_detach, 0);
@@ -2057,11 +2059,7 @@ worker_batch(void)
 	{
 		/* dedup keys name the queue's storage and need the current xid epoch */
 		W.key_relid = RelationGetRelid(rel);
-#if PG_VERSION_NUM >= 160000
-		W.key_relfilenode = rel->rd_locator.relNumber;
-#else
-		W.key_relfilenode = rel->rd_node.relNode;
-#endif
+		W.key_relfilenode = zb_rel_filenumber(rel);
 		W.next_fxid = ReadNextFullTransactionId();
 	}
 
@@ -2236,7 +2234,7 @@ zerobus_stream_main(Datum arg)
 	W.s = &zb_shared->streams[W.slot];
 	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
 	W.s->workers[W.widx].pid = MyProcPid;
-	W.s->workers[W.widx].pgprocno = MY_PROCNO();
+	W.s->workers[W.widx].pgprocno = GetNumberFromPGProc(MyProc);
 	LWLockRelease(zb_shared->lock);
 	before_shmem_exit(worker_detach, 0);
 	worker_state(ZB_STATE_STARTING);

@@ -11,6 +11,14 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+
+# The emulator is Python with Debian's modules (python3 on PATH may be another
+# interpreter): say what is missing rather than failing on a traceback.
+if ! /usr/bin/python3 -c 'import grpc, google.protobuf, sqlglot' 2>/dev/null; then
+  echo "with_emulator.sh: the emulator needs /usr/bin/python3 with grpcio, protobuf and sqlglot" >&2
+  echo "  (Debian: apt-get install python3-grpcio python3-protobuf python3-sqlglot, or 'make deps')" >&2
+  exit 1
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/zb-emu.XXXXXX")
 
 /usr/bin/python3 "$root/emulator/zerobus_emulator.py" \

@@ -1,10 +1,35 @@
--- zerobus_fdw 0.1 -> 0.2 (ALTER EXTENSION zerobus_fdw UPDATE): every SQL change to extension/*.sql since 0.1.
+-- zerobus_fdw 0.1 -> 0.2 (ALTER EXTENSION zerobus_fdw UPDATE).
+--
+-- Every SQL change made to extension/*.sql since 0.1 (frozen in
+-- extension/versions/zerobus_fdw--0.1.sql) is also written here, so that an
+-- updated installation ends with exactly the objects of a fresh 0.2 install.
+-- sql/000_update.sql checks that, object by object (docs/DESIGN.md, "Versions").
+-- Append each change under a comment naming its part of extension/.
 \echo Use "ALTER EXTENSION zerobus_fdw UPDATE TO '0.2'" to load this file. \quit
 
 -- 40_streams.sql (issue 8, security): a stream's owner is its queue table's
 -- owner, read from pg_class; the settings move to zerobus.stream_settings and
 -- zerobus.streams becomes a view that adds the owner.
 ALTER TABLE zerobus.streams RENAME TO stream_settings;
+-- PostgreSQL 18 names NOT NULL constraints after their table: rename them as a
+-- fresh install names them (15-17 have none to rename).
+DO $$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN SELECT con.conname
+               FROM pg_catalog.pg_constraint con
+              WHERE con.conrelid OPERATOR(pg_catalog.=) 'zerobus.stream_settings'::pg_catalog.regclass
+                AND con.contype OPERATOR(pg_catalog.=) 'n'
+                AND con.conname OPERATOR(pg_catalog.~) '^streams_.*_not_null$'
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE zerobus.stream_settings RENAME CONSTRAINT %I TO %I',
+                                  c.conname,
+                                  'stream_settings_' OPERATOR(pg_catalog.||)
+                                  pg_catalog.substr(c.conname, 9));
+    END LOOP;
+END
+$$;
 ALTER TABLE zerobus.stream_settings DROP COLUMN owner;
 ALTER TABLE zerobus.stream_settings ALTER COLUMN created_at SET DEFAULT pg_catalog.now();
 -- Streams: an optional per-row dedup key in every record (dedup_column).
