@@ -11,7 +11,7 @@
 typedef struct ZbStreamRow
 {
 	char	   *name;
-	Oid			queue;
+	Oid			queue;			/* InvalidOid for a change-capture stream */
 	char	   *server;
 	char	   *target;
 	Oid			owner;			/* the queue table's owner; InvalidOid if it is gone */
@@ -23,6 +23,15 @@ typedef struct ZbStreamRow
 	int64		ack_timeout_ms;
 	bool		enabled;
 	char	   *dedup_column;	/* NULL: records carry no dedup key */
+
+	/* change capture (docs/DESIGN.md): all unset for a queue stream */
+	Oid			source;			/* the captured table, or InvalidOid */
+	Oid			capture_role;	/* stored; the owner while it exists */
+	bool		snapshot;		/* the initial copy is wanted */
+	bool		update_preimage;
+	char	   *slot_name;
+	int64		seq_base;
+	bool		cdc_started;	/* established: the initial copy committed */
 } ZbStreamRow;
 
 typedef struct ZbStreamSnapshot
