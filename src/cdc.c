@@ -60,6 +60,7 @@
 #include "storage/spin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -70,6 +71,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/varlena.h"
 #include "utils/wait_event.h"
 
 #include "compat.h"
@@ -1332,12 +1334,28 @@ zb_cdc_capture_problem(Oid source, Oid role, int *sqlstate, char **hint)
 	return NULL;
 }
 
+/* Does output_plugin_libraries (a GUC list) name our plugin? */
+static bool
+cdc_plugin_trusted(const char *allowed)
+{
+	char	   *copy = pstrdup(allowed);
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	if (!SplitGUCList(copy, ',', &names))
+		return false;
+	foreach(lc, names)
+		if (strcmp(lfirst(lc), ZB_CDC_PLUGIN) == 0)
+			return true;
+	return false;
+}
+
 /*
  * Can this table's changes be captured at all?  wal_level, a free slot, the
  * kind of table, its replica identity, its columns.  NULL, or the problem
  * (*sqlstate, *hint).  *warning: something that works but may stop the
  * stream later (an UPDATE keeping a TOASTed value without REPLICA IDENTITY
- * FULL).
+ * FULL): the message, a newline, and its hint.
  */
 char *
 zb_cdc_source_problem(Oid source, bool preimage, int *sqlstate, char **hint, char **warning)
@@ -1349,6 +1367,7 @@ zb_cdc_source_problem(Oid source, bool preimage, int *sqlstate, char **hint, cha
 	ListCell   *lc;
 	int			free_slots = 0;
 	int			i;
+	const char *allowed;
 
 	*hint = NULL;
 	*warning = NULL;
@@ -1357,6 +1376,27 @@ zb_cdc_source_problem(Oid source, bool preimage, int *sqlstate, char **hint, cha
 	{
 		*hint = pstrdup("ALTER SYSTEM SET wal_level = logical; then restart the server (wal_level takes effect only at a restart).");
 		return pstrdup("change capture needs wal_level = logical");
+	}
+	/*
+	 * Minor releases from 2026 on (15.20, 18.6) load as an output plugin only
+	 * a library output_plugin_libraries names, for every user.
+	 */
+	allowed = GetConfigOption("output_plugin_libraries", true, false);
+	if (allowed != NULL && !cdc_plugin_trusted(allowed))
+	{
+		/* a list: each name its own literal, or ALTER SYSTEM keeps one long name */
+		StringInfoData list;
+		char	   *copy = pstrdup(allowed);
+		List	   *names = NIL;
+		ListCell   *lc;
+
+		initStringInfo(&list);
+		if (SplitGUCList(copy, ',', &names))
+			foreach(lc, names)
+				appendStringInfo(&list, "%s, ", quote_literal_cstr(lfirst(lc)));
+		*hint = psprintf("ALTER SYSTEM SET output_plugin_libraries = %s'" ZB_CDC_PLUGIN "'; SELECT pg_reload_conf();",
+						 list.data);
+		return pstrdup("output_plugin_libraries does not name zerobus_fdw, so PostgreSQL refuses it as the output plugin of change capture");
 	}
 	if (max_replication_slots > 0)
 	{
@@ -1473,8 +1513,9 @@ zb_cdc_source_problem(Oid source, bool preimage, int *sqlstate, char **hint, cha
 
 					if (!att->attisdropped && att->attlen == -1 && att->attstorage != TYPSTORAGE_PLAIN)
 					{
-						*warning = psprintf("an UPDATE of %s that leaves column \"%s\" unchanged while its value is stored out of line (TOAST, values over about 2 kB) cannot be captured without REPLICA IDENTITY FULL, and would pause the stream",
-											leafname, NameStr(att->attname));
+						*warning = psprintf("an UPDATE of %s that leaves column \"%s\" unchanged while its value is stored out of line (TOAST, values over about 2 kB) cannot be captured without REPLICA IDENTITY FULL, and would pause the stream\n"
+											"ALTER TABLE %s REPLICA IDENTITY FULL; makes every UPDATE of it capturable (it logs whole old rows).",
+											leafname, NameStr(att->attname), leafname);
 						break;
 					}
 				}
@@ -1591,12 +1632,24 @@ zerobus_peek_changes(PG_FUNCTION_ARGS)
 	}
 
 	(void) zb_shmem();
-	zb_stream_require(name, false, &row);
+	if (!zb_stream_lookup(name, false, &row))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("stream \"%s\" does not exist", name),
+				 errhint("SELECT name FROM zerobus.streams; lists the streams of this database.")));
 	if (!OidIsValid(row.source))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("stream \"%s\" consumes a queue: it has no change capture", name),
 				 errhint("peek_changes shows what a stream created with source => … would send.")));
+	if (!OidIsValid(row.owner) || !has_privs_of_role(GetUserId(), row.owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to read the changes of stream \"%s\"", name),
+				 OidIsValid(row.owner)
+				 ? errdetail("Only role \"%s\", the stream's capture role, and its members may.",
+							 GetUserNameFromId(row.owner, false))
+				 : errdetail("Its capture role no longer exists.")));
 	problem = zb_cdc_capture_problem(row.source, row.owner, &sqlstate, &hint);
 	if (problem == NULL)
 		problem = zb_cdc_source_problem(row.source, row.update_preimage, &sqlstate, &hint, &warning);

@@ -216,6 +216,8 @@ Datum
 zerobus_queue_dropped(PG_FUNCTION_ARGS)
 {
 	uint64		i;
+	Oid			catalog;
+	bool		has_source;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		elog(ERROR, "zerobus.queue_dropped() must be called as an event trigger");
@@ -223,15 +225,29 @@ zerobus_queue_dropped(PG_FUNCTION_ARGS)
 	if (!OidIsValid(zb_catalog_relid("stream_settings", true)))
 		PG_RETURN_VOID();
 
+	/*
+	 * An update script that drops something runs this before it has added
+	 * the change-capture columns: the catalog is then one without them.
+	 */
+	catalog = zb_catalog_relid("stream_settings", false);
+	has_source = get_attnum(catalog, "source") != InvalidAttrNumber;
+
 	SPI_connect();
 	(void) zb_spi_as(zb_catalog_owner(),
-					 "DELETE FROM zerobus.stream_settings s"
+					 has_source
+					 ? "DELETE FROM zerobus.stream_settings s"
 					 " USING pg_catalog.pg_event_trigger_dropped_objects() d"
 					 " WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
 					 "   AND d.objsubid OPERATOR(pg_catalog.=) 0"
 					 "   AND d.objid OPERATOR(pg_catalog.=) ANY (ARRAY[s.queue::pg_catalog.oid,"
 					 "                                              s.source::pg_catalog.oid])"
-					 " RETURNING s.name, s.slot_name::pg_catalog.text, s.source IS NOT NULL",
+					 " RETURNING s.name, s.slot_name::pg_catalog.text, s.source IS NOT NULL"
+					 : "DELETE FROM zerobus.stream_settings s"
+					 " USING pg_catalog.pg_event_trigger_dropped_objects() d"
+					 " WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+					 "   AND d.objsubid OPERATOR(pg_catalog.=) 0"
+					 "   AND d.objid OPERATOR(pg_catalog.=) s.queue::pg_catalog.oid"
+					 " RETURNING s.name, NULL::pg_catalog.text, false",
 					 0, NULL, NULL, NULL, false, 0);
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -692,11 +708,15 @@ stream_check_source(Oid source, bool preimage)
 				 errdetail("A change-capture stream reads every row of its table as the role that creates it: the table's owner, or a role with REPLICATION and SELECT, to which no row-level security applies."),
 				 hint ? errhint("%s", hint) : 0));
 	if (warning)
+	{
+		char	   *nl = strchr(warning, '\n');
+
+		if (nl)
+			*nl++ = '\0';
 		ereport(WARNING,
 				(errmsg_internal("%s", warning),
-				 errhint("ALTER TABLE %s REPLICA IDENTITY FULL; makes every UPDATE capturable (it logs the whole old row).",
-						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(source)),
-													get_rel_name(source)))));
+				 nl ? errhint("%s", nl) : 0));
+	}
 }
 
 /* The first _seq of a new slot: above the clock and the previous slot's numbers. */
