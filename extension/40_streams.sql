@@ -213,6 +213,13 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION zerobus.peek_changes(text, integer, interval) IS
   'The records a change-capture stream would send next (data: as sent; record: as JSON), without sending or confirming anything';
 
+CREATE FUNCTION zerobus.record_descriptor(stream text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'zerobus_record_descriptor'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION zerobus.record_descriptor(text) IS
+  'The protobuf DescriptorProto of the stream''s records, as its workers send it';
+
 CREATE FUNCTION zerobus.flush(name text, timeout interval DEFAULT '5 minutes')
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'zerobus_flush'
@@ -224,6 +231,7 @@ REVOKE ALL ON FUNCTION
     zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean, text, regclass, boolean, boolean),
     zerobus.resync_stream(text),
     zerobus.peek_changes(text, integer, interval),
+    zerobus.record_descriptor(text),
     zerobus.alter_stream(text, name, text, text, integer, integer, integer, integer, interval, text),
     zerobus.drop_stream(text, boolean),
     zerobus.start_stream(text),

@@ -1592,8 +1592,8 @@ PG_FUNCTION_INFO_V1(zerobus_peek_changes);
  * the initial copy (if the stream takes one) and the changes committed
  * since, up to the end of the WAL.  An established stream: from its slot's
  * confirmed position, skipping what its progress record says is
- * acknowledged.  With 'wait', a call that finds nothing waits that long for
- * a commit.  The stream's capture role (or a member) only.
+ * acknowledged.  With 'wait', it waits up to that long for commits until it
+ * has max_records records.  The stream's capture role (or a member) only.
  */
 Datum
 zerobus_peek_changes(PG_FUNCTION_ARGS)
@@ -1723,9 +1723,9 @@ zerobus_peek_changes(PG_FUNCTION_ARGS)
 
 			if (r == ZB_CDC_BOUND)
 				continue;
-			/* caught up: wait for a commit if asked to and nothing came */
+			/* caught up: wait for commits until max_records or the deadline */
 			left = (long) ((deadline - GetCurrentTimestamp()) / 1000);
-			if (ps.stored > 0 || left <= 0)
+			if (left <= 0)
 				break;
 			zb_cdc_wait(cdc, left);
 		}

@@ -1062,6 +1062,57 @@ zerobus_resync_stream(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+PG_FUNCTION_INFO_V1(zerobus_record_descriptor);
+
+/*
+ * The DescriptorProto a stream's records are encoded with (PROTO records;
+ * JSON ones have the same fields), as its workers would send it now: to
+ * decode records, or to compare with a Delta table.  For the stream's owner.
+ */
+Datum
+zerobus_record_descriptor(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	ZbStreamRow row;
+	Oid			relid;
+	Relation	rel;
+	ZbRecordSchema *schema;
+	bytea	   *result;
+	char	   *hint;
+	int			sqlstate;
+	char	   *problem;
+
+	stream_check_arg(fcinfo, 0, "name");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (!zb_stream_lookup(name, false, &row))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("stream \"%s\" does not exist", name)));
+	if (!OidIsValid(row.owner) || !has_privs_of_role(GetUserId(), row.owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for the record descriptor of stream \"%s\"", name)));
+	relid = OidIsValid(row.source) ? row.source : row.queue;
+	rel = table_open(relid, AccessShareLock);
+	problem = OidIsValid(row.source)
+		? zb_record_cdc_problem(RelationGetDescr(rel), RelationGetRelationName(rel), &hint, &sqlstate)
+		: zb_record_columns_problem(RelationGetDescr(rel), RelationGetRelationName(rel), &hint,
+									&sqlstate);
+	if (problem)
+		ereport(ERROR,
+				(errcode(sqlstate), errmsg_internal("%s", problem),
+				 hint ? errhint("%s", hint) : 0));
+	schema = OidIsValid(row.source)
+		? zb_record_schema_cdc(RelationGetDescr(rel), RelationGetRelationName(rel))
+		: zb_record_schema(RelationGetDescr(rel), RelationGetRelationName(rel), 0,
+						   row.dedup_column);
+	table_close(rel, AccessShareLock);
+	result = palloc(VARHDRSZ + schema->descriptor_len);
+	SET_VARSIZE(result, VARHDRSZ + schema->descriptor_len);
+	memcpy(VARDATA(result), schema->descriptor, schema->descriptor_len);
+	PG_RETURN_BYTEA_P(result);
+}
+
 /* ---------- flush ---------- */
 
 /*

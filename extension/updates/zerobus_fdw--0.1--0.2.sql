@@ -272,10 +272,18 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION zerobus.peek_changes(text, integer, interval) IS
   'The records a change-capture stream would send next (data: as sent; record: as JSON), without sending or confirming anything';
 
+CREATE FUNCTION zerobus.record_descriptor(stream text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'zerobus_record_descriptor'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION zerobus.record_descriptor(text) IS
+  'The protobuf DescriptorProto of the stream''s records, as its workers send it';
+
 REVOKE ALL ON FUNCTION
     zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean, text, regclass, boolean, boolean),
     zerobus.resync_stream(text),
-    zerobus.peek_changes(text, integer, interval)
+    zerobus.peek_changes(text, integer, interval),
+    zerobus.record_descriptor(text)
   FROM PUBLIC;
 
 -- create_stream's new signature keeps the EXECUTE grants the old one had, then the old one goes.
