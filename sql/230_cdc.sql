@@ -12,11 +12,15 @@
 \set SHOW_CONTEXT never
 CREATE EXTENSION zerobus_fdw;
 -- Minor releases from 2026 on load only the output plugins that
--- output_plugin_libraries names (t/040_cdc_decode.pl shows the refusal).
+-- output_plugin_libraries names (t/040_cdc_decode.pl shows the refusal):
+-- for this session, and for the processes that peek_changes starts (they
+-- read the database's settings, as a stream's worker does).
 DO $$
 BEGIN
   IF EXISTS (SELECT FROM pg_settings WHERE name = 'output_plugin_libraries') THEN
     SET output_plugin_libraries = pgoutput, test_decoding, zerobus_fdw;
+    EXECUTE format('ALTER DATABASE %I SET output_plugin_libraries = pgoutput, test_decoding, zerobus_fdw',
+                   current_database());
   END IF;
 END
 $$;

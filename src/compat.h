@@ -218,13 +218,6 @@ object_ownercheck(Oid classid, Oid objectid, Oid roleid)
 #define zb_attrmap_by_name_if_req(in, out) build_attrmap_by_name_if_req((in), (out))
 #endif
 
-/* 16: the snapshot builder's snapshot no longer takes an xid. */
-#if PG_VERSION_NUM >= 160000
-#define zb_snapbuild_snapshot(builder) SnapBuildGetOrBuildSnapshot(builder)
-#else
-#define zb_snapbuild_snapshot(builder) SnapBuildGetOrBuildSnapshot((builder), InvalidTransactionId)
-#endif
-
 /*
  * Slots: 17 added failover and synced to ReplicationSlotCreate, 18
  * error_if_invalid to ReplicationSlotAcquire (we look at invalidation

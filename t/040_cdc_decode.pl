@@ -84,9 +84,14 @@ sub start_peek
 	my ($stream, $n) = @_;
 	my $q = start_psql("SELECT seq, change_type, record::text, encode(data, 'hex')"
 		  . " FROM zerobus.peek_changes('$stream', $n, '180 s')");
+	# (a stream not established yet is read by a helper process the session
+	# starts, which names the session's PID in its application_name)
 	$node->poll_query_until('postgres', qq{
-		SELECT count(*) = 1 FROM pg_stat_activity
-		 WHERE application_name = '$q->{app}' AND wait_event_type = 'Extension'})
+		SELECT count(*) = 1 FROM pg_stat_activity s
+		  LEFT JOIN pg_stat_activity h
+		    ON h.application_name = 'zerobus_fdw peek_changes for PID ' || s.pid
+		 WHERE s.application_name = '$q->{app}'
+		   AND 'Extension' IN (s.wait_event_type, h.wait_event_type)})
 	  or die "peek of $stream never waited for commits: $q->{err}";
 	return $q;
 }
