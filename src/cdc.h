@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  * cdc.h
  *	  Change capture (docs/DESIGN.md, "Change capture"): the output plugin
- *	  that turns decoded changes into records (cdcdecode.c) and the driver
- *	  that owns a stream's replication slot, its initial snapshot, its
- *	  progress record and the decoding loop (cdc.c).
+ *	  that turns decoded changes into records (cdcdecode.c), the driver
+ *	  that owns a stream's replication slot while it decodes (cdc.c), the
+ *	  slot's name, progress record and drops (cdcslot.c), commit wake-ups
+ *	  (cdcwake.c) and the checks of who may capture what (cdccheck.c).
  *
  * The driver is what a change-capture stream worker calls; the sequence of
  * calls is listed in docs/DESIGN.md ("The driver's interface").
@@ -155,14 +156,22 @@ extern void zb_cdc_drop_at_commit(const char *slot_name);
 extern void zb_cdc_drop_database_slots_at_commit(void);
 extern int	zb_cdc_sweep(void);
 
-/* Who may capture a table (NULL, or the problem with the fix). */
+/* Who may capture a table (cdccheck.c: NULL, or the problem with the fix). */
 extern char *zb_cdc_capture_problem(Oid source, Oid role, int *sqlstate, char **hint);
 extern char *zb_cdc_source_problem(Oid source, bool preimage, int *sqlstate, char **hint,
 								   char **warning);
 
-/* Commit-time wake-ups (shared memory of cdc.c). */
+/* Slots' progress records (cdcslot.c), for the driver. */
+extern void zb_cdc_write_progress(const char *slot_name, const ZbCdcProgress *p);
+extern void zb_cdc_slot_init(void);
+
+/* Commit-time wake-ups (cdcwake.c). */
 extern void zb_cdc_shmem_request(void);
 extern void zb_cdc_shmem_startup(void);
+extern bool zb_cdc_join_waiters(void);
+extern void zb_cdc_wake_init(void);
+
+/* From _PG_init: the transaction callbacks of change capture. */
 extern void zb_cdc_init(void);
 
 #endif							/* ZB_CDC_H */
