@@ -96,6 +96,11 @@ struct ZbCdc
 	XLogRecPtr	confirmed;
 	bool		in_decode;
 
+	/* the decoding stopped in the middle: close before decoding again */
+	bool		broken;
+	bool		stop;			/* the sink asked to stop (zb_cdc_stop) */
+	ErrorData  *refusal;		/* the change no record can carry, or NULL */
+
 	/* the sink of the current call, behind ours */
 	ZbCdcSink	inner;
 	ZbCdcSink  *outer;
@@ -366,6 +371,27 @@ zb_cdc_copy(ZbCdc *cdc, ZbCdcSink *sink, int64 max_records)
 		MemoryContextSwitchTo(old);
 		table_close(root, AccessShareLock);
 		sink->schema(sink, cdc->copy_schema);
+
+		/*
+		 * A copy replaces whatever an earlier one sent (a copy interrupted
+		 * by a crash, a resync): a mirror applies this truncate first, and
+		 * rows deleted since then do not linger there.
+		 */
+		{
+			ZbCdcRecord rec;
+
+			memset(cdc->copy_isnull, true, sizeof(bool) * cdc->copy_schema->nvalues);
+			memset(&rec, 0, sizeof(rec));
+			rec.seq = cdc->next_seq++;
+			rec.change = ZB_CDC_TRUNCATE;
+			rec.commit_lsn = cdc->consistent_lsn;
+			rec.end_lsn = cdc->consistent_lsn;
+			rec.commit_time = cdc->snapshot_time;
+			rec.txn_index = cdc->copy_rows++;
+			zb_cdc_encoder_emit(cdc->copy_enc, cdc->copy_schema, cdc->copy_values,
+								cdc->copy_isnull, &rec, sink);
+			n++;
+		}
 	}
 
 	while (n < max_records)
@@ -578,12 +604,16 @@ zb_cdc_decode(ZbCdc *cdc, ZbCdcSink *sink, int64 max_records, int64 max_bytes)
 {
 	XLogRecPtr	end_of_wal;
 	ResourceOwner owner = CurrentResourceOwner;
-	bool		bound = false;
+	MemoryContext mcxt = CurrentMemoryContext;
+	volatile bool bound = false;
 	bool		in_xact = IsTransactionState();
 	CdcAs		as;
 
 	if (!cdc->have_slot)
 		elog(ERROR, "change capture: replication slot \"%s\" is not acquired", cdc->slot_name);
+	if (cdc->broken)
+		elog(ERROR, "change capture: the decoding of replication slot \"%s\" stopped in the middle; close it first",
+			 cdc->slot_name);
 	cdc_as_begin(cdc, &as);
 	if (in_xact)
 		InvalidateSystemCaches();	/* no time-travel entries into or out of the caller's caches */
@@ -594,37 +624,93 @@ zb_cdc_decode(ZbCdc *cdc, ZbCdcSink *sink, int64 max_records, int64 max_bytes)
 	cdc->outer = sink;
 	cdc->call_records = 0;
 	cdc->call_bytes = 0;
+	cdc->stop = false;
 	end_of_wal = GetFlushRecPtr(NULL);
 
 	cdc->in_decode = true;
-	while (cdc->ctx->reader->EndRecPtr < end_of_wal)
+	PG_TRY();
 	{
-		XLogRecord *record;
-		char	   *errm = NULL;
-
-		record = XLogReadRecord(cdc->ctx->reader, &errm);
-		if (errm)
-			elog(ERROR, "could not read the WAL for change capture: %s", errm);
-		if (record != NULL)
-			LogicalDecodingProcessRecord(cdc->ctx, cdc->ctx->reader);
-		if (cdc->call_records >= max_records || (max_bytes > 0 && cdc->call_bytes >= max_bytes))
+		while (cdc->ctx->reader->EndRecPtr < end_of_wal)
 		{
-			bound = true;
-			break;
+			XLogRecord *record;
+			char	   *errm = NULL;
+
+			record = XLogReadRecord(cdc->ctx->reader, &errm);
+			if (errm)
+				elog(ERROR, "could not read the WAL for change capture: %s", errm);
+			if (record != NULL)
+				LogicalDecodingProcessRecord(cdc->ctx, cdc->ctx->reader);
+			if (cdc->stop)
+				break;
+			if (cdc->call_records >= max_records || (max_bytes > 0 && cdc->call_bytes >= max_bytes))
+			{
+				bound = true;
+				break;
+			}
+			CHECK_FOR_INTERRUPTS();
 		}
-		CHECK_FOR_INTERRUPTS();
 	}
+	PG_CATCH();
+	{
+		/*
+		 * The plugin refused a change no record can carry: the reorder
+		 * buffer has cleaned up its transaction, the ERROR went no further
+		 * than here, and nothing past the change was emitted.  Keep the
+		 * reason; the caller closes the driver (nothing more can be decoded
+		 * from this context) and decides what to do.  Anything else goes on
+		 * up.
+		 */
+		if (cdc->ctx == NULL || !zb_cdc_plugin_refusing(cdc->ctx))
+			PG_RE_THROW();
+		CurrentResourceOwner = owner;
+		MemoryContextSwitchTo(cdc->cxt);
+		cdc->refusal = CopyErrorData();
+		FlushErrorState();
+		MemoryContextSwitchTo(mcxt);
+		cdc->in_decode = false;
+		cdc->broken = true;
+		cdc_as_end(&as);
+		if (in_xact)
+			InvalidateSystemCaches();
+		return ZB_CDC_REFUSED;
+	}
+	PG_END_TRY();
 	cdc->in_decode = false;
 	/* decoding can leave another resource owner current (as logicalfuncs.c notes) */
 	CurrentResourceOwner = owner;
 	if (in_xact)
 		InvalidateSystemCaches();
 	cdc_as_end(&as);
+	if (cdc->stop)
+	{
+		/* records the sink did not take were emitted: decode them again later */
+		cdc->broken = true;
+		return ZB_CDC_STOPPED;
+	}
 
 	/* nothing unacknowledged: the slot can move past what was read */
 	if (cdc->ntxns == 0)
 		cdc_confirm(cdc, cdc->ctx->reader->EndRecPtr);
 	return bound ? ZB_CDC_BOUND : ZB_CDC_CAUGHT_UP;
+}
+
+/*
+ * From a sink callback: the sink takes no more records in this call (it
+ * could not deliver them).  The call returns ZB_CDC_STOPPED once the record
+ * being decoded is done; what was emitted and not acknowledged is decoded
+ * again after zb_cdc_close() and zb_cdc_start().
+ */
+void
+zb_cdc_stop(ZbCdc *cdc)
+{
+	cdc->stop = true;
+}
+
+/* After ZB_CDC_REFUSED: the ERROR that says why (message, detail, hint). */
+ErrorData *
+zb_cdc_refusal(ZbCdc *cdc)
+{
+	return cdc->refusal;
 }
 
 /*
@@ -734,6 +820,8 @@ zb_cdc_close(ZbCdc *cdc)
 		ReplicationSlotRelease();
 	cdc->have_slot = false;
 	cdc->ntxns = 0;
+	cdc->broken = false;
+	cdc->stop = false;
 	/* (outside a transaction, the replays' own aborts cleaned the caches) */
 	if (IsTransactionState())
 		InvalidateSystemCaches();

@@ -97,6 +97,7 @@ extern List *zb_cdc_plugin_options(const ZbCdcPluginOptions *opts);
 extern void zb_cdc_plugin_bind(LogicalDecodingContext *ctx, ZbCdcSink *sink,
 							   const ZbCdcProgress *from);
 extern void zb_cdc_plugin_reset_schema(LogicalDecodingContext *ctx);
+extern bool zb_cdc_plugin_refusing(LogicalDecodingContext *ctx);
 
 /* Shared by the plugin and the snapshot copy: one row into a record. */
 typedef struct ZbCdcEncoder ZbCdcEncoder;
@@ -131,7 +132,10 @@ typedef enum ZbCdcStart
 typedef enum ZbCdcDecoded
 {
 	ZB_CDC_CAUGHT_UP,			/* read everything flushed when the call began */
-	ZB_CDC_BOUND				/* emitted the records or bytes asked for */
+	ZB_CDC_BOUND,				/* emitted the records or bytes asked for */
+	ZB_CDC_STOPPED,				/* the sink called zb_cdc_stop(): close, start again */
+	ZB_CDC_REFUSED				/* no record can carry a change: zb_cdc_refusal()
+								 * says why; nothing past it was emitted */
 } ZbCdcDecoded;
 
 typedef struct ZbCdc ZbCdc;
@@ -143,6 +147,8 @@ extern bool zb_cdc_copy(ZbCdc *cdc, ZbCdcSink *sink, int64 max_records);
 extern void zb_cdc_copy_done(ZbCdc *cdc);
 extern ZbCdcDecoded zb_cdc_decode(ZbCdc *cdc, ZbCdcSink *sink, int64 max_records,
 								  int64 max_bytes);
+extern void zb_cdc_stop(ZbCdc *cdc);
+extern ErrorData *zb_cdc_refusal(ZbCdc *cdc);
 extern void zb_cdc_ack(ZbCdc *cdc, int64 seq);
 extern void zb_cdc_wait(ZbCdc *cdc, long timeout_ms);
 extern void zb_cdc_close(ZbCdc *cdc);

@@ -234,6 +234,13 @@ typedef struct CdcPlugin
 	uint64		txn_index;		/* records made from it so far */
 	bool		txn_skip_all;
 	uint64		txn_skip_first;
+
+	/*
+	 * The ERROR being raised says that no record can carry a change: the
+	 * stream worker's driver catches it (zb_cdc_plugin_refusing) and pauses
+	 * the stream at that change; other callers see the ERROR.
+	 */
+	bool		refusing;
 } CdcPlugin;
 
 /* The plugin of this process's decoding context (one at a time). */
@@ -447,6 +454,18 @@ zb_cdc_plugin_bind(LogicalDecodingContext *ctx, ZbCdcSink *sink, const ZbCdcProg
 		p->enc = zb_cdc_encoder_create(p->opts.json, p->cxt);
 }
 
+/*
+ * Is the ERROR being handled the plugin's refusal of a change no record can
+ * carry (rather than a failure of the decoding itself)?
+ */
+bool
+zb_cdc_plugin_refusing(LogicalDecodingContext *ctx)
+{
+	CdcPlugin  *p = ctx->output_plugin_private;
+
+	return p != NULL && p->refusing;
+}
+
 /* The next record goes out with a schema() first, even if unchanged. */
 void
 zb_cdc_plugin_reset_schema(LogicalDecodingContext *ctx)
@@ -585,12 +604,15 @@ cdc_check_schema(CdcPlugin *p)
 		MemoryContext old;
 
 		if (problem)
+		{
+			p->refusing = true;
 			ereport(ERROR,
 					(errcode(sqlstate),
 					 errmsg("change capture of table \"%s\" cannot go on: %s",
 							RelationGetRelationName(root), problem),
 					 errdetail("A change committed after the table was altered cannot be carried by a record."),
 					 hint ? errhint("%s", hint) : 0));
+		}
 		MemoryContextReset(p->schema_cxt);
 		old = MemoryContextSwitchTo(p->schema_cxt);
 		p->schema = zb_record_schema_cdc(td, RelationGetRelationName(root));
@@ -720,7 +742,7 @@ cdc_key_changed(Relation rel, CdcRel *e, Datum *ov, bool *on, Datum *nv, bool *n
  * Otherwise no record can carry the change.
  */
 static void
-cdc_fill_unchanged(Relation rel, Datum *nv, bool *nn, Datum *ov, bool *on)
+cdc_fill_unchanged(CdcPlugin *p, Relation rel, Datum *nv, bool *nn, Datum *ov, bool *on)
 {
 	TupleDesc	td = RelationGetDescr(rel);
 	int			i;
@@ -737,12 +759,13 @@ cdc_fill_unchanged(Relation rel, Datum *nv, bool *nn, Datum *ov, bool *on)
 			nv[i] = ov[i];
 			continue;
 		}
+		p->refusing = true;
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("an UPDATE of table \"%s\" cannot be captured: column \"%s\" kept a value stored out of line, which the WAL does not repeat",
 						RelationGetRelationName(rel), NameStr(att->attname)),
 				 errdetail("PostgreSQL logs an unchanged TOASTed value only when the table's replica identity is FULL."),
-				 errhint("ALTER TABLE %s REPLICA IDENTITY FULL; then SELECT zerobus.resync_stream(…); for the stream.",
+				 errhint("ALTER TABLE %s REPLICA IDENTITY FULL; then SELECT zerobus.resync_stream('<stream>'); for the stream.",
 						 quote_identifier(RelationGetRelationName(rel)))));
 	}
 }
@@ -785,7 +808,7 @@ cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation relation
 			cdc_deform(p, e, relation, newtup, p->values, p->isnull, &nv, &nn);
 			if (oldtup)
 				cdc_deform(p, e, relation, oldtup, p->old_values, p->old_isnull, &ov, &on);
-			cdc_fill_unchanged(relation, nv, nn, ov, on);
+			cdc_fill_unchanged(p, relation, nv, nn, ov, on);
 
 			if (oldtup && cdc_key_changed(relation, e, ov, on, nv, nn))
 			{
@@ -799,12 +822,15 @@ cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation relation
 			if (p->opts.preimage)
 			{
 				if (oldtup == NULL || e->replident != REPLICA_IDENTITY_FULL)
+				{
+					p->refusing = true;
 					ereport(ERROR,
 							(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 							 errmsg("the old row of an UPDATE of table \"%s\" is not in the WAL, so no update_preimage record can be made",
 									RelationGetRelationName(relation)),
 							 errhint("ALTER TABLE %s REPLICA IDENTITY FULL; or create the stream without update_preimage.",
 									 quote_identifier(RelationGetRelationName(relation)))));
+				}
 				cdc_to_root(p, e, ov, on, p->old_values, p->old_isnull);
 				cdc_emit(p, ZB_CDC_UPDATE_PREIMAGE, p->old_values, p->old_isnull);
 			}
@@ -814,13 +840,16 @@ cdc_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Relation relation
 
 		case REORDER_BUFFER_CHANGE_DELETE:
 			if (oldtup == NULL)
+			{
+				p->refusing = true;
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						 errmsg("a DELETE from table \"%s\" cannot be captured: the WAL has no key of the deleted row",
 								RelationGetRelationName(relation)),
 						 errdetail("The table has no replica identity (no primary key, REPLICA IDENTITY NOTHING)."),
-						 errhint("Add a primary key, or ALTER TABLE %s REPLICA IDENTITY FULL; then SELECT zerobus.resync_stream(…); for the stream.",
+						 errhint("Add a primary key, or ALTER TABLE %s REPLICA IDENTITY FULL; then SELECT zerobus.resync_stream('<stream>'); for the stream.",
 								 quote_identifier(RelationGetRelationName(relation)))));
+			}
 			cdc_deform(p, e, relation, oldtup, p->values, p->isnull, &ov, &on);
 			cdc_to_root(p, e, ov, on, p->values, p->isnull);
 			cdc_emit(p, ZB_CDC_DELETE, p->values, p->isnull);
@@ -879,12 +908,15 @@ cdc_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations,
 				missing = lappend_oid(missing, relid);
 		}
 		if (missing != NIL)
+		{
+			p->refusing = true;
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("a TRUNCATE of partition \"%s\" of table \"%s\" cannot be captured",
 							get_rel_name(linitial_oid(truncated)), get_rel_name(p->opts.source)),
 					 errdetail("A record can say that the whole table was emptied, not which of its rows were in one partition."),
-					 errhint("SELECT zerobus.resync_stream(…); sends the table again; DELETE instead of TRUNCATE is captured row by row.")));
+					 errhint("SELECT zerobus.resync_stream('<stream>'); sends the table again; DELETE instead of TRUNCATE is captured row by row.")));
+		}
 	}
 	memset(p->isnull, true, sizeof(bool) * p->natts);
 	cdc_emit(p, ZB_CDC_TRUNCATE, p->values, p->isnull);

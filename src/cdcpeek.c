@@ -192,7 +192,11 @@ peek_decode(ZbCdc *cdc, PeekSink *ps, TimestampTz deadline)
 	{
 		long		left;
 
-		if (zb_cdc_decode(cdc, &ps->sink, ps->max - ps->stored, 0) == ZB_CDC_BOUND)
+		ZbCdcDecoded r = zb_cdc_decode(cdc, &ps->sink, ps->max - ps->stored, 0);
+
+		if (r == ZB_CDC_REFUSED)
+			ReThrowError(zb_cdc_refusal(cdc));	/* what the stream's worker pauses at */
+		if (r == ZB_CDC_BOUND)
 			continue;
 		left = (long) ((deadline - GetCurrentTimestamp()) / 1000);
 		if (left <= 0)
