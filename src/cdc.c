@@ -11,7 +11,7 @@
  * in cdc.h and "The driver's interface".  Elsewhere: the output plugin
  * (cdcdecode.c), slot names, drops and the progress record's file
  * (cdcslot.c), commit wake-ups (cdcwake.c), who may capture what
- * (cdccheck.c), peek_changes (cdcpeek.c).
+ * (cdccheck.c), the SQL functions that read a slot (cdcsql.c), the batch engine's source (cdcsource.c).
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

@@ -4,7 +4,9 @@
  *	  that turns decoded changes into records (cdcdecode.c), the driver
  *	  that owns a stream's replication slot while it decodes (cdc.c), the
  *	  slot's name, progress record and drops (cdcslot.c), commit wake-ups
- *	  (cdcwake.c) and the checks of who may capture what (cdccheck.c).
+ *	  (cdcwake.c), the checks of who may capture what (cdccheck.c), the SQL
+ *	  functions that read a slot (cdcsql.c) and the batch engine's source
+ *	  (cdcsource.c).
  *
  * The driver is what a change-capture stream worker calls; the sequence of
  * calls is listed in docs/DESIGN.md ("The driver's interface").
@@ -15,6 +17,7 @@
 
 #include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
+#include "utils/timestamp.h"
 #include "replication/logical.h"
 
 #include "record.h"
@@ -161,6 +164,10 @@ extern void zb_cdc_drop_slot(const char *slot_name);
 extern void zb_cdc_drop_at_commit(const char *slot_name);
 extern void zb_cdc_drop_database_slots_at_commit(void);
 extern int	zb_cdc_sweep(void);
+
+/* zerobus.flush() of a change-capture stream (cdcsql.c). */
+struct ZbStreamRow;
+extern int64 zb_cdc_flush(const char *name, const struct ZbStreamRow *row, Interval *iv);
 
 /* Who may capture a table (cdccheck.c: NULL, or the problem with the fix). */
 extern char *zb_cdc_capture_problem(Oid source, Oid role, int *sqlstate, char **hint);

@@ -1184,10 +1184,7 @@ zerobus_flush(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("stream \"%s\" does not exist", name)));
 	if (OidIsValid(row.source))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("flush of change-capture stream \"%s\" is not available yet", name),
-				 errdetail("Change capture streams are not delivered by this build yet.")));
+		PG_RETURN_INT64(zb_cdc_flush(name, &row, iv));
 	if (pg_class_aclcheck(row.queue, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(row.queue));
 	if (!row.enabled)

@@ -1,11 +1,14 @@
 /*-------------------------------------------------------------------------
- * cdcpeek.c
- *	  zerobus.peek_changes(stream, max_records, wait): what a change-capture
- *	  stream would send next, decoded exactly as its worker would, without
- *	  sending or confirming anything.  A stream not yet established is read
- *	  by a helper process (an ephemeral slot, the initial copy, the changes
- *	  after it); an established one from its own slot.  See docs/DESIGN.md,
- *	  "Initial snapshot".
+ * cdcsql.c
+ *	  The SQL functions of change capture that read a stream's slot:
+ *	  zerobus.peek_changes(stream, max_records, wait), what the stream would
+ *	  send next, decoded exactly as its worker would, without sending or
+ *	  confirming anything (a stream not yet established is read by a helper
+ *	  process: an ephemeral slot, the initial copy, the changes after it;
+ *	  an established one from its own slot); and zerobus.flush() of a
+ *	  change-capture stream, which waits until the slot has confirmed
+ *	  everything committed before the call.  See docs/DESIGN.md, "Initial
+ *	  snapshot" and "Durability: the progress record".
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -30,7 +33,10 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/lsyscache.h"
+#include "access/xlog.h"
 
 #include "compat.h"
 #include "cdc.h"
@@ -530,4 +536,92 @@ zerobus_peek_changes(PG_FUNCTION_ARGS)
 		PG_END_TRY();
 	}
 	return (Datum) 0;
+}
+
+/* ======================================================================
+ * zerobus.flush() of a change-capture stream
+ * ====================================================================== */
+
+/* The slot's confirmed position (Invalid if there is no such slot). */
+static XLogRecPtr
+cdc_slot_confirmed(const char *slot_name)
+{
+	ReplicationSlot *s;
+	XLogRecPtr	confirmed = InvalidXLogRecPtr;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	s = SearchNamedReplicationSlot(slot_name, false);
+	if (s)
+	{
+		SpinLockAcquire(&s->mutex);
+		confirmed = s->data.confirmed_flush;
+		SpinLockRelease(&s->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	return confirmed;
+}
+
+/*
+ * Wait until every change committed before the call is durably
+ * acknowledged: the stream is established (its copy delivered) and its
+ * slot's confirmed position has reached the WAL position of the call.
+ * Returns the WAL bytes that were not confirmed when it was called.
+ */
+int64
+zb_cdc_flush(const char *name, const ZbStreamRow *first, Interval *iv)
+{
+	XLogRecPtr	target = GetXLogInsertRecPtr();
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), zb_interval_ms(iv));
+	int64		initial = -1;
+
+	if (pg_class_aclcheck(first->source, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(first->source));
+	if (!first->enabled)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("stream \"%s\" is stopped, so its changes are not delivered", name),
+				 errhint("SELECT zerobus.start_stream('%s');", name)));
+	for (;;)
+	{
+		ZbStreamRow row;
+		bool		found;
+		long		left;
+
+		/* the stream as committed now: established, and its slot (a resync changes it) */
+		PushActiveSnapshot(GetLatestSnapshot());
+		found = zb_stream_lookup(name, false, &row);
+		PopActiveSnapshot();
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("stream \"%s\" was dropped", name)));
+		if (row.cdc_started)
+		{
+			XLogRecPtr	confirmed = cdc_slot_confirmed(row.slot_name);
+
+			if (initial < 0)
+				initial = confirmed >= target ? 0 : (int64) (target - confirmed);
+			if (confirmed >= target)
+				break;
+		}
+		left = (long) ((deadline - GetCurrentTimestamp()) / 1000);
+		if (left <= 0)
+		{
+			ZbStreamSnapshot snap;
+
+			zb_stream_snapshot(MyDatabaseId, name, &snap);
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("stream \"%s\" did not deliver its changes within %s", name,
+							DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(iv)))),
+					 errdetail("Stream state: %s%s%s.", snap.state,
+							   snap.last_error[0] ? "; last error: " : "", snap.last_error),
+					 errhint("SELECT * FROM zb_metrics; shows the stream's progress.")));
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(left, 10), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return Max(initial, 0);
 }
