@@ -15,6 +15,7 @@
 
 #include <curl/curl.h>
 
+#include "access/htup_details.h"
 #include "access/reloptions.h"
 #include "catalog/pg_foreign_data_wrapper.h"
 #include "catalog/pg_foreign_server.h"
@@ -50,36 +51,47 @@ typedef enum OptKind
 	OPT_COST					/* a non-negative planner cost */
 } OptKind;
 
+/*
+ * One option: where it may be set, what it holds, and for server and user
+ * mapping options the field of ZbServerConfig that zb_server_config()
+ * resolves it into (the field's C type follows from the kind: char * for
+ * text, URLs, names and paths; long for durations; bool for disposition;
+ * double for costs).  Foreign table and column options are read where they
+ * are used, and have no field.
+ */
 typedef struct ZbOption
 {
 	const char *name;
 	Oid			context;		/* catalog of the object it belongs to */
 	OptKind		kind;
+	int			field;			/* offsetof(ZbServerConfig, ...), or -1 */
 } ZbOption;
 
+#define CFG(f) ((int) offsetof(ZbServerConfig, f))
+
 static const ZbOption zb_options[] = {
-	{"workspace_url", ForeignServerRelationId, OPT_URL},
-	{"zerobus_endpoint", ForeignServerRelationId, OPT_URL},
-	{"workspace_id", ForeignServerRelationId, OPT_TEXT},
-	{"warehouse_id", ForeignServerRelationId, OPT_TEXT},
-	{"catalog", ForeignServerRelationId, OPT_IDENT},
-	{"schema", ForeignServerRelationId, OPT_IDENT},
-	{"ca_file", ForeignServerRelationId, OPT_PATH},
-	{"connect_timeout", ForeignServerRelationId, OPT_MS},
-	{"request_timeout", ForeignServerRelationId, OPT_MS},
+	{"workspace_url", ForeignServerRelationId, OPT_URL, CFG(workspace_url)},
+	{"zerobus_endpoint", ForeignServerRelationId, OPT_URL, CFG(zerobus_endpoint)},
+	{"workspace_id", ForeignServerRelationId, OPT_TEXT, CFG(workspace_id)},
+	{"warehouse_id", ForeignServerRelationId, OPT_TEXT, CFG(warehouse_id)},
+	{"catalog", ForeignServerRelationId, OPT_IDENT, CFG(catalog)},
+	{"schema", ForeignServerRelationId, OPT_IDENT, CFG(schema)},
+	{"ca_file", ForeignServerRelationId, OPT_PATH, CFG(ca_file)},
+	{"connect_timeout", ForeignServerRelationId, OPT_MS, CFG(connect_timeout_ms)},
+	{"request_timeout", ForeignServerRelationId, OPT_MS, CFG(request_timeout_ms)},
 	/* history FDW (SQL Statement Execution API) */
-	{"wait_timeout", ForeignServerRelationId, OPT_WAIT},
-	{"statement_timeout", ForeignServerRelationId, OPT_MS},
-	{"disposition", ForeignServerRelationId, OPT_DISPOSITION},
-	{"fdw_startup_cost", ForeignServerRelationId, OPT_COST},
-	{"fdw_tuple_cost", ForeignServerRelationId, OPT_COST},
-	{"client_id", UserMappingRelationId, OPT_TEXT},
-	{"client_secret", UserMappingRelationId, OPT_SECRET},
-	{"table", ForeignTableRelationId, OPT_NAME3},
-	{"query", ForeignTableRelationId, OPT_TEXT},
-	{"disposition", ForeignTableRelationId, OPT_DISPOSITION},
-	{"column_name", AttributeRelationId, OPT_TEXT},
-	{NULL, InvalidOid, 0}
+	{"wait_timeout", ForeignServerRelationId, OPT_WAIT, CFG(wait_timeout_s)},
+	{"statement_timeout", ForeignServerRelationId, OPT_MS, CFG(statement_timeout_ms)},
+	{"disposition", ForeignServerRelationId, OPT_DISPOSITION, CFG(external_links)},
+	{"fdw_startup_cost", ForeignServerRelationId, OPT_COST, CFG(fdw_startup_cost)},
+	{"fdw_tuple_cost", ForeignServerRelationId, OPT_COST, CFG(fdw_tuple_cost)},
+	{"client_id", UserMappingRelationId, OPT_TEXT, CFG(client_id)},
+	{"client_secret", UserMappingRelationId, OPT_SECRET, CFG(client_secret)},
+	{"table", ForeignTableRelationId, OPT_NAME3, -1},
+	{"query", ForeignTableRelationId, OPT_TEXT, -1},
+	{"disposition", ForeignTableRelationId, OPT_DISPOSITION, -1},
+	{"column_name", AttributeRelationId, OPT_TEXT, -1},
+	{NULL, InvalidOid, 0, -1}
 };
 
 static const char *
@@ -484,12 +496,101 @@ zb_server_oid(const char *servername)
 	return server->serverid;
 }
 
+/*
+ * The user mapping 'userid' uses on a server: its own, or PUBLIC's.  An
+ * ERROR with the statement that creates one when there is none.
+ */
+Oid
+zb_user_mapping_oid(Oid serverid, Oid userid)
+{
+	HeapTuple	tup;
+	Oid			umid;
+
+	tup = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(userid),
+						  ObjectIdGetDatum(serverid));
+	if (!HeapTupleIsValid(tup))
+		tup = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+							  ObjectIdGetDatum(serverid));
+	if (!HeapTupleIsValid(tup))
+	{
+		ForeignServer *server = GetForeignServer(serverid);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("no user mapping for user \"%s\" on server \"%s\"",
+						GetUserNameFromId(userid, false), server->servername),
+				 errhint("CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (client_id '…', client_secret '…');",
+						 quote_identifier(server->servername))));
+	}
+	umid = ((Form_pg_user_mapping) GETSTRUCT(tup))->oid;
+	ReleaseSysCache(tup);
+	return umid;
+}
+
+/* Store one option's value into its field of the configuration. */
+static void
+opt_resolve(ZbServerConfig *cfg, const ZbOption *opt, const char *value)
+{
+	char	   *field = (char *) cfg + opt->field;
+
+	switch (opt->kind)
+	{
+		case OPT_URL:
+			*(char **) field = opt_strip_slash(value);
+			break;
+		case OPT_TEXT:
+		case OPT_NAME3:
+		case OPT_IDENT:
+		case OPT_PATH:
+		case OPT_SECRET:
+			*(char **) field = pstrdup(value);
+			break;
+		case OPT_MS:
+			*(long *) field = opt_parse_ms(opt->name, value);
+			break;
+		case OPT_WAIT:
+			*(long *) field = opt_parse_wait(opt->name, value);
+			break;
+		case OPT_DISPOSITION:
+			*(bool *) field = opt_parse_disposition(opt->name, value);
+			break;
+		case OPT_COST:
+			*(double *) field = opt_parse_cost(opt->name, value);
+			break;
+	}
+}
+
+/* Resolve the options of one object (a server, or a user mapping). */
+static void
+opt_resolve_all(ZbServerConfig *cfg, Oid context, List *options)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		const ZbOption *o;
+
+		for (o = zb_options; o->name; o++)
+			if (o->context == context && o->field >= 0 &&
+				strcmp(o->name, def->defname) == 0)
+			{
+				opt_resolve(cfg, o, defGetString(def));
+				break;
+			}
+	}
+}
+
+/*
+ * A server's options, and with need_mapping those of the user mapping of
+ * 'userid' (its own or PUBLIC's), resolved into one configuration with
+ * defaults filled in.
+ */
 ZbServerConfig *
 zb_server_config(Oid serverid, Oid userid, bool need_mapping)
 {
 	ForeignServer *server = GetForeignServer(serverid);
 	ZbServerConfig *cfg = palloc0(sizeof(ZbServerConfig));
-	ListCell   *lc;
 
 	cfg->serverid = serverid;
 	cfg->servername = pstrdup(server->servername);
@@ -501,40 +602,7 @@ zb_server_config(Oid serverid, Oid userid, bool need_mapping)
 	cfg->fdw_startup_cost = ZB_DEFAULT_FDW_STARTUP_COST;
 	cfg->fdw_tuple_cost = ZB_DEFAULT_FDW_TUPLE_COST;
 
-	foreach(lc, server->options)
-	{
-		DefElem    *def = (DefElem *) lfirst(lc);
-		const char *v = defGetString(def);
-
-		if (strcmp(def->defname, "workspace_url") == 0)
-			cfg->workspace_url = opt_strip_slash(v);
-		else if (strcmp(def->defname, "zerobus_endpoint") == 0)
-			cfg->zerobus_endpoint = opt_strip_slash(v);
-		else if (strcmp(def->defname, "workspace_id") == 0)
-			cfg->workspace_id = pstrdup(v);
-		else if (strcmp(def->defname, "warehouse_id") == 0)
-			cfg->warehouse_id = pstrdup(v);
-		else if (strcmp(def->defname, "catalog") == 0)
-			cfg->catalog = pstrdup(v);
-		else if (strcmp(def->defname, "schema") == 0)
-			cfg->schema = pstrdup(v);
-		else if (strcmp(def->defname, "ca_file") == 0)
-			cfg->ca_file = pstrdup(v);
-		else if (strcmp(def->defname, "connect_timeout") == 0)
-			cfg->connect_timeout_ms = opt_parse_ms(def->defname, v);
-		else if (strcmp(def->defname, "request_timeout") == 0)
-			cfg->request_timeout_ms = opt_parse_ms(def->defname, v);
-		else if (strcmp(def->defname, "wait_timeout") == 0)
-			cfg->wait_timeout_s = opt_parse_wait(def->defname, v);
-		else if (strcmp(def->defname, "statement_timeout") == 0)
-			cfg->statement_timeout_ms = opt_parse_ms(def->defname, v);
-		else if (strcmp(def->defname, "disposition") == 0)
-			cfg->external_links = opt_parse_disposition(def->defname, v);
-		else if (strcmp(def->defname, "fdw_startup_cost") == 0)
-			cfg->fdw_startup_cost = opt_parse_cost(def->defname, v);
-		else if (strcmp(def->defname, "fdw_tuple_cost") == 0)
-			cfg->fdw_tuple_cost = opt_parse_cost(def->defname, v);
-	}
+	opt_resolve_all(cfg, ForeignServerRelationId, server->options);
 	if (cfg->workspace_id == NULL && cfg->zerobus_endpoint)
 		cfg->workspace_id = zb_workspace_id_from_endpoint(cfg->zerobus_endpoint);
 
@@ -542,27 +610,10 @@ zb_server_config(Oid serverid, Oid userid, bool need_mapping)
 	{
 		UserMapping *um;
 
-		if (!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(userid),
-								   ObjectIdGetDatum(serverid)) &&
-			!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
-								   ObjectIdGetDatum(serverid)))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("no user mapping for user \"%s\" on server \"%s\"",
-							GetUserNameFromId(userid, false), server->servername),
-					 errhint("CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (client_id '…', client_secret '…');",
-							 quote_identifier(server->servername))));
+		(void) zb_user_mapping_oid(serverid, userid);
 		um = GetUserMapping(userid, serverid);
 		cfg->umid = um->umid;
-		foreach(lc, um->options)
-		{
-			DefElem    *def = (DefElem *) lfirst(lc);
-
-			if (strcmp(def->defname, "client_id") == 0)
-				cfg->client_id = pstrdup(defGetString(def));
-			else if (strcmp(def->defname, "client_secret") == 0)
-				cfg->client_secret = pstrdup(defGetString(def));
-		}
+		opt_resolve_all(cfg, UserMappingRelationId, um->options);
 		if (cfg->client_id == NULL || cfg->client_secret == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
