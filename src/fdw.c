@@ -140,7 +140,7 @@ typedef struct ZbScanState
 
 	/* the running statement */
 	MemoryContext cxt;			/* statement and parameters live here */
-	ZbSqlConn  *conn;
+	ZbSession  *conn;
 	ZbSqlStatement *st;
 	bool		executed;
 	int			nconv;
@@ -1165,7 +1165,8 @@ zb_scan_execute(ForeignScanState *node, ZbScanState *fs)
 		i++;
 	}
 	fs->st = zb_sql_execute(fs->conn, fs->sql, fs->nparams, fs->params,
-							zb_table_external_links(fs->relid, fs->conn->cfg->external_links));
+							zb_table_external_links(fs->relid,
+													zb_session_config(fs->conn)->external_links));
 	MemoryContextSwitchTo(old);
 
 	if (fs->conv == NULL)
@@ -1552,7 +1553,7 @@ zb_exec_truncate(List *rels, DropBehavior behavior, bool restart_seqs)
 		Relation	rel = (Relation) lfirst(lc);
 		Oid			relid = RelationGetRelid(rel);
 		StringInfoData sql;
-		ZbSqlConn  *conn;
+		ZbSession  *conn;
 		ZbSqlStatement *st;
 
 		if (zb_rel_is_query(relid))
@@ -1582,7 +1583,7 @@ zb_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targrows,
 {
 	Oid			relid = RelationGetRelid(rel);
 	StringInfoData sql;
-	ZbSqlConn  *conn;
+	ZbSession  *conn;
 	ZbSqlStatement *st;
 	char	   *values[1];
 
@@ -1661,7 +1662,7 @@ static List *
 zb_import_schema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 {
 	ForeignServer *server = GetForeignServer(serverOid);
-	ZbSqlConn  *conn = zb_sql_connect(serverOid, GetUserId());
+	ZbSession  *conn = zb_sql_connect(serverOid, GetUserId());
 	char	   *remote = stmt->remote_schema;
 	const char *dot = strchr(remote, '.');
 	char	   *catalog;
@@ -1686,7 +1687,7 @@ zb_import_schema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 	}
 	else
 	{
-		catalog = conn->cfg->catalog;
+		catalog = zb_session_config(conn)->catalog;
 		schema = pstrdup(remote);
 	}
 	if (catalog == NULL || catalog[0] == '\0' || schema[0] == '\0' || strchr(schema, '.'))
@@ -1838,7 +1839,7 @@ zerobus_execute_remote(PG_FUNCTION_ARGS)
 	char	   *sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	ArrayType  *args = PG_GETARG_ARRAYTYPE_P(2);
 	Oid			serverid = zb_server_oid(servername);
-	ZbSqlConn  *conn;
+	ZbSession  *conn;
 	ZbSqlStatement *st;
 	ZbSqlParam *params = NULL;
 	Datum	   *elems;

@@ -584,7 +584,9 @@ opt_resolve_all(ZbServerConfig *cfg, Oid context, List *options)
 /*
  * A server's options, and with need_mapping those of the user mapping of
  * 'userid' (its own or PUBLIC's), resolved into one configuration with
- * defaults filled in.
+ * defaults filled in.  Callers that connect use the session layer
+ * (session.c), which keeps one resolved configuration per server and user
+ * mapping.
  */
 ZbServerConfig *
 zb_server_config(Oid serverid, Oid userid, bool need_mapping)
@@ -627,7 +629,10 @@ zb_server_config(Oid serverid, Oid userid, bool need_mapping)
 	return cfg;
 }
 
-/* The OAuth credentials of a resolved configuration. */
+/*
+ * The OAuth credentials of a resolved configuration (session.c adds the
+ * session's REST handle and client identifier).
+ */
 void
 zb_credentials(const ZbServerConfig *cfg, ZbCredentials *cred)
 {
@@ -638,7 +643,6 @@ zb_credentials(const ZbServerConfig *cfg, ZbCredentials *cred)
 				 errhint("ALTER SERVER %s OPTIONS (ADD workspace_url 'https://…cloud.databricks.com');",
 						 quote_identifier(cfg->servername))));
 	memset(cred, 0, sizeof(ZbCredentials));
-	cred->umid = cfg->umid;
 	cred->workspace_url = cfg->workspace_url;
 	cred->workspace_id = cfg->workspace_id;
 	cred->client_id = cfg->client_id;

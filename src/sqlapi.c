@@ -106,7 +106,7 @@ struct ZbSqlStatement
 {
 	MemoryContext cxt;
 	MemoryContext chunk_cxt;	/* reset for each chunk: holds its bytes */
-	ZbSqlConn  *conn;
+	ZbSession  *conn;
 	const char *sql;
 	char	   *id;
 	bool		external;
@@ -135,14 +135,18 @@ struct ZbSqlStatement
 	ZbSqlStats	stats;
 };
 
-/* Statements submitted and not yet known to be finished. */
+/*
+ * Statements submitted and not yet known to be finished.  Each holds its
+ * session (session.c), so that the abort's cancel can still use it after
+ * its scan's memory is gone, and even if ALTER SERVER made it stale.
+ */
 typedef struct InFlight
 {
 	struct InFlight *next;
-	MemoryContext cxt;
+	MemoryContext cxt;			/* the entry's; its deletion releases the hold */
 	char		id[SQLAPI_ID_LEN];
 	int			nest_level;
-	ZbSqlConn	conn;			/* a copy, in cxt */
+	ZbSession  *session;
 } InFlight;
 
 static InFlight *inflight = NULL;
@@ -156,7 +160,7 @@ typedef struct SqlSubmit
 	InFlight   *f;				/* registered for cancellation, or NULL */
 } SqlSubmit;
 
-static InFlight *sqlapi_register(ZbSqlConn *conn, const char *id);
+static InFlight *sqlapi_register(ZbSession *conn, const char *id);
 
 static void sqlapi_xact_callback(XactEvent event, void *arg);
 static void sqlapi_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
@@ -787,7 +791,7 @@ sqlapi_hint_for_class(const char *message)
 }
 
 static void
-sqlapi_report_failed(ZbSqlConn *conn, const char *sql, StatementResponse *r)
+sqlapi_report_failed(ZbSession *conn, const char *sql, StatementResponse *r)
 {
 	char	   *code = sqlapi_remote_text(r->error_code ? r->error_code : "UNKNOWN");
 	char	   *msg = sqlapi_remote_text(r->error_message ? r->error_message
@@ -804,8 +808,9 @@ sqlapi_report_failed(ZbSqlConn *conn, const char *sql, StatementResponse *r)
 
 /* A refused request (HTTP status other than 200). */
 static void
-sqlapi_report_http(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbHttpResponse *resp)
+sqlapi_report_http(ZbSession *conn, SqlReq kind, const char *sql, ZbHttpResponse *resp)
 {
+	const ZbServerConfig *cfg = zb_session_config(conn);
 	const char *perr = NULL;
 	StatementResponse *r = sqlapi_parse(resp->body, resp->body_len, false, &perr);
 	char	   *code = r && r->error_code ? sqlapi_remote_text(r->error_code) : NULL;
@@ -844,7 +849,7 @@ sqlapi_report_http(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbHttpResponse
 	{
 		sqlstate = ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE;
 		hint = psprintf("Check the server option \"warehouse_id\" (now \"%s\").",
-						conn->cfg->warehouse_id);
+						cfg->warehouse_id);
 	}
 	else if (resp->status == 429 || resp->status >= 500)
 	{
@@ -889,7 +894,7 @@ sqlapi_report_malformed(const char *sql, const char *what, const char *perr)
  * running, register the id for cancellation.  Runs with interrupts held.
  */
 static void
-sqlapi_note_submitted(ZbSqlConn *conn, ZbHttpResponse *resp, SqlSubmit *submit)
+sqlapi_note_submitted(ZbSession *conn, ZbHttpResponse *resp, SqlSubmit *submit)
 {
 	StatementResponse *r = sqlapi_parse(resp->body, resp->body_len, false, &submit->perr);
 
@@ -915,18 +920,19 @@ sqlapi_note_submitted(ZbSqlConn *conn, ZbHttpResponse *resp, SqlSubmit *submit)
  * registers the statement id of a 200 answer before it services them.
  */
 static bool
-sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
-		   const char *body, long timeout_ms, List *extra_headers,
+sqlapi_try(ZbSession *conn, SqlReq kind, const char *method, const char *url,
+		   const char *body, long timeout_ms, TimestampTz deadline, List *extra_headers,
 		   ZbHttpResponse *resp, ZbError *err, ZbSqlStats *stats, SqlSubmit *submit)
 {
+	const ZbServerConfig *cfg = zb_session_config(conn);
 	bool		auth = (kind != REQ_EXTERNAL);
 	bool		refreshed = false;
 	long		backoff_ms = 250;
 	int			attempt;
 	char	   *origin = NULL;
 
-	if (kind == REQ_EXTERNAL && conn->cfg->ca_file)
-		origin = sqlapi_origin(conn->cfg->workspace_url);
+	if (kind == REQ_EXTERNAL && cfg->ca_file)
+		origin = sqlapi_origin(cfg->workspace_url);
 
 	for (attempt = 1;; attempt++)
 	{
@@ -940,7 +946,7 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 
 		if (auth)
 		{
-			const char *token = zb_oauth_token(&conn->cred, ZB_TOKEN_SQL, NULL, err);
+			const char *token = zb_session_token(conn, ZB_TOKEN_SQL, NULL, deadline, err);
 
 			if (token == NULL)
 				return false;
@@ -956,14 +962,13 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 				hdrs[nh++] = (const char *) lfirst(lc);
 		}
 
-		memset(&req, 0, sizeof(req));
+		zb_session_init_request(conn, &req);
 		req.method = method;
 		req.url = url;
 		/* a private CA is for the workspace; cloud storage has public ones */
-		req.ca_file = (kind != REQ_EXTERNAL ||
-					   (origin && strcmp(sqlapi_origin(url), origin) == 0))
-			? conn->cfg->ca_file : NULL;
-		req.connect_timeout_ms = conn->cfg->connect_timeout_ms;
+		if (kind == REQ_EXTERNAL && (origin == NULL || strcmp(sqlapi_origin(url), origin) != 0))
+			req.ca_file = NULL;
+		req.connect_timeout_ms = Min(req.connect_timeout_ms, timeout_ms);
 		req.timeout_ms = timeout_ms;
 		req.headers = hdrs;
 		req.nheaders = nh;
@@ -971,7 +976,6 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 		req.body_len = body ? strlen(body) : 0;
 		req.max_response_bytes = kind == REQ_EXTERNAL ? SQLAPI_MAX_EXTERNAL_CHUNK
 			: SQLAPI_MAX_RESPONSE;
-		req.wait_event_info = PG_WAIT_EXTENSION;
 
 		if (submit)
 		{
@@ -1001,7 +1005,7 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 						 errmsg("the remote statement may still run on the warehouse"),
 						 errdetail("The query was interrupted while its statement was being submitted, and the statement id did not arrive within %d ms, so the statement could not be cancelled.",
 								   SQLAPI_SUBMIT_GRACE_MS),
-						 conn->cfg->wait_timeout_s > 0
+						 cfg->wait_timeout_s > 0
 						 ? errhint("With the server option wait_timeout above 0s the submit waits for the statement; with '0s' it answers at once.")
 						 : 0));
 			RESUME_INTERRUPTS();
@@ -1030,7 +1034,7 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 		else if (resp->status == 401 && auth && !refreshed)
 		{
 			/* an expired or revoked token: fetch a new one, once */
-			zb_oauth_invalidate(&conn->cred, ZB_TOKEN_SQL, NULL);
+			zb_session_token_refused(conn, ZB_TOKEN_SQL, NULL);
 			refreshed = true;
 			continue;
 		}
@@ -1051,8 +1055,10 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 
 /* Turn a token or transport failure into an ERROR. */
 static void
-sqlapi_report_error(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbError *err)
+sqlapi_report_error(ZbSession *conn, SqlReq kind, const char *sql, ZbError *err)
 {
+	const ZbServerConfig *cfg = zb_session_config(conn);
+
 	if (kind == REQ_EXTERNAL)
 	{
 		/* the URL is a credential: name the failure, not the link */
@@ -1070,7 +1076,7 @@ sqlapi_report_error(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbError *err)
 									 strstr(err->message, "token endpoint")))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-				 errmsg("could not get an OAuth token for server \"%s\"", conn->cfg->servername),
+				 errmsg("could not get an OAuth token for server \"%s\"", cfg->servername),
 				 errdetail("%s", err->message),
 				 err->kind == ZB_ERR_AUTH
 				 ? errhint("Check client_id and client_secret in the user mapping.") : 0));
@@ -1079,7 +1085,7 @@ sqlapi_report_error(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbError *err)
 					 : err->kind == ZB_ERR_PROTOCOL ? ERRCODE_FDW_REPLY_HANDLE
 					 : ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 			 errmsg("could not reach the Databricks SQL API of server \"%s\"",
-					conn->cfg->servername),
+					cfg->servername),
 			 errdetail("%s", err->message),
 			 err->kind == ZB_ERR_TLS
 			 ? errhint("Check the server option ca_file, or the workspace_url host name.")
@@ -1090,14 +1096,14 @@ sqlapi_report_error(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbError *err)
 }
 
 static void
-sqlapi_request(ZbSqlConn *conn, SqlReq kind, const char *sql, const char *method,
+sqlapi_request(ZbSession *conn, SqlReq kind, const char *sql, const char *method,
 			   const char *url, const char *body, List *extra_headers,
 			   ZbHttpResponse *resp, ZbSqlStats *stats)
 {
 	ZbError		err;
 
-	if (!sqlapi_try(conn, kind, method, url, body, conn->cfg->request_timeout_ms,
-					extra_headers, resp, &err, stats, NULL))
+	if (!sqlapi_try(conn, kind, method, url, body, zb_session_config(conn)->request_timeout_ms,
+					0, extra_headers, resp, &err, stats, NULL))
 		sqlapi_report_error(conn, kind, sql, &err);
 }
 
@@ -1114,47 +1120,19 @@ sqlapi_register_callbacks(void)
 	}
 }
 
-static char *
-sqlapi_strdup_in(MemoryContext cxt, const char *s)
-{
-	return s ? MemoryContextStrdup(cxt, s) : NULL;
-}
-
 static InFlight *
-sqlapi_register(ZbSqlConn *conn, const char *id)
+sqlapi_register(ZbSession *conn, const char *id)
 {
 	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "zerobus in-flight statement",
 											  ALLOCSET_SMALL_SIZES);
 	InFlight   *f = MemoryContextAllocZero(cxt, sizeof(InFlight));
-	ZbServerConfig *cfg = MemoryContextAllocZero(cxt, sizeof(ZbServerConfig));
 
 	sqlapi_register_callbacks();
 	f->cxt = cxt;
 	strlcpy(f->id, id, sizeof(f->id));
 	f->nest_level = GetCurrentTransactionNestLevel();
-	memcpy(cfg, conn->cfg, sizeof(ZbServerConfig));
-	cfg->servername = sqlapi_strdup_in(cxt, conn->cfg->servername);
-	cfg->workspace_url = sqlapi_strdup_in(cxt, conn->cfg->workspace_url);
-	cfg->warehouse_id = sqlapi_strdup_in(cxt, conn->cfg->warehouse_id);
-	cfg->ca_file = sqlapi_strdup_in(cxt, conn->cfg->ca_file);
-	cfg->zerobus_endpoint = NULL;
-	cfg->workspace_id = sqlapi_strdup_in(cxt, conn->cfg->workspace_id);
-	cfg->catalog = NULL;
-	cfg->schema = NULL;
-	cfg->client_id = sqlapi_strdup_in(cxt, conn->cfg->client_id);
-	cfg->client_secret = sqlapi_strdup_in(cxt, conn->cfg->client_secret);
-	f->conn.cfg = cfg;
-	f->conn.cred = conn->cred;
-	f->conn.cred.workspace_url = cfg->workspace_url;
-	f->conn.cred.workspace_id = cfg->workspace_id;
-	f->conn.cred.client_id = cfg->client_id;
-	f->conn.cred.client_secret = cfg->client_secret;
-	f->conn.cred.ca_file = cfg->ca_file;
-	/* a cancel (possibly during abort) must not wait long on anything */
-	cfg->connect_timeout_ms = Min(cfg->connect_timeout_ms, SQLAPI_CANCEL_BUDGET_MS);
-	cfg->request_timeout_ms = Min(cfg->request_timeout_ms, SQLAPI_CANCEL_BUDGET_MS);
-	f->conn.cred.connect_timeout_ms = cfg->connect_timeout_ms;
-	f->conn.cred.request_timeout_ms = cfg->request_timeout_ms;
+	f->session = conn;
+	zb_session_hold(conn, cxt);
 	f->next = inflight;
 	inflight = f;
 	return f;
@@ -1170,8 +1148,6 @@ sqlapi_unregister(InFlight *f)
 		if (*p == f)
 		{
 			*p = f->next;
-			if (f->conn.cfg->client_secret)
-				memset(f->conn.cfg->client_secret, 0, strlen(f->conn.cfg->client_secret));
 			MemoryContextDelete(f->cxt);
 			return;
 		}
@@ -1186,20 +1162,19 @@ sqlapi_unregister(InFlight *f)
  * false if the cancel could not be confirmed.
  */
 static bool
-sqlapi_cancel(ZbSqlConn *live, const char *id, TimestampTz deadline)
+sqlapi_cancel(ZbSession *conn, const char *id, TimestampTz deadline)
 {
-	ZbSqlConn	conn = *live;
-	char	   *base = psprintf("%s%s/%s", conn.cfg->workspace_url, STATEMENTS_PATH, id);
+	char	   *base = psprintf("%s%s/%s", zb_session_config(conn)->workspace_url,
+								STATEMENTS_PATH, id);
 	char	   *url = psprintf("%s/cancel", base);
 	ZbHttpResponse resp;
 	ZbError		err;
 	long		sleep_ms = 20;
 
-	conn.cred.deadline = deadline;
 	if (zb_ms_until(deadline) == 0)
 		zb_error_set(&err, ZB_ERR_TIMEOUT, false, "no time was left to send the cancel");
-	else if (sqlapi_try(&conn, REQ_CANCEL, "POST", url, "{}", zb_ms_until(deadline), NIL,
-						&resp, &err, NULL, NULL))
+	else if (sqlapi_try(conn, REQ_CANCEL, "POST", url, "{}", zb_ms_until(deadline), deadline,
+						NIL, &resp, &err, NULL, NULL))
 	{
 		if (resp.status != 200)
 			zb_error_set(&err, ZB_ERR_HTTP, false, "HTTP %ld", resp.status);
@@ -1218,8 +1193,8 @@ sqlapi_cancel(ZbSqlConn *live, const char *id, TimestampTz deadline)
 		const char *perr;
 		StatementResponse *r;
 
-		if (!sqlapi_try(&conn, REQ_CANCEL, "GET", base, NULL, zb_ms_until(deadline) + 1, NIL,
-						&resp, &err, NULL, NULL))
+		if (!sqlapi_try(conn, REQ_CANCEL, "GET", base, NULL, zb_ms_until(deadline) + 1,
+						deadline, NIL, &resp, &err, NULL, NULL))
 			break;
 		if (resp.status != 200)
 			break;
@@ -1260,7 +1235,7 @@ sqlapi_cancel_inflight(int level)
 			continue;
 		PG_TRY();
 		{
-			(void) sqlapi_cancel(&f->conn, f->id, deadline);
+			(void) sqlapi_cancel(f->session, f->id, deadline);
 		}
 		PG_CATCH();
 		{
@@ -1303,41 +1278,39 @@ sqlapi_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 /* ---------------------------------------------------------------- connect */
 
-ZbSqlConn *
+/*
+ * The session statements of 'userid' on a server run in (held until the
+ * current memory context goes), with the options the SQL API needs.
+ */
+ZbSession *
 zb_sql_connect(Oid serverid, Oid userid)
 {
-	ZbSqlConn  *conn = palloc0(sizeof(ZbSqlConn));
+	ZbSession  *conn = zb_session_get(serverid, userid);
 
-	conn->cfg = zb_server_config(serverid, userid, true);
-	zb_credentials(conn->cfg, &conn->cred);
-	if (conn->cfg->warehouse_id == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
-				 errmsg("server \"%s\" has no warehouse_id", conn->cfg->servername),
-				 errhint("ALTER SERVER %s OPTIONS (ADD warehouse_id '…'); the id is in the SQL warehouse's connection details.",
-						 quote_identifier(conn->cfg->servername))));
+	zb_session_require(conn, ZB_NEED_SQL);
 	return conn;
 }
 
 /* ---------------------------------------------------------------- execute */
 
 static char *
-sqlapi_submit_body(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *params,
+sqlapi_submit_body(ZbSession *conn, const char *sql, int nparams, const ZbSqlParam *params,
 				   bool external_links)
 {
+	const ZbServerConfig *cfg = zb_session_config(conn);
 	StringInfoData b;
 	int			i;
 
 	initStringInfo(&b);
 	appendStringInfoChar(&b, '{');
 	sqlapi_append_json(&b, "statement", sql);
-	sqlapi_append_json(&b, "warehouse_id", conn->cfg->warehouse_id);
-	if (conn->cfg->catalog)
-		sqlapi_append_json(&b, "catalog", conn->cfg->catalog);
-	if (conn->cfg->schema)
-		sqlapi_append_json(&b, "schema", conn->cfg->schema);
+	sqlapi_append_json(&b, "warehouse_id", cfg->warehouse_id);
+	if (cfg->catalog)
+		sqlapi_append_json(&b, "catalog", cfg->catalog);
+	if (cfg->schema)
+		sqlapi_append_json(&b, "schema", cfg->schema);
 	appendStringInfo(&b, ",\"wait_timeout\":\"%lds\",\"on_wait_timeout\":\"CONTINUE\"",
-					 conn->cfg->wait_timeout_s);
+					 cfg->wait_timeout_s);
 	appendStringInfo(&b, ",\"disposition\":\"%s\",\"format\":\"JSON_ARRAY\"",
 					 external_links ? "EXTERNAL_LINKS" : "INLINE");
 	if (nparams > 0)
@@ -1454,9 +1427,9 @@ sqlapi_fetch_chunk(ZbSqlStatement *st, int n, const char *link, bool refreshing)
 	old = MemoryContextSwitchTo(st->chunk_cxt);
 	/* internal links are paths on the workspace: never another host */
 	if (link && link[0] == '/' && strncmp(link, STATEMENTS_PATH "/", strlen(STATEMENTS_PATH) + 1) == 0)
-		url = psprintf("%s%s", st->conn->cfg->workspace_url, link);
+		url = psprintf("%s%s", zb_session_config(st->conn)->workspace_url, link);
 	else
-		url = psprintf("%s%s/%s/result/chunks/%d", st->conn->cfg->workspace_url,
+		url = psprintf("%s%s/%s/result/chunks/%d", zb_session_config(st->conn)->workspace_url,
 					   STATEMENTS_PATH, st->id, n);
 	sqlapi_request(st->conn, REQ_CHUNK, st->sql, "GET", url, NULL, NIL, &resp, &st->stats);
 	if (resp.status != 200)
@@ -1480,9 +1453,10 @@ sqlapi_fetch_chunk(ZbSqlStatement *st, int n, const char *link, bool refreshing)
  * ERROR.  The statement's memory is a child of the current context.
  */
 ZbSqlStatement *
-zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *params,
+zb_sql_execute(ZbSession *conn, const char *sql, int nparams, const ZbSqlParam *params,
 			   bool external_links)
 {
+	const ZbServerConfig *cfg = zb_session_config(conn);
 	ZbSqlStatement *st;
 	MemoryContext cxt;
 	MemoryContext old;
@@ -1514,9 +1488,9 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 
 	old = MemoryContextSwitchTo(st->chunk_cxt);
 	body = sqlapi_submit_body(conn, sql, nparams, params, external_links);
-	if (conn->cfg->statement_timeout_ms > 0)
+	if (cfg->statement_timeout_ms > 0)
 		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-											   conn->cfg->statement_timeout_ms);
+											   cfg->statement_timeout_ms);
 
 	/*
 	 * The submit: its exchange runs with interrupts held and registers the
@@ -1526,9 +1500,9 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 	memset(&submit, 0, sizeof(submit));
 	memset(&resp, 0, sizeof(resp));
 	if (!sqlapi_try(conn, REQ_SUBMIT, "POST",
-					psprintf("%s%s", conn->cfg->workspace_url, STATEMENTS_PATH),
-					body, conn->cfg->request_timeout_ms + conn->cfg->wait_timeout_s * 1000L,
-					NIL, &resp, &err, &st->stats, &submit))
+					psprintf("%s%s", cfg->workspace_url, STATEMENTS_PATH),
+					body, cfg->request_timeout_ms + cfg->wait_timeout_s * 1000L,
+					0, NIL, &resp, &err, &st->stats, &submit))
 	{
 		if (resp.interrupted)
 			ereport(ERROR,
@@ -1565,7 +1539,7 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 			ereport(ERROR,
 					(errcode(ERRCODE_QUERY_CANCELED),
 					 errmsg("remote statement cancelled after the server's statement_timeout of %ld ms",
-							conn->cfg->statement_timeout_ms),
+							cfg->statement_timeout_ms),
 					 errcontext("remote SQL: %s", sql)));
 		}
 		sqlapi_sleep(deadline ? Min(sleep_ms, zb_ms_until(deadline)) : sleep_ms);
@@ -1574,7 +1548,7 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(st->chunk_cxt);
 		MemoryContextSwitchTo(st->chunk_cxt);
-		poll_url = psprintf("%s%s/%s", conn->cfg->workspace_url, STATEMENTS_PATH, st->id);
+		poll_url = psprintf("%s%s/%s", cfg->workspace_url, STATEMENTS_PATH, st->id);
 		sqlapi_request(conn, REQ_POLL, sql, "GET", poll_url, NULL, NIL, &resp, &st->stats);
 		if (resp.status != 200)
 			sqlapi_report_http(conn, REQ_POLL, sql, &resp);
