@@ -48,16 +48,17 @@ typedef enum OptKind
 	OPT_SECRET,
 	OPT_WAIT,					/* SQL API wait_timeout: 0s, or 5s to 50s */
 	OPT_DISPOSITION,			/* SQL API result disposition */
-	OPT_COST					/* a non-negative planner cost */
+	OPT_COST,					/* a non-negative planner cost */
+	OPT_AGENT					/* words for a User-Agent header: printable ASCII */
 } OptKind;
 
 /*
  * One option: where it may be set, what it holds, and for server and user
  * mapping options the field of ZbServerConfig that zb_server_config()
  * resolves it into (the field's C type follows from the kind: char * for
- * text, URLs, names and paths; long for durations; bool for disposition;
- * double for costs).  Foreign table and column options are read where they
- * are used, and have no field.
+ * text, URLs, names, paths and agents; long for durations; bool for
+ * disposition; double for costs).  Foreign table and column options are
+ * read where they are used, and have no field.
  */
 typedef struct ZbOption
 {
@@ -79,6 +80,7 @@ static const ZbOption zb_options[] = {
 	{"ca_file", ForeignServerRelationId, OPT_PATH, CFG(ca_file)},
 	{"connect_timeout", ForeignServerRelationId, OPT_MS, CFG(connect_timeout_ms)},
 	{"request_timeout", ForeignServerRelationId, OPT_MS, CFG(request_timeout_ms)},
+	{"user_agent", ForeignServerRelationId, OPT_AGENT, CFG(user_agent)},
 	/* history FDW (SQL Statement Execution API) */
 	{"wait_timeout", ForeignServerRelationId, OPT_WAIT, CFG(wait_timeout_s)},
 	{"statement_timeout", ForeignServerRelationId, OPT_MS, CFG(statement_timeout_ms)},
@@ -334,6 +336,30 @@ opt_parse_cost(const char *name, const char *value)
 	return v;
 }
 
+/*
+ * Words appended to the client identifier that every request carries
+ * (User-Agent, x-zerobus-sdk): printable ASCII only, so that no value can
+ * end a header line or start another.
+ */
+static void
+opt_check_agent(const char *name, const char *value)
+{
+	const char *p;
+
+	if (value[0] == '\0' || strlen(value) > ZB_MAX_USER_AGENT_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\"", name),
+				 errdetail("It must be 1 to %d characters long.", ZB_MAX_USER_AGENT_LEN)));
+	for (p = value; *p; p++)
+		if ((unsigned char) *p < 0x20 || (unsigned char) *p > 0x7e)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"%s\"", name),
+					 errdetail("It is sent in HTTP headers, so it may hold printable ASCII characters only."),
+					 errhint("For example: 'acme-ingest/2.1 (team data-platform)'.")));
+}
+
 bool
 zb_parse_disposition(const char *value)
 {
@@ -380,6 +406,9 @@ opt_check_value(const ZbOption *opt, const char *value)
 						(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 						 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
 						 errhint("Give an absolute path to a PEM file of CA certificates.")));
+			break;
+		case OPT_AGENT:
+			opt_check_agent(opt->name, value);
 			break;
 		case OPT_TEXT:
 		case OPT_SECRET:
@@ -543,6 +572,7 @@ opt_resolve(ZbServerConfig *cfg, const ZbOption *opt, const char *value)
 		case OPT_IDENT:
 		case OPT_PATH:
 		case OPT_SECRET:
+		case OPT_AGENT:
 			*(char **) field = pstrdup(value);
 			break;
 		case OPT_MS:

@@ -24,6 +24,7 @@ typedef struct ZbServerConfig
 	char	   *ca_file;
 	long		connect_timeout_ms;
 	long		request_timeout_ms;
+	char	   *user_agent;		/* appended to the client identifier; NULL if unset */
 	/* history FDW (SQL Statement Execution API) */
 	long		wait_timeout_s; /* 0, or 5..50 */
 	long		statement_timeout_ms;	/* 0 = no limit of our own */
@@ -41,6 +42,7 @@ typedef struct ZbServerConfig
 /* maxima: see opt_parse_ms() and docs/fdw.md */
 #define ZB_MAX_CONNECT_TIMEOUT_MS 60000
 #define ZB_MAX_REQUEST_TIMEOUT_MS 600000
+#define ZB_MAX_USER_AGENT_LEN 200
 #define ZB_DEFAULT_FDW_STARTUP_COST 100.0
 #define ZB_DEFAULT_FDW_TUPLE_COST 0.05
 

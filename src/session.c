@@ -188,7 +188,9 @@ session_create(Oid serverid, Oid userid, const SessionKey *key)
 	s->key = *key;
 	s->cxt = cxt;
 	s->cfg = zb_server_config(serverid, userid, true);
-	s->client = pstrdup(ZB_CLIENT_NAME);
+	s->client = s->cfg->user_agent
+		? psprintf("%s %s", ZB_CLIENT_NAME, s->cfg->user_agent)
+		: pstrdup(ZB_CLIENT_NAME);
 	if (s->cfg->workspace_url)
 		zb_credentials(s->cfg, &s->cred);
 	s->tokens = zb_oauth_cache_create(cxt);
@@ -293,7 +295,10 @@ zb_session_config(ZbSession *s)
 	return s->cfg;
 }
 
-/* The client identifier: "zerobus_fdw/<version>". */
+/*
+ * The client identifier sent with every request (x-zerobus-sdk, User-Agent):
+ * "zerobus_fdw/<version>", then the server option user_agent if set.
+ */
 const char *
 zb_session_client(ZbSession *s)
 {
