@@ -243,7 +243,7 @@ zerobus_bench_transport(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("benchmark parameters out of range"),
-				 errhint("records >= 1, batch_size 1..100000, record_bytes 16..1048576, max_inflight 1..10000.")));
+				 errhint("Use records >= 1, batch_size 1 to 100000, record_bytes 16 to 1048576 and max_inflight 1 to 10000.")));
 	if ((int64) batch_size * record_bytes > ZB_MAX_REQUEST_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -308,7 +308,7 @@ zerobus_bench_transport(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_ERROR),
 					 errmsg("ZeroBus stream failed after " INT64_FORMAT " records", sent),
-					 errdetail("%s", err.message)));
+					 errdetail_internal("%s", err.message)));
 		if (zb_stream_acked(stream) > acked_before)
 			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), cfg->request_timeout_ms);
 		else if (wake & ZB_WAKE_TIMEOUT)

@@ -1420,7 +1420,7 @@ zb_plan_modify(PlannerInfo *root, ModifyTable *plan, Index resultRelation, int s
 		if (plan->onConflictAction != ONCONFLICT_NONE)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("INSERT … ON CONFLICT is not supported on zerobus_fdw foreign tables"),
+					 errmsg("INSERT ... ON CONFLICT is not supported on zerobus_fdw foreign tables"),
 					 errdetail("ZeroBus appends rows; Delta tables have no unique constraints to check.")));
 		return NIL;
 	}
@@ -1433,7 +1433,7 @@ zb_plan_modify(PlannerInfo *root, ModifyTable *plan, Index resultRelation, int s
 				 errmsg("cannot delete from foreign table \"%s\" row by row",
 						get_rel_name(rte->relid)),
 				 plan->returningLists
-				 ? errdetail("Databricks does not return deleted rows: DELETE … RETURNING is not supported.")
+				 ? errdetail("Databricks does not return deleted rows: DELETE ... RETURNING is not supported.")
 				 : errdetail("A Delta table has no row identity; a DELETE runs as one remote statement, so all its conditions must run remotely."),
 				 plan->returningLists ? 0
 				 : errhint("Use conditions that can be pushed down (comparisons, IN, LIKE, IS NULL on the table's columns, with constant values).")));

@@ -269,7 +269,7 @@ insert_begin(EState *estate, ResultRelInfo *rinfo)
 							NameStr(TupleDescAttr(desc, i)->attname),
 							RelationGetRelationName(rel), remote),
 					 errdetail("ZeroBus record fields are ASCII letters, digits and underscores, not starting with a digit."),
-					 errhint("Map the column to its Delta name: ALTER FOREIGN TABLE %s ALTER COLUMN %s OPTIONS (ADD column_name '…');",
+					 errhint("Map the column to its Delta name: ALTER FOREIGN TABLE %s ALTER COLUMN %s OPTIONS (ADD column_name '<Delta column>');",
 							 quote_identifier(RelationGetRelationName(rel)),
 							 quote_identifier(NameStr(TupleDescAttr(desc, i)->attname)))));
 		namestrcpy(&att->attname, remote);

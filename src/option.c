@@ -174,7 +174,7 @@ zb_check_table_name(const char *table, const char *what)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid %s: \"%s\"", what, table),
 				 errdetail("A Databricks table is named catalog.schema.table, each part made of ASCII letters, digits and underscores."),
-				 errhint("For example: main.default.events")));
+				 errhint("For example: 'main.default.events'.")));
 	pfree(copy);
 }
 
@@ -236,7 +236,7 @@ opt_check_url(const char *name, const char *value)
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 				 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
 				 errdetail("The URL is not usable: %s.", problem),
-				 errhint("For example: https://dbc-1234.cloud.databricks.com")));
+				 errhint("For example: 'https://dbc-1234.cloud.databricks.com'.")));
 }
 
 /*
@@ -441,7 +441,7 @@ opt_reject_unknown(const char *name, Oid context)
 				 errmsg("option \"%s\" belongs on a %s, not on a %s",
 						name, owner, opt_context_name(context)),
 				 strcmp(name, "client_secret") == 0 || strcmp(name, "client_id") == 0
-				 ? errhint("Credentials go in a user mapping: CREATE USER MAPPING FOR CURRENT_USER SERVER … OPTIONS (client_id '…', client_secret '…').")
+				 ? errhint("Credentials go in a user mapping: CREATE USER MAPPING FOR CURRENT_USER SERVER <server> OPTIONS (client_id '<client id>', client_secret '<secret>');")
 				 : errhint("Valid options here: %s.", valid.len ? valid.data : "none")));
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
@@ -521,7 +521,7 @@ zb_server_oid(const char *servername)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" does not use the zerobus_fdw foreign-data wrapper",
 						servername),
-				 errhint("Create it with CREATE SERVER … FOREIGN DATA WRAPPER zerobus_fdw.")));
+				 errhint("Create it with CREATE SERVER <name> FOREIGN DATA WRAPPER zerobus_fdw.")));
 	return server->serverid;
 }
 
@@ -548,7 +548,7 @@ zb_user_mapping_oid(Oid serverid, Oid userid)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("no user mapping for user \"%s\" on server \"%s\"",
 						GetUserNameFromId(userid, false), server->servername),
-				 errhint("CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (client_id '…', client_secret '…');",
+				 errhint("CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (client_id '<client id>', client_secret '<secret>');",
 						 quote_identifier(server->servername))));
 	}
 	umid = ((Form_pg_user_mapping) GETSTRUCT(tup))->oid;
@@ -652,9 +652,10 @@ zb_server_config(Oid serverid, Oid userid, bool need_mapping)
 					 errmsg("user mapping for server \"%s\" lacks %s",
 							server->servername,
 							cfg->client_id == NULL ? "client_id" : "client_secret"),
-					 errhint("ALTER USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (ADD %s '…');",
+					 errhint("ALTER USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (ADD %s);",
 							 quote_identifier(server->servername),
-							 cfg->client_id == NULL ? "client_id" : "client_secret")));
+							 cfg->client_id == NULL ? "client_id '<client id>'"
+							 : "client_secret '<secret>'")));
 	}
 	return cfg;
 }
@@ -670,7 +671,7 @@ zb_credentials(const ZbServerConfig *cfg, ZbCredentials *cred)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 				 errmsg("server \"%s\" has no workspace_url", cfg->servername),
-				 errhint("ALTER SERVER %s OPTIONS (ADD workspace_url 'https://…cloud.databricks.com');",
+				 errhint("ALTER SERVER %s OPTIONS (ADD workspace_url 'https://<deployment>.cloud.databricks.com');",
 						 quote_identifier(cfg->servername))));
 	memset(cred, 0, sizeof(ZbCredentials));
 	cred->workspace_url = cfg->workspace_url;

@@ -285,7 +285,7 @@ zb_session_require(ZbSession *s, int needs)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 				 errmsg("server \"%s\" has no warehouse_id", s->cfg->servername),
-				 errhint("ALTER SERVER %s OPTIONS (ADD warehouse_id '…'); the id is in the SQL warehouse's connection details.",
+				 errhint("ALTER SERVER %s OPTIONS (ADD warehouse_id '<warehouse id>'); the id is in the SQL warehouse's connection details.",
 						 quote_identifier(s->cfg->servername))));
 }
 

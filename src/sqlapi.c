@@ -801,7 +801,7 @@ sqlapi_report_failed(ZbSession *conn, const char *sql, StatementResponse *r)
 	ereport(ERROR,
 			(errcode(sqlapi_errcode_for_class(msg)),
 			 errmsg("remote statement failed: %s", sqlapi_first_line(msg)),
-			 errdetail("Databricks error_code %s: %s", code, msg),
+			 errdetail_internal("Databricks error_code %s: %s", code, msg),
 			 hint ? errhint("%s", hint) : 0,
 			 sql ? errcontext("remote SQL: %s", sql) : 0));
 }
@@ -864,7 +864,7 @@ sqlapi_report_http(ZbSession *conn, SqlReq kind, const char *sql, ZbHttpResponse
 				(errcode(sqlstate),
 				 errmsg("Databricks SQL API refused %s: %s", what,
 						msg ? sqlapi_first_line(msg) : code),
-				 errdetail("HTTP %ld, error_code %s: %s", resp->status,
+				 errdetail_internal("HTTP %ld, error_code %s: %s", resp->status,
 						   code ? code : "(none)", msg ? msg : "(no message)"),
 				 hint ? errhint("%s", hint) : 0,
 				 sql ? errcontext("remote SQL: %s", sql) : 0));
@@ -883,7 +883,7 @@ sqlapi_report_malformed(const char *sql, const char *what, const char *perr)
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_REPLY_HANDLE),
 			 errmsg("invalid response from the Databricks SQL API while %s", what),
-			 errdetail("%s.", perr),
+			 errdetail_internal("%s", perr),
 			 sql ? errcontext("remote SQL: %s", sql) : 0));
 }
 
@@ -1077,7 +1077,7 @@ sqlapi_report_error(ZbSession *conn, SqlReq kind, const char *sql, ZbError *err)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 				 errmsg("could not get an OAuth token for server \"%s\"", cfg->servername),
-				 errdetail("%s", err->message),
+				 errdetail_internal("%s", err->message),
 				 err->kind == ZB_ERR_AUTH
 				 ? errhint("Check client_id and client_secret in the user mapping.") : 0));
 	ereport(ERROR,
@@ -1086,7 +1086,7 @@ sqlapi_report_error(ZbSession *conn, SqlReq kind, const char *sql, ZbError *err)
 					 : ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 			 errmsg("could not reach the Databricks SQL API of server \"%s\"",
 					cfg->servername),
-			 errdetail("%s", err->message),
+			 errdetail_internal("%s", err->message),
 			 err->kind == ZB_ERR_TLS
 			 ? errhint("Check the server option ca_file, or the workspace_url host name.")
 			 : err->kind == ZB_ERR_CONFIG
