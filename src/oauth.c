@@ -1,6 +1,7 @@
 /*-------------------------------------------------------------------------
  * oauth.c
- *	  OAuth M2M client-credentials tokens (SPEC section 5).
+ *	  OAuth M2M client-credentials tokens (docs/DESIGN.md, "OAuth M2M
+ *	  tokens").
  *
  * POST {workspace_url}/oidc/v1/token with HTTP Basic client_id:secret.
  * ZeroBus tokens are scoped with a resource naming the workspace's

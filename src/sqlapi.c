@@ -1,6 +1,7 @@
 /*-------------------------------------------------------------------------
  * sqlapi.c
- *	  Client of the Databricks SQL Statement Execution API (SPEC section 7).
+ *	  Client of the Databricks SQL Statement Execution API (docs/DESIGN.md,
+ *	  "The SQL Statement Execution API").
  *
  * A statement is POSTed with a bounded wait_timeout, then polled while
  * PENDING or RUNNING.  Its result is read chunk by chunk: one chunk's bytes

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  * sqlapi.h
- *	  Client of the Databricks SQL Statement Execution API (SPEC section 7):
- *	  submit, poll, stream result chunks, cancel.
+ *	  Client of the Databricks SQL Statement Execution API (docs/DESIGN.md,
+ *	  "The SQL Statement Execution API"): submit, poll, stream result chunks,
+ *	  cancel.
  *-------------------------------------------------------------------------
  */
 #ifndef ZB_SQLAPI_H

@@ -1,6 +1,7 @@
 /*-------------------------------------------------------------------------
  * zerobus.h
- *	  The ZeroBus EphemeralStream protocol (SPEC section 4).
+ *	  The ZeroBus EphemeralStream protocol (docs/DESIGN.md, "ZeroBus Ingest:
+ *	  the EphemeralStream protocol").
  *-------------------------------------------------------------------------
  */
 #ifndef ZB_ZEROBUS_H
