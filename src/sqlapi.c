@@ -299,17 +299,63 @@ sqlapi_read_bool(JScan *js, StringInfo tmp, bool *out)
 	return true;
 }
 
-static bool
-sqlapi_parse_headers(JScan *js, StringInfo key, StringInfo tmp, List **headers)
+/*
+ * The API's objects are read with one function, sqlapi_read_object(), from
+ * a table per object: each member we use, its JSON type, and where its
+ * value goes.  Members not listed are skipped; a member of the wrong type
+ * is an error.  Nested objects whose members belong to the same C struct
+ * (status.error, manifest.schema) are read into it directly.
+ */
+typedef enum SqlFieldKind
 {
+	SF_TEXT,					/* char *: a string (NULL for null) */
+	SF_INT,						/* int: an integer within [min, max] */
+	SF_INT64,					/* int64: an integer */
+	SF_BOOL,					/* bool: true, or false for anything else */
+	SF_OBJECT,					/* a nested object, read with 'fields' */
+	SF_CUSTOM					/* read by 'read' */
+} SqlFieldKind;
+
+typedef struct SqlField SqlField;
+typedef bool (*SqlFieldReader) (JScan *js, StringInfo key, StringInfo tmp, void *dest);
+
+struct SqlField
+{
+	const char *name;
+	SqlFieldKind kind;
+	size_t		offset;			/* of the destination, in the struct being read */
+	bool		nullable;		/* null is accepted (and skipped) */
+	int64		dflt;			/* SF_INT, SF_INT64: the value for null */
+	int64		min;			/* SF_INT: the range accepted */
+	int64		max;
+	const char *range_err;
+	const SqlField *fields;		/* SF_OBJECT: its members (offsets from 'offset') */
+	int			present;		/* SF_OBJECT: a bool set when it is there, or -1 */
+	SqlFieldReader read;		/* SF_CUSTOM */
+};
+
+#define SQLF_TEXT(n, st, m) {.name = (n), .kind = SF_TEXT, .offset = offsetof(st, m), .present = -1}
+#define SQLF_INT(n, st, m, d, lo, hi, e) \
+	{.name = (n), .kind = SF_INT, .offset = offsetof(st, m), .dflt = (d), .min = (lo), \
+	 .max = (hi), .range_err = (e), .present = -1}
+#define SQLF_INT64(n, st, m, d) \
+	{.name = (n), .kind = SF_INT64, .offset = offsetof(st, m), .dflt = (d), .present = -1}
+#define SQLF_BOOL(n, st, m) {.name = (n), .kind = SF_BOOL, .offset = offsetof(st, m), .present = -1}
+#define SQLF_CUSTOM(n, off, fn) \
+	{.name = (n), .kind = SF_CUSTOM, .offset = (off), .nullable = true, .read = (fn), .present = -1}
+#define SQLF_END {.name = NULL}
+
+static bool sqlapi_read_object(JScan *js, StringInfo key, StringInfo tmp,
+							   const SqlField *fields, char *base);
+
+/* An object of string values: a link's http_headers, as "Name: value" lines. */
+static bool
+sqlapi_read_headers(JScan *js, StringInfo key, StringInfo tmp, void *dest)
+{
+	List	  **headers = (List **) dest;
 	bool		first = true;
 	bool		more;
-	JScanKind	kind;
 
-	if (!jscan_peek_kind(js, &kind))
-		return false;
-	if (kind == JS_NULL)
-		return jscan_skip(js);
 	if (!jscan_begin(js, '{'))
 		return false;
 	while (jscan_next(js, '}', &first, &more) && more)
@@ -330,152 +376,85 @@ sqlapi_parse_headers(JScan *js, StringInfo key, StringInfo tmp, List **headers)
 	return js->err == NULL;
 }
 
-/* One element of external_links. */
-/* Where a chunk sits and what follows it: members of both links and results. */
+/* data_array: where the rows are in the body (read later, one at a time). */
 static bool
-sqlapi_chunk_field(const char *key)
+sqlapi_read_data_array(JScan *js, StringInfo key, StringInfo tmp, void *dest)
 {
-	return strcmp(key, "chunk_index") == 0 || strcmp(key, "next_chunk_index") == 0 ||
-		strcmp(key, "next_chunk_internal_link") == 0;
-}
+	ResultData *rd = (ResultData *) dest;
+	JScanKind	kind;
 
-static bool
-sqlapi_parse_chunk_field(JScan *js, const char *key, StringInfo tmp, ResultData *rd)
-{
-	int64		v;
-
-	if (strcmp(key, "next_chunk_internal_link") == 0)
-		return sqlapi_read_text(js, tmp, &rd->next_link);
-	v = strcmp(key, "chunk_index") == 0 ? 0 : -1;
-	if (!sqlapi_read_int(js, tmp, &v))
+	if (!jscan_peek_kind(js, &kind))
 		return false;
-	if (strcmp(key, "chunk_index") == 0)
-		rd->chunk_index = (int) v;
-	else
-		rd->next_chunk_index = (int) v;
+	if (kind != JS_ARRAY)
+	{
+		js->err = "data_array is not an array";
+		return false;
+	}
+	rd->has_data = true;
+	rd->data_start = js->pos;
+	if (!jscan_skip(js))
+		return false;
+	rd->data_end = js->pos;
 	return true;
 }
 
+/* Where a chunk sits and what follows it: members of both links and results. */
+#define SQLF_CHUNK_FIELDS \
+	SQLF_INT("chunk_index", ResultData, chunk_index, 0, 0, INT_MAX, "invalid chunk_index"), \
+	SQLF_INT("next_chunk_index", ResultData, next_chunk_index, -1, -1, INT_MAX, \
+			 "invalid next_chunk_index"), \
+	SQLF_TEXT("next_chunk_internal_link", ResultData, next_link)
+
+/* One element of external_links. */
+static const SqlField link_fields[] = {
+	SQLF_TEXT("external_link", ResultData, ext_url),
+	SQLF_CUSTOM("http_headers", offsetof(ResultData, ext_headers), sqlapi_read_headers),
+	SQLF_CHUNK_FIELDS,
+	SQLF_END
+};
+
+/* Links after the first are not used, only checked to be objects. */
+static const SqlField ignored_fields[] = {SQLF_END};
+
+/* external_links: the first link is the chunk's (one link per chunk). */
 static bool
-sqlapi_parse_link(JScan *js, StringInfo key, StringInfo tmp, ResultData *rd, bool keep)
+sqlapi_read_links(JScan *js, StringInfo key, StringInfo tmp, void *dest)
 {
 	bool		first = true;
 	bool		more;
+	int			n = 0;
 
-	if (!jscan_begin(js, '{'))
+	if (!jscan_begin(js, '['))
 		return false;
-	while (jscan_next(js, '}', &first, &more) && more)
+	while (jscan_next(js, ']', &first, &more) && more)
 	{
-		if (!jscan_key(js, key))
-			return false;
-		if (!keep)
-		{
-			if (!jscan_skip(js))
-				return false;
-		}
-		else if (strcmp(key->data, "external_link") == 0)
-		{
-			if (!sqlapi_read_text(js, tmp, &rd->ext_url))
-				return false;
-		}
-		else if (strcmp(key->data, "http_headers") == 0)
-		{
-			if (!sqlapi_parse_headers(js, key, tmp, &rd->ext_headers))
-				return false;
-		}
-		else if (sqlapi_chunk_field(key->data))
-		{
-			if (!sqlapi_parse_chunk_field(js, key->data, tmp, rd))
-				return false;
-		}
-		else if (!jscan_skip(js))
+		if (!sqlapi_read_object(js, key, tmp, n++ == 0 ? link_fields : ignored_fields,
+								(char *) dest))
 			return false;
 	}
 	return js->err == NULL;
 }
 
-/* A ResultData object (the "result" member, or a chunk response). */
+/* A ResultData object: the "result" member, or a chunk response. */
+static const SqlField result_fields[] = {
+	SQLF_CUSTOM("data_array", 0, sqlapi_read_data_array),
+	SQLF_CUSTOM("external_links", 0, sqlapi_read_links),
+	SQLF_CHUNK_FIELDS,
+	SQLF_END
+};
+
+static const SqlField column_fields[] = {
+	SQLF_TEXT("name", ZbSqlColumn, name),
+	SQLF_TEXT("type_name", ZbSqlColumn, type_name),
+	SQLF_TEXT("type_text", ZbSqlColumn, type_text),
+	SQLF_END
+};
+
+/* manifest.schema.columns */
 static bool
-sqlapi_parse_result(JScan *js, StringInfo key, StringInfo tmp, ResultData *rd)
+sqlapi_read_columns(JScan *js, StringInfo key, StringInfo tmp, void *dest)
 {
-	bool		first = true;
-	bool		more;
-	JScanKind	kind;
-
-	rd->present = true;
-	rd->next_chunk_index = -1;
-	if (!jscan_peek_kind(js, &kind))
-		return false;
-	if (kind == JS_NULL)
-	{
-		rd->present = false;
-		return jscan_skip(js);
-	}
-	if (!jscan_begin(js, '{'))
-		return false;
-	while (jscan_next(js, '}', &first, &more) && more)
-	{
-		if (!jscan_key(js, key))
-			return false;
-		if (strcmp(key->data, "data_array") == 0)
-		{
-			if (!jscan_peek_kind(js, &kind))
-				return false;
-			if (kind == JS_NULL)
-			{
-				if (!jscan_skip(js))
-					return false;
-				continue;
-			}
-			if (kind != JS_ARRAY)
-			{
-				js->err = "data_array is not an array";
-				return false;
-			}
-			rd->has_data = true;
-			rd->data_start = js->pos;
-			if (!jscan_skip(js))
-				return false;
-			rd->data_end = js->pos;
-		}
-		else if (strcmp(key->data, "external_links") == 0)
-		{
-			bool		lfirst = true;
-			bool		lmore;
-			int			n = 0;
-
-			if (!jscan_peek_kind(js, &kind))
-				return false;
-			if (kind == JS_NULL)
-			{
-				if (!jscan_skip(js))
-					return false;
-				continue;
-			}
-			if (!jscan_begin(js, '['))
-				return false;
-			while (jscan_next(js, ']', &lfirst, &lmore) && lmore)
-			{
-				if (!sqlapi_parse_link(js, key, tmp, rd, n++ == 0))
-					return false;
-			}
-			if (js->err)
-				return false;
-		}
-		else if (sqlapi_chunk_field(key->data))
-		{
-			if (!sqlapi_parse_chunk_field(js, key->data, tmp, rd))
-				return false;
-		}
-		else if (!jscan_skip(js))
-			return false;
-	}
-	return js->err == NULL;
-}
-
-static bool
-sqlapi_parse_columns(JScan *js, StringInfo key, StringInfo tmp, List **columns)
-{
+	List	  **columns = (List **) dest;
 	bool		first = true;
 	bool		more;
 
@@ -484,34 +463,8 @@ sqlapi_parse_columns(JScan *js, StringInfo key, StringInfo tmp, List **columns)
 	while (jscan_next(js, ']', &first, &more) && more)
 	{
 		ZbSqlColumn *col = palloc0(sizeof(ZbSqlColumn));
-		bool		cfirst = true;
-		bool		cmore;
 
-		if (!jscan_begin(js, '{'))
-			return false;
-		while (jscan_next(js, '}', &cfirst, &cmore) && cmore)
-		{
-			if (!jscan_key(js, key))
-				return false;
-			if (strcmp(key->data, "name") == 0)
-			{
-				if (!sqlapi_read_text(js, tmp, &col->name))
-					return false;
-			}
-			else if (strcmp(key->data, "type_name") == 0)
-			{
-				if (!sqlapi_read_text(js, tmp, &col->type_name))
-					return false;
-			}
-			else if (strcmp(key->data, "type_text") == 0)
-			{
-				if (!sqlapi_read_text(js, tmp, &col->type_text))
-					return false;
-			}
-			else if (!jscan_skip(js))
-				return false;
-		}
-		if (js->err)
+		if (!sqlapi_read_object(js, key, tmp, column_fields, (char *) col))
 			return false;
 		if (col->name == NULL)
 			col->name = pstrdup("?");
@@ -524,102 +477,105 @@ sqlapi_parse_columns(JScan *js, StringInfo key, StringInfo tmp, List **columns)
 	return js->err == NULL;
 }
 
+/* The rest of a StatementResponse; nested objects fill the response itself. */
+static const SqlField schema_fields[] = {
+	SQLF_INT("column_count", StatementResponse, column_count, 0, 0, MaxAttrNumber,
+			 "invalid column_count"),
+	SQLF_CUSTOM("columns", offsetof(StatementResponse, columns), sqlapi_read_columns),
+	SQLF_END
+};
+
+static const SqlField manifest_fields[] = {
+	{.name = "schema", .kind = SF_OBJECT, .fields = schema_fields, .present = -1},
+	SQLF_INT64("total_row_count", StatementResponse, total_row_count, -1),
+	SQLF_INT("total_chunk_count", StatementResponse, total_chunk_count, 0, 0, INT_MAX,
+			 "invalid total_chunk_count"),
+	SQLF_BOOL("truncated", StatementResponse, truncated),
+	SQLF_TEXT("format", StatementResponse, format),
+	SQLF_END
+};
+
+static const SqlField error_fields[] = {
+	SQLF_TEXT("error_code", StatementResponse, error_code),
+	SQLF_TEXT("message", StatementResponse, error_message),
+	SQLF_END
+};
+
+static const SqlField status_fields[] = {
+	SQLF_TEXT("state", StatementResponse, state),
+	{.name = "error", .kind = SF_OBJECT, .nullable = true, .fields = error_fields, .present = -1},
+	SQLF_END
+};
+
+#define SQLF_RESULT(n) \
+	{.name = (n), .kind = SF_OBJECT, .offset = offsetof(StatementResponse, result), \
+	 .nullable = true, .fields = result_fields, \
+	 .present = offsetof(StatementResponse, result) + offsetof(ResultData, present)}
+
+/* A StatementResponse, or a refused request's {error_code, message}. */
+static const SqlField response_fields[] = {
+	SQLF_TEXT("statement_id", StatementResponse, statement_id),
+	{.name = "status", .kind = SF_OBJECT, .fields = status_fields, .present = -1},
+	{.name = "manifest", .kind = SF_OBJECT, .nullable = true, .fields = manifest_fields,
+	 .present = offsetof(StatementResponse, has_manifest)},
+	SQLF_RESULT("result"),
+	SQLF_TEXT("error_code", StatementResponse, error_code),
+	SQLF_TEXT("message", StatementResponse, message),
+	SQLF_END
+};
+
+/* A chunk response is a ResultData object (or null) at the top level. */
+static const SqlField chunk_response = SQLF_RESULT("(chunk)");
+
+/* One member's value, at js, into base + f->offset. */
 static bool
-sqlapi_parse_manifest(JScan *js, StringInfo key, StringInfo tmp, StatementResponse *r)
+sqlapi_read_field(JScan *js, StringInfo key, StringInfo tmp, const SqlField *f, char *base)
 {
-	bool		first = true;
-	bool		more;
+	char	   *dest = base + f->offset;
 	JScanKind	kind;
+	int64		v;
 
-	if (!jscan_peek_kind(js, &kind))
-		return false;
-	if (kind == JS_NULL)
-		return jscan_skip(js);
-	r->has_manifest = true;
-	if (!jscan_begin(js, '{'))
-		return false;
-	while (jscan_next(js, '}', &first, &more) && more)
+	if (f->nullable)
 	{
-		int64		v;
-
-		if (!jscan_key(js, key))
+		if (!jscan_peek_kind(js, &kind))
 			return false;
-		if (strcmp(key->data, "schema") == 0)
-		{
-			bool		sfirst = true;
-			bool		smore;
-
-			if (!jscan_begin(js, '{'))
-				return false;
-			while (jscan_next(js, '}', &sfirst, &smore) && smore)
-			{
-				if (!jscan_key(js, key))
-					return false;
-				if (strcmp(key->data, "column_count") == 0)
-				{
-					v = 0;
-					if (!sqlapi_read_int(js, tmp, &v))
-						return false;
-					if (v < 0 || v > MaxAttrNumber)
-					{
-						js->err = "invalid column_count";
-						return false;
-					}
-					r->column_count = (int) v;
-				}
-				else if (strcmp(key->data, "columns") == 0)
-				{
-					if (!jscan_peek_kind(js, &kind))
-						return false;
-					if (kind == JS_NULL)
-					{
-						if (!jscan_skip(js))
-							return false;
-					}
-					else if (!sqlapi_parse_columns(js, key, tmp, &r->columns))
-						return false;
-				}
-				else if (!jscan_skip(js))
-					return false;
-			}
-			if (js->err)
-				return false;
-		}
-		else if (strcmp(key->data, "total_row_count") == 0)
-		{
-			if (!sqlapi_read_int(js, tmp, &r->total_row_count))
-				return false;
-		}
-		else if (strcmp(key->data, "total_chunk_count") == 0)
-		{
-			v = 0;
+		if (kind == JS_NULL)
+			return jscan_skip(js);
+	}
+	switch (f->kind)
+	{
+		case SF_TEXT:
+			return sqlapi_read_text(js, tmp, (char **) dest);
+		case SF_INT:
+			v = f->dflt;
 			if (!sqlapi_read_int(js, tmp, &v))
 				return false;
-			if (v < 0 || v > INT_MAX)
+			if (v < f->min || v > f->max)
 			{
-				js->err = "invalid total_chunk_count";
+				js->err = f->range_err;
 				return false;
 			}
-			r->total_chunk_count = (int) v;
-		}
-		else if (strcmp(key->data, "truncated") == 0)
-		{
-			if (!sqlapi_read_bool(js, tmp, &r->truncated))
-				return false;
-		}
-		else if (strcmp(key->data, "format") == 0)
-		{
-			if (!sqlapi_read_text(js, tmp, &r->format))
-				return false;
-		}
-		else if (!jscan_skip(js))
-			return false;
+			*(int *) dest = (int) v;
+			return true;
+		case SF_INT64:
+			*(int64 *) dest = f->dflt;
+			return sqlapi_read_int(js, tmp, (int64 *) dest);
+		case SF_BOOL:
+			return sqlapi_read_bool(js, tmp, (bool *) dest);
+		case SF_OBJECT:
+			if (f->present >= 0)
+				*(bool *) (base + f->present) = true;
+			return sqlapi_read_object(js, key, tmp, f->fields, dest);
+		case SF_CUSTOM:
+			return f->read(js, key, tmp, dest);
 	}
-	return js->err == NULL;
+	return false;
 }
 
+/* An object at js: its members listed in 'fields' into base, the rest skipped. */
 static bool
-sqlapi_parse_status(JScan *js, StringInfo key, StringInfo tmp, StatementResponse *r)
+sqlapi_read_object(JScan *js, StringInfo key, StringInfo tmp, const SqlField *fields,
+				   char *base)
 {
 	bool		first = true;
 	bool		more;
@@ -628,50 +584,14 @@ sqlapi_parse_status(JScan *js, StringInfo key, StringInfo tmp, StatementResponse
 		return false;
 	while (jscan_next(js, '}', &first, &more) && more)
 	{
+		const SqlField *f;
+
 		if (!jscan_key(js, key))
 			return false;
-		if (strcmp(key->data, "state") == 0)
-		{
-			if (!sqlapi_read_text(js, tmp, &r->state))
-				return false;
-		}
-		else if (strcmp(key->data, "error") == 0)
-		{
-			bool		efirst = true;
-			bool		emore;
-			JScanKind	kind;
-
-			if (!jscan_peek_kind(js, &kind))
-				return false;
-			if (kind == JS_NULL)
-			{
-				if (!jscan_skip(js))
-					return false;
-				continue;
-			}
-			if (!jscan_begin(js, '{'))
-				return false;
-			while (jscan_next(js, '}', &efirst, &emore) && emore)
-			{
-				if (!jscan_key(js, key))
-					return false;
-				if (strcmp(key->data, "error_code") == 0)
-				{
-					if (!sqlapi_read_text(js, tmp, &r->error_code))
-						return false;
-				}
-				else if (strcmp(key->data, "message") == 0)
-				{
-					if (!sqlapi_read_text(js, tmp, &r->error_message))
-						return false;
-				}
-				else if (!jscan_skip(js))
-					return false;
-			}
-			if (js->err)
-				return false;
-		}
-		else if (!jscan_skip(js))
+		for (f = fields; f->name; f++)
+			if (strcmp(f->name, key->data) == 0)
+				break;
+		if (f->name == NULL ? !jscan_skip(js) : !sqlapi_read_field(js, key, tmp, f, base))
 			return false;
 	}
 	return js->err == NULL;
@@ -689,8 +609,7 @@ sqlapi_parse(const char *body, size_t len, bool top_is_result, const char **err)
 	StringInfoData key;
 	StringInfoData tmp;
 	JScan		js;
-	bool		first = true;
-	bool		more;
+	bool		ok;
 
 	r->result.next_chunk_index = -1;
 	r->total_row_count = -1;	/* not stated */
@@ -703,64 +622,20 @@ sqlapi_parse(const char *body, size_t len, bool top_is_result, const char **err)
 	initStringInfo(&tmp);
 	jscan_init(&js, body, len);
 	if (top_is_result)
-	{
-		if (!sqlapi_parse_result(&js, &key, &tmp, &r->result))
-			goto fail;
-	}
+		ok = sqlapi_read_field(&js, &key, &tmp, &chunk_response, (char *) r);
 	else
-	{
-		if (!jscan_begin(&js, '{'))
-			goto fail;
-		while (jscan_next(&js, '}', &first, &more) && more)
-		{
-			if (!jscan_key(&js, &key))
-				goto fail;
-			if (strcmp(key.data, "statement_id") == 0)
-			{
-				if (!sqlapi_read_text(&js, &tmp, &r->statement_id))
-					goto fail;
-			}
-			else if (strcmp(key.data, "status") == 0)
-			{
-				if (!sqlapi_parse_status(&js, &key, &tmp, r))
-					goto fail;
-			}
-			else if (strcmp(key.data, "manifest") == 0)
-			{
-				if (!sqlapi_parse_manifest(&js, &key, &tmp, r))
-					goto fail;
-			}
-			else if (strcmp(key.data, "result") == 0)
-			{
-				if (!sqlapi_parse_result(&js, &key, &tmp, &r->result))
-					goto fail;
-			}
-			else if (strcmp(key.data, "error_code") == 0)
-			{
-				if (!sqlapi_read_text(&js, &tmp, &r->error_code))
-					goto fail;
-			}
-			else if (strcmp(key.data, "message") == 0)
-			{
-				if (!sqlapi_read_text(&js, &tmp, &r->message))
-					goto fail;
-			}
-			else if (!jscan_skip(&js))
-				goto fail;
-		}
-		if (js.err)
-			goto fail;
-	}
-	if (!jscan_at_end(&js))
+		ok = sqlapi_read_object(&js, &key, &tmp, response_fields, (char *) r);
+	if (ok && !jscan_at_end(&js))
 	{
 		js.err = "unexpected data after the JSON document";
-		goto fail;
+		ok = false;
+	}
+	if (!ok)
+	{
+		*err = js.err ? js.err : "malformed JSON";
+		return NULL;
 	}
 	return r;
-
-fail:
-	*err = js.err ? js.err : "malformed JSON";
-	return NULL;
 }
 
 /* ---------------------------------------------------------------- errors */
