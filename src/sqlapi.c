@@ -1,15 +1,12 @@
 /*-------------------------------------------------------------------------
  * sqlapi.c
  *	  Client of the Databricks SQL Statement Execution API (docs/DESIGN.md,
- *	  "The SQL Statement Execution API").
+ *	  "The SQL Statement Execution API"): a statement's life, from submit
+ *	  to a terminal state, and its requests, retries, errors and cancels.
  *
  * A statement is POSTed with a bounded wait_timeout, then polled while
- * PENDING or RUNNING.  Its result is read chunk by chunk: one chunk's bytes
- * are held at a time, and rows are pulled out of them one by one with
- * jscan, so a million-row result costs one chunk of memory.  Chunks come
- * INLINE (in the API responses) or as EXTERNAL_LINKS (pre-signed URLs,
- * fetched without our Authorization header but with the headers the link
- * lists; neither is ever logged).
+ * PENDING or RUNNING.  Its responses are parsed by sqlparse.c, and its
+ * result is read chunk by chunk, one row at a time, by sqlresult.c.
  *
  * No statement is left running remotely: from the moment a submit returns
  * a statement id until the statement reaches a terminal state, it is listed
@@ -33,23 +30,18 @@
  */
 #include "postgres.h"
 
-#include "access/attnum.h"
 #include "access/xact.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
-#include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "http.h"
-#include "jscan.h"
-#include "sqlapi.h"
+#include "sqlapi_int.h"
 
-#define STATEMENTS_PATH "/api/2.0/sql/statements"
 #define SQLAPI_MAX_ATTEMPTS 5		/* 429/503: the server asked us to come back */
 #define SQLAPI_TRANSPORT_ATTEMPTS 3 /* network errors: brief outages only */
 #define SQLAPI_MAX_RETRY_AFTER_S 30
@@ -61,80 +53,6 @@
 #define SQLAPI_MAX_RESPONSE (64 * 1024 * 1024)
 #define SQLAPI_MAX_EXTERNAL_CHUNK ((size_t) 256 * 1024 * 1024)
 #define SQLAPI_ID_LEN 128
-
-typedef enum SqlReq
-{
-	REQ_SUBMIT,
-	REQ_POLL,
-	REQ_CHUNK,
-	REQ_CANCEL,
-	REQ_EXTERNAL
-} SqlReq;
-
-/* One ResultData object: a chunk's position and where its rows are. */
-typedef struct ResultData
-{
-	bool		present;
-	int			chunk_index;
-	int			next_chunk_index;	/* -1: none */
-	char	   *next_link;		/* next_chunk_internal_link, or NULL */
-	bool		has_data;
-	size_t		data_start;		/* data_array span in the body */
-	size_t		data_end;
-	char	   *ext_url;		/* EXTERNAL_LINKS: the first link */
-	List	   *ext_headers;	/* "Name: value" strings */
-} ResultData;
-
-/* What we read of a StatementResponse (or an error body). */
-typedef struct StatementResponse
-{
-	char	   *statement_id;
-	char	   *state;
-	char	   *error_code;
-	char	   *error_message;
-	char	   *message;		/* top-level message of a refused request */
-	bool		has_manifest;
-	int			column_count;
-	List	   *columns;		/* ZbSqlColumn * */
-	int64		total_row_count;
-	int			total_chunk_count;
-	bool		truncated;
-	char	   *format;
-	ResultData	result;
-} StatementResponse;
-
-struct ZbSqlStatement
-{
-	MemoryContext cxt;
-	MemoryContext chunk_cxt;	/* reset for each chunk: holds its bytes */
-	ZbSession  *conn;
-	const char *sql;
-	char	   *id;
-	bool		external;
-	int			ncols;
-	ZbSqlColumn *cols;
-	int64		total_rows;		/* -1 if the manifest did not say */
-	int			total_chunks;
-	int64		rows_read;		/* since the first chunk (a rewind restarts it) */
-
-	/* the chunk being read */
-	int			chunk_index;	/* -1 before the first */
-	char	   *body;
-	size_t		body_len;
-	JScan		rows;
-	size_t		rows_start;		/* where the data_array starts in body */
-	bool		rows_first;
-	bool		in_rows;
-	int			next_chunk;		/* -1: no more */
-	char	   *next_link;
-
-	/* the row being handed out */
-	StringInfoData rowbuf;
-	int		   *offsets;
-	bool		convert;		/* server encoding is not UTF-8 */
-
-	ZbSqlStats	stats;
-};
 
 /*
  * Statements submitted and not yet known to be finished.  Each holds its
@@ -247,397 +165,6 @@ sqlapi_origin(const char *url)
 	return pnstrdup(url, end - url);
 }
 
-/* ---------------------------------------------------------------- parsing */
-
-static bool
-sqlapi_read_text(JScan *js, StringInfo tmp, char **out)
-{
-	JScanKind	kind;
-
-	resetStringInfo(tmp);
-	if (!jscan_scalar(js, tmp, &kind))
-		return false;
-	*out = (kind == JS_NULL) ? NULL : pstrdup(tmp->data);
-	return true;
-}
-
-static bool
-sqlapi_read_int(JScan *js, StringInfo tmp, int64 *out)
-{
-	JScanKind	kind;
-	char	   *end;
-
-	resetStringInfo(tmp);
-	if (!jscan_scalar(js, tmp, &kind))
-		return false;
-	if (kind == JS_NULL)
-		return true;
-	if (kind != JS_NUMBER && kind != JS_STRING)
-	{
-		js->err = "expected a number";
-		return false;
-	}
-	errno = 0;
-	*out = strtoll(tmp->data, &end, 10);
-	if (errno != 0 || end == tmp->data || *end != '\0')
-	{
-		js->err = "expected an integer";
-		return false;
-	}
-	return true;
-}
-
-static bool
-sqlapi_read_bool(JScan *js, StringInfo tmp, bool *out)
-{
-	JScanKind	kind;
-
-	resetStringInfo(tmp);
-	if (!jscan_scalar(js, tmp, &kind))
-		return false;
-	*out = (kind == JS_TRUE);
-	return true;
-}
-
-/*
- * The API's objects are read with one function, sqlapi_read_object(), from
- * a table per object: each member we use, its JSON type, and where its
- * value goes.  Members not listed are skipped; a member of the wrong type
- * is an error.  Nested objects whose members belong to the same C struct
- * (status.error, manifest.schema) are read into it directly.
- */
-typedef enum SqlFieldKind
-{
-	SF_TEXT,					/* char *: a string (NULL for null) */
-	SF_INT,						/* int: an integer within [min, max] */
-	SF_INT64,					/* int64: an integer */
-	SF_BOOL,					/* bool: true, or false for anything else */
-	SF_OBJECT,					/* a nested object, read with 'fields' */
-	SF_CUSTOM					/* read by 'read' */
-} SqlFieldKind;
-
-typedef struct SqlField SqlField;
-typedef bool (*SqlFieldReader) (JScan *js, StringInfo key, StringInfo tmp, void *dest);
-
-struct SqlField
-{
-	const char *name;
-	SqlFieldKind kind;
-	size_t		offset;			/* of the destination, in the struct being read */
-	bool		nullable;		/* null is accepted (and skipped) */
-	int64		dflt;			/* SF_INT, SF_INT64: the value for null */
-	int64		min;			/* SF_INT: the range accepted */
-	int64		max;
-	const char *range_err;
-	const SqlField *fields;		/* SF_OBJECT: its members (offsets from 'offset') */
-	int			present;		/* SF_OBJECT: a bool set when it is there, or -1 */
-	SqlFieldReader read;		/* SF_CUSTOM */
-};
-
-#define SQLF_TEXT(n, st, m) {.name = (n), .kind = SF_TEXT, .offset = offsetof(st, m), .present = -1}
-#define SQLF_INT(n, st, m, d, lo, hi, e) \
-	{.name = (n), .kind = SF_INT, .offset = offsetof(st, m), .dflt = (d), .min = (lo), \
-	 .max = (hi), .range_err = (e), .present = -1}
-#define SQLF_INT64(n, st, m, d) \
-	{.name = (n), .kind = SF_INT64, .offset = offsetof(st, m), .dflt = (d), .present = -1}
-#define SQLF_BOOL(n, st, m) {.name = (n), .kind = SF_BOOL, .offset = offsetof(st, m), .present = -1}
-#define SQLF_CUSTOM(n, off, fn) \
-	{.name = (n), .kind = SF_CUSTOM, .offset = (off), .nullable = true, .read = (fn), .present = -1}
-#define SQLF_END {.name = NULL}
-
-static bool sqlapi_read_object(JScan *js, StringInfo key, StringInfo tmp,
-							   const SqlField *fields, char *base);
-
-/* An object of string values: a link's http_headers, as "Name: value" lines. */
-static bool
-sqlapi_read_headers(JScan *js, StringInfo key, StringInfo tmp, void *dest)
-{
-	List	  **headers = (List **) dest;
-	bool		first = true;
-	bool		more;
-
-	if (!jscan_begin(js, '{'))
-		return false;
-	while (jscan_next(js, '}', &first, &more) && more)
-	{
-		char	   *value;
-		char	   *name;
-
-		if (!jscan_key(js, key) || !sqlapi_read_text(js, tmp, &value))
-			return false;
-		name = pstrdup(key->data);
-		if (value == NULL || strpbrk(name, "\r\n:") || strpbrk(value, "\r\n") || name[0] == '\0')
-		{
-			js->err = "invalid header in an external link";
-			return false;
-		}
-		*headers = lappend(*headers, psprintf("%s: %s", name, value));
-	}
-	return js->err == NULL;
-}
-
-/* data_array: where the rows are in the body (read later, one at a time). */
-static bool
-sqlapi_read_data_array(JScan *js, StringInfo key, StringInfo tmp, void *dest)
-{
-	ResultData *rd = (ResultData *) dest;
-	JScanKind	kind;
-
-	if (!jscan_peek_kind(js, &kind))
-		return false;
-	if (kind != JS_ARRAY)
-	{
-		js->err = "data_array is not an array";
-		return false;
-	}
-	rd->has_data = true;
-	rd->data_start = js->pos;
-	if (!jscan_skip(js))
-		return false;
-	rd->data_end = js->pos;
-	return true;
-}
-
-/* Where a chunk sits and what follows it: members of both links and results. */
-#define SQLF_CHUNK_FIELDS \
-	SQLF_INT("chunk_index", ResultData, chunk_index, 0, 0, INT_MAX, "invalid chunk_index"), \
-	SQLF_INT("next_chunk_index", ResultData, next_chunk_index, -1, -1, INT_MAX, \
-			 "invalid next_chunk_index"), \
-	SQLF_TEXT("next_chunk_internal_link", ResultData, next_link)
-
-/* One element of external_links. */
-static const SqlField link_fields[] = {
-	SQLF_TEXT("external_link", ResultData, ext_url),
-	SQLF_CUSTOM("http_headers", offsetof(ResultData, ext_headers), sqlapi_read_headers),
-	SQLF_CHUNK_FIELDS,
-	SQLF_END
-};
-
-/* Links after the first are not used, only checked to be objects. */
-static const SqlField ignored_fields[] = {SQLF_END};
-
-/* external_links: the first link is the chunk's (one link per chunk). */
-static bool
-sqlapi_read_links(JScan *js, StringInfo key, StringInfo tmp, void *dest)
-{
-	bool		first = true;
-	bool		more;
-	int			n = 0;
-
-	if (!jscan_begin(js, '['))
-		return false;
-	while (jscan_next(js, ']', &first, &more) && more)
-	{
-		if (!sqlapi_read_object(js, key, tmp, n++ == 0 ? link_fields : ignored_fields,
-								(char *) dest))
-			return false;
-	}
-	return js->err == NULL;
-}
-
-/* A ResultData object: the "result" member, or a chunk response. */
-static const SqlField result_fields[] = {
-	SQLF_CUSTOM("data_array", 0, sqlapi_read_data_array),
-	SQLF_CUSTOM("external_links", 0, sqlapi_read_links),
-	SQLF_CHUNK_FIELDS,
-	SQLF_END
-};
-
-static const SqlField column_fields[] = {
-	SQLF_TEXT("name", ZbSqlColumn, name),
-	SQLF_TEXT("type_name", ZbSqlColumn, type_name),
-	SQLF_TEXT("type_text", ZbSqlColumn, type_text),
-	SQLF_END
-};
-
-/* manifest.schema.columns */
-static bool
-sqlapi_read_columns(JScan *js, StringInfo key, StringInfo tmp, void *dest)
-{
-	List	  **columns = (List **) dest;
-	bool		first = true;
-	bool		more;
-
-	if (!jscan_begin(js, '['))
-		return false;
-	while (jscan_next(js, ']', &first, &more) && more)
-	{
-		ZbSqlColumn *col = palloc0(sizeof(ZbSqlColumn));
-
-		if (!sqlapi_read_object(js, key, tmp, column_fields, (char *) col))
-			return false;
-		if (col->name == NULL)
-			col->name = pstrdup("?");
-		if (col->type_name == NULL)
-			col->type_name = pstrdup("STRING");
-		if (col->type_text == NULL)
-			col->type_text = pstrdup(col->type_name);
-		*columns = lappend(*columns, col);
-	}
-	return js->err == NULL;
-}
-
-/* The rest of a StatementResponse; nested objects fill the response itself. */
-static const SqlField schema_fields[] = {
-	SQLF_INT("column_count", StatementResponse, column_count, 0, 0, MaxAttrNumber,
-			 "invalid column_count"),
-	SQLF_CUSTOM("columns", offsetof(StatementResponse, columns), sqlapi_read_columns),
-	SQLF_END
-};
-
-static const SqlField manifest_fields[] = {
-	{.name = "schema", .kind = SF_OBJECT, .fields = schema_fields, .present = -1},
-	SQLF_INT64("total_row_count", StatementResponse, total_row_count, -1),
-	SQLF_INT("total_chunk_count", StatementResponse, total_chunk_count, 0, 0, INT_MAX,
-			 "invalid total_chunk_count"),
-	SQLF_BOOL("truncated", StatementResponse, truncated),
-	SQLF_TEXT("format", StatementResponse, format),
-	SQLF_END
-};
-
-static const SqlField error_fields[] = {
-	SQLF_TEXT("error_code", StatementResponse, error_code),
-	SQLF_TEXT("message", StatementResponse, error_message),
-	SQLF_END
-};
-
-static const SqlField status_fields[] = {
-	SQLF_TEXT("state", StatementResponse, state),
-	{.name = "error", .kind = SF_OBJECT, .nullable = true, .fields = error_fields, .present = -1},
-	SQLF_END
-};
-
-#define SQLF_RESULT(n) \
-	{.name = (n), .kind = SF_OBJECT, .offset = offsetof(StatementResponse, result), \
-	 .nullable = true, .fields = result_fields, \
-	 .present = offsetof(StatementResponse, result) + offsetof(ResultData, present)}
-
-/* A StatementResponse, or a refused request's {error_code, message}. */
-static const SqlField response_fields[] = {
-	SQLF_TEXT("statement_id", StatementResponse, statement_id),
-	{.name = "status", .kind = SF_OBJECT, .fields = status_fields, .present = -1},
-	{.name = "manifest", .kind = SF_OBJECT, .nullable = true, .fields = manifest_fields,
-	 .present = offsetof(StatementResponse, has_manifest)},
-	SQLF_RESULT("result"),
-	SQLF_TEXT("error_code", StatementResponse, error_code),
-	SQLF_TEXT("message", StatementResponse, message),
-	SQLF_END
-};
-
-/* A chunk response is a ResultData object (or null) at the top level. */
-static const SqlField chunk_response = SQLF_RESULT("(chunk)");
-
-/* One member's value, at js, into base + f->offset. */
-static bool
-sqlapi_read_field(JScan *js, StringInfo key, StringInfo tmp, const SqlField *f, char *base)
-{
-	char	   *dest = base + f->offset;
-	JScanKind	kind;
-	int64		v;
-
-	if (f->nullable)
-	{
-		if (!jscan_peek_kind(js, &kind))
-			return false;
-		if (kind == JS_NULL)
-			return jscan_skip(js);
-	}
-	switch (f->kind)
-	{
-		case SF_TEXT:
-			return sqlapi_read_text(js, tmp, (char **) dest);
-		case SF_INT:
-			v = f->dflt;
-			if (!sqlapi_read_int(js, tmp, &v))
-				return false;
-			if (v < f->min || v > f->max)
-			{
-				js->err = f->range_err;
-				return false;
-			}
-			*(int *) dest = (int) v;
-			return true;
-		case SF_INT64:
-			*(int64 *) dest = f->dflt;
-			return sqlapi_read_int(js, tmp, (int64 *) dest);
-		case SF_BOOL:
-			return sqlapi_read_bool(js, tmp, (bool *) dest);
-		case SF_OBJECT:
-			if (f->present >= 0)
-				*(bool *) (base + f->present) = true;
-			return sqlapi_read_object(js, key, tmp, f->fields, dest);
-		case SF_CUSTOM:
-			return f->read(js, key, tmp, dest);
-	}
-	return false;
-}
-
-/* An object at js: its members listed in 'fields' into base, the rest skipped. */
-static bool
-sqlapi_read_object(JScan *js, StringInfo key, StringInfo tmp, const SqlField *fields,
-				   char *base)
-{
-	bool		first = true;
-	bool		more;
-
-	if (!jscan_begin(js, '{'))
-		return false;
-	while (jscan_next(js, '}', &first, &more) && more)
-	{
-		const SqlField *f;
-
-		if (!jscan_key(js, key))
-			return false;
-		for (f = fields; f->name; f++)
-			if (strcmp(f->name, key->data) == 0)
-				break;
-		if (f->name == NULL ? !jscan_skip(js) : !sqlapi_read_field(js, key, tmp, f, base))
-			return false;
-	}
-	return js->err == NULL;
-}
-
-/*
- * Parse a StatementResponse, a refused request's {error_code, message}, or
- * (top_is_result) a chunk's ResultData.  Returns NULL with *err set when
- * the body is not what the API sends.
- */
-static StatementResponse *
-sqlapi_parse(const char *body, size_t len, bool top_is_result, const char **err)
-{
-	StatementResponse *r = palloc0(sizeof(StatementResponse));
-	StringInfoData key;
-	StringInfoData tmp;
-	JScan		js;
-	bool		ok;
-
-	r->result.next_chunk_index = -1;
-	r->total_row_count = -1;	/* not stated */
-	if (!pg_verify_mbstr(PG_UTF8, body, len, true))
-	{
-		*err = "the response is not valid UTF-8";
-		return NULL;
-	}
-	initStringInfo(&key);
-	initStringInfo(&tmp);
-	jscan_init(&js, body, len);
-	if (top_is_result)
-		ok = sqlapi_read_field(&js, &key, &tmp, &chunk_response, (char *) r);
-	else
-		ok = sqlapi_read_object(&js, &key, &tmp, response_fields, (char *) r);
-	if (ok && !jscan_at_end(&js))
-	{
-		js.err = "unexpected data after the JSON document";
-		ok = false;
-	}
-	if (!ok)
-	{
-		*err = js.err ? js.err : "malformed JSON";
-		return NULL;
-	}
-	return r;
-}
-
 /* ---------------------------------------------------------------- errors */
 
 static int
@@ -683,12 +210,12 @@ sqlapi_report_failed(ZbSession *conn, const char *sql, StatementResponse *r)
 }
 
 /* A refused request (HTTP status other than 200). */
-static void
-sqlapi_report_http(ZbSession *conn, SqlReq kind, const char *sql, ZbHttpResponse *resp)
+void
+zb_sql_report_http(ZbSession *conn, SqlReq kind, const char *sql, ZbHttpResponse *resp)
 {
 	const ZbServerConfig *cfg = zb_session_config(conn);
 	const char *perr = NULL;
-	StatementResponse *r = sqlapi_parse(resp->body, resp->body_len, false, &perr);
+	StatementResponse *r = zb_sql_parse_response(resp->body, resp->body_len, false, &perr);
 	char	   *code = r && r->error_code ? sqlapi_remote_text(r->error_code) : NULL;
 	char	   *msg = r && r->message ? sqlapi_remote_text(r->message) : NULL;
 	const char *what;
@@ -753,8 +280,8 @@ sqlapi_report_http(ZbSession *conn, SqlReq kind, const char *sql, ZbHttpResponse
 			 sql ? errcontext("remote SQL: %s", sql) : 0));
 }
 
-static void
-sqlapi_report_malformed(const char *sql, const char *what, const char *perr)
+void
+zb_sql_report_malformed(const char *sql, const char *what, const char *perr)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_REPLY_HANDLE),
@@ -772,7 +299,7 @@ sqlapi_report_malformed(const char *sql, const char *what, const char *perr)
 static void
 sqlapi_note_submitted(ZbSession *conn, ZbHttpResponse *resp, SqlSubmit *submit)
 {
-	StatementResponse *r = sqlapi_parse(resp->body, resp->body_len, false, &submit->perr);
+	StatementResponse *r = zb_sql_parse_response(resp->body, resp->body_len, false, &submit->perr);
 
 	submit->r = r;
 	if (r && r->statement_id && !sqlapi_terminal(r->state))
@@ -971,8 +498,8 @@ sqlapi_report_error(ZbSession *conn, SqlReq kind, const char *sql, ZbError *err)
 			 sql ? errcontext("remote SQL: %s", sql) : 0));
 }
 
-static void
-sqlapi_request(ZbSession *conn, SqlReq kind, const char *sql, const char *method,
+void
+zb_sql_request(ZbSession *conn, SqlReq kind, const char *sql, const char *method,
 			   const char *url, const char *body, List *extra_headers,
 			   ZbHttpResponse *resp, ZbSqlStats *stats)
 {
@@ -1074,7 +601,7 @@ sqlapi_cancel(ZbSession *conn, const char *id, TimestampTz deadline)
 			break;
 		if (resp.status != 200)
 			break;
-		r = sqlapi_parse(resp.body, resp.body_len, false, &perr);
+		r = zb_sql_parse_response(resp.body, resp.body_len, false, &perr);
 		if (r == NULL || sqlapi_terminal(r->state))
 			return true;
 		sqlapi_sleep(Min(sleep_ms, zb_ms_until(deadline)));
@@ -1209,120 +736,6 @@ sqlapi_submit_body(ZbSession *conn, const char *sql, int nparams, const ZbSqlPar
 	return b.data;
 }
 
-/* Set up reading rows from body[start..end) (a data_array or a bare array). */
-static void
-sqlapi_start_rows(ZbSqlStatement *st, size_t start, size_t end)
-{
-	jscan_init(&st->rows, st->body, end);
-	st->rows.pos = start;
-	st->rows_start = start;
-	if (!jscan_begin(&st->rows, '['))
-		sqlapi_report_malformed(st->sql, "reading a result chunk", st->rows.err);
-	st->rows_first = true;
-	st->in_rows = true;
-}
-
-/*
- * Load a chunk's rows from a ResultData: inline data, or the external link
- * (fetched now).  The ResultData and the body live in chunk_cxt.
- */
-static void sqlapi_fetch_chunk(ZbSqlStatement *st, int n, const char *link, bool refreshing);
-
-static void
-sqlapi_refetch_link(ZbSqlStatement *st, int n)
-{
-	sqlapi_fetch_chunk(st, n, NULL, true);
-}
-
-static void
-sqlapi_load_result(ZbSqlStatement *st, ResultData *rd, bool refreshing)
-{
-	st->chunk_index = rd->chunk_index;
-	st->next_chunk = rd->next_chunk_index;
-	st->next_link = rd->next_link;
-	st->in_rows = false;
-
-	if (st->external)
-	{
-		ZbHttpResponse resp;
-		const char *perr;
-
-		if (rd->ext_url == NULL)
-		{
-			if (st->total_chunks == 0)
-				return;
-			sqlapi_report_malformed(st->sql, "reading a result chunk",
-									"an EXTERNAL_LINKS result without a link");
-		}
-		sqlapi_request(st->conn, REQ_EXTERNAL, st->sql, "GET", rd->ext_url, NULL,
-					   rd->ext_headers, &resp, &st->stats);
-		if ((resp.status == 403 || resp.status == 404 || resp.status == 410) && !refreshing)
-		{
-			/* an expired pre-signed link: ask for a fresh one, once */
-			sqlapi_refetch_link(st, rd->chunk_index);
-			return;
-		}
-		if (resp.status != 200)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-					 errmsg("could not fetch result chunk %d from cloud storage: HTTP %ld",
-							rd->chunk_index, resp.status),
-					 resp.status == 403 ? errhint("The pre-signed link may have expired (links live about 15 minutes); run the query again.") : 0,
-					 errcontext("remote SQL: %s", st->sql)));
-		if (!pg_verify_mbstr(PG_UTF8, resp.body, resp.body_len, true))
-		{
-			perr = "the chunk is not valid UTF-8";
-			sqlapi_report_malformed(st->sql, "reading a result chunk", perr);
-		}
-		st->body = resp.body;
-		st->body_len = resp.body_len;
-		sqlapi_start_rows(st, 0, resp.body_len);
-	}
-	else
-	{
-		if (!rd->has_data)
-			return;
-		sqlapi_start_rows(st, rd->data_start, rd->data_end);
-	}
-	st->stats.chunks++;
-}
-
-/* Fetch chunk n (through its internal link if we have one). */
-static void
-sqlapi_fetch_chunk(ZbSqlStatement *st, int n, const char *link, bool refreshing)
-{
-	MemoryContext old;
-	ZbHttpResponse resp;
-	StatementResponse *r;
-	const char *perr = NULL;
-	char	   *url;
-
-	MemoryContextReset(st->chunk_cxt);
-	st->body = NULL;
-	st->in_rows = false;
-	old = MemoryContextSwitchTo(st->chunk_cxt);
-	/* internal links are paths on the workspace: never another host */
-	if (link && link[0] == '/' && strncmp(link, STATEMENTS_PATH "/", strlen(STATEMENTS_PATH) + 1) == 0)
-		url = psprintf("%s%s", zb_session_config(st->conn)->workspace_url, link);
-	else
-		url = psprintf("%s%s/%s/result/chunks/%d", zb_session_config(st->conn)->workspace_url,
-					   STATEMENTS_PATH, st->id, n);
-	sqlapi_request(st->conn, REQ_CHUNK, st->sql, "GET", url, NULL, NIL, &resp, &st->stats);
-	if (resp.status != 200)
-		sqlapi_report_http(st->conn, REQ_CHUNK, st->sql, &resp);
-	r = sqlapi_parse(resp.body, resp.body_len, true, &perr);
-	if (r == NULL)
-		sqlapi_report_malformed(st->sql, "reading a result chunk", perr);
-	if (r->result.chunk_index != n)
-		sqlapi_report_malformed(st->sql, "reading a result chunk",
-								psprintf("asked for chunk %d, got chunk %d", n,
-										 r->result.chunk_index));
-	st->body = resp.body;
-	st->body_len = resp.body_len;
-	sqlapi_load_result(st, &r->result, refreshing);
-	MemoryContextSwitchTo(old);
-}
-
 /*
  * Run a statement to completion and position at its first row.  FAILED and
  * CANCELED statements, refused requests and unreachable services raise an
@@ -1392,11 +805,11 @@ zb_sql_execute(ZbSession *conn, const char *sql, int nparams, const ZbSqlParam *
 	perr = submit.perr;
 
 	if (resp.status != 200)
-		sqlapi_report_http(conn, REQ_SUBMIT, sql, &resp);
+		zb_sql_report_http(conn, REQ_SUBMIT, sql, &resp);
 	if (r == NULL || perr)
-		sqlapi_report_malformed(sql, "submitting the statement", perr ? perr : "no statement");
+		zb_sql_report_malformed(sql, "submitting the statement", perr ? perr : "no statement");
 	if (r->statement_id == NULL)
-		sqlapi_report_malformed(sql, "submitting the statement", "no statement_id");
+		zb_sql_report_malformed(sql, "submitting the statement", "no statement_id");
 	st->id = MemoryContextStrdup(cxt, r->statement_id);
 
 	/* poll while PENDING or RUNNING */
@@ -1425,12 +838,12 @@ zb_sql_execute(ZbSession *conn, const char *sql, int nparams, const ZbSqlParam *
 		MemoryContextReset(st->chunk_cxt);
 		MemoryContextSwitchTo(st->chunk_cxt);
 		poll_url = psprintf("%s%s/%s", cfg->workspace_url, STATEMENTS_PATH, st->id);
-		sqlapi_request(conn, REQ_POLL, sql, "GET", poll_url, NULL, NIL, &resp, &st->stats);
+		zb_sql_request(conn, REQ_POLL, sql, "GET", poll_url, NULL, NIL, &resp, &st->stats);
 		if (resp.status != 200)
-			sqlapi_report_http(conn, REQ_POLL, sql, &resp);
-		r = sqlapi_parse(resp.body, resp.body_len, false, &perr);
+			zb_sql_report_http(conn, REQ_POLL, sql, &resp);
+		r = zb_sql_parse_response(resp.body, resp.body_len, false, &perr);
 		if (r == NULL)
-			sqlapi_report_malformed(sql, "polling the statement", perr);
+			zb_sql_report_malformed(sql, "polling the statement", perr);
 	}
 	if (f)
 	{
@@ -1452,12 +865,12 @@ zb_sql_execute(ZbSession *conn, const char *sql, int nparams, const ZbSqlParam *
 
 	/* the manifest: columns and chunk counts, kept for the statement's life */
 	if (!r->has_manifest)
-		sqlapi_report_malformed(sql, "reading the result", "a SUCCEEDED statement without a manifest");
+		zb_sql_report_malformed(sql, "reading the result", "a SUCCEEDED statement without a manifest");
 	if (r->format && strcmp(r->format, "JSON_ARRAY") != 0)
-		sqlapi_report_malformed(sql, "reading the result",
+		zb_sql_report_malformed(sql, "reading the result",
 								psprintf("unexpected result format \"%s\"", r->format));
 	if (list_length(r->columns) != r->column_count)
-		sqlapi_report_malformed(sql, "reading the result",
+		zb_sql_report_malformed(sql, "reading the result",
 								psprintf("column_count is %d but %d columns are described",
 										 r->column_count, list_length(r->columns)));
 	st->ncols = r->column_count;
@@ -1483,187 +896,9 @@ zb_sql_execute(ZbSession *conn, const char *sql, int nparams, const ZbSqlParam *
 	st->body = resp.body;
 	st->body_len = resp.body_len;
 	if (r->result.present && st->total_chunks > 0)
-		sqlapi_load_result(st, &r->result, false);
+		zb_sql_load_result(st, &r->result, false);
 	else if (st->total_chunks > 0)
 		st->next_chunk = 0;
 	MemoryContextSwitchTo(old);
 	return st;
-}
-
-int
-zb_sql_ncolumns(ZbSqlStatement *st)
-{
-	return st->ncols;
-}
-
-const ZbSqlColumn *
-zb_sql_column(ZbSqlStatement *st, int i)
-{
-	Assert(i >= 0 && i < st->ncols);
-	return &st->cols[i];
-}
-
-int64
-zb_sql_total_rows(ZbSqlStatement *st)
-{
-	return st->total_rows;
-}
-
-const char *
-zb_sql_statement_id(ZbSqlStatement *st)
-{
-	return st->id;
-}
-
-const ZbSqlStats *
-zb_sql_stats(ZbSqlStatement *st)
-{
-	return &st->stats;
-}
-
-/* Parse the next row of the current chunk into st->rowbuf. */
-static bool
-sqlapi_parse_row(ZbSqlStatement *st, char **values)
-{
-	JScan	   *js = &st->rows;
-	bool		first = true;
-	bool		more;
-	int			n = 0;
-	int			i;
-
-	resetStringInfo(&st->rowbuf);
-	if (!jscan_begin(js, '['))
-		return false;
-	while (jscan_next(js, ']', &first, &more) && more)
-	{
-		JScanKind	kind;
-		int			start = st->rowbuf.len;
-
-		if (n >= st->ncols)
-		{
-			js->err = "a row has more values than the result has columns";
-			return false;
-		}
-		if (!jscan_scalar(js, &st->rowbuf, &kind))
-			return false;
-		if (kind == JS_NULL)
-			st->offsets[n] = -1;
-		else
-		{
-			appendStringInfoChar(&st->rowbuf, '\0');
-			st->offsets[n] = start;
-		}
-		n++;
-	}
-	if (js->err)
-		return false;
-	if (n != st->ncols)
-	{
-		js->err = "a row has fewer values than the result has columns";
-		return false;
-	}
-	for (i = 0; i < n; i++)
-	{
-		if (st->offsets[i] < 0)
-			values[i] = NULL;
-		else if (st->convert)
-			values[i] = pg_any_to_server(st->rowbuf.data + st->offsets[i],
-										 strlen(st->rowbuf.data + st->offsets[i]), PG_UTF8);
-		else
-			values[i] = st->rowbuf.data + st->offsets[i];
-	}
-	return true;
-}
-
-/*
- * The result ended: it must have ended where the manifest said it would.  A
- * chunk whose link to the next one was lost would otherwise end the scan
- * early and silently return part of the rows.
- */
-static void
-sqlapi_check_complete(ZbSqlStatement *st)
-{
-	if (st->total_chunks > 0 && st->chunk_index != st->total_chunks - 1)
-		sqlapi_report_malformed(st->sql, "reading the result",
-								psprintf("the result ended after chunk %d, but the manifest announced %d chunks",
-										 st->chunk_index, st->total_chunks));
-	if (st->total_rows >= 0 && st->rows_read != st->total_rows)
-		sqlapi_report_malformed(st->sql, "reading the result",
-								psprintf("the result ended after " INT64_FORMAT " rows, but the manifest announced " INT64_FORMAT,
-										 st->rows_read, st->total_rows));
-}
-
-/*
- * The next row: values[i] points at column i's text (NULL for SQL NULL),
- * valid until the next call.  Returns false after the last row.
- */
-bool
-zb_sql_next_row(ZbSqlStatement *st, char **values)
-{
-	for (;;)
-	{
-		if (st->in_rows)
-		{
-			bool		more;
-
-			if (!jscan_next(&st->rows, ']', &st->rows_first, &more))
-				sqlapi_report_malformed(st->sql, "reading a result chunk", st->rows.err);
-			if (more)
-			{
-				if (!sqlapi_parse_row(st, values))
-					sqlapi_report_malformed(st->sql,
-											psprintf("reading row %lld of the result",
-													 (long long) st->stats.rows + 1),
-											st->rows.err);
-				st->stats.rows++;
-				st->rows_read++;
-				return true;
-			}
-			st->in_rows = false;
-		}
-		if (st->next_chunk < 0)
-		{
-			sqlapi_check_complete(st);
-			return false;
-		}
-		if (st->next_chunk >= st->total_chunks)
-			sqlapi_report_malformed(st->sql, "reading a result chunk",
-									psprintf("chunk %d points to chunk %d, but the result has %d chunks",
-											 st->chunk_index, st->next_chunk, st->total_chunks));
-		CHECK_FOR_INTERRUPTS();
-		sqlapi_fetch_chunk(st, st->next_chunk, st->next_link, false);
-	}
-}
-
-/* Read the result again from its first row (a rescan with the same parameters). */
-void
-zb_sql_rewind(ZbSqlStatement *st)
-{
-	if (st->total_chunks == 0)
-		return;
-	st->rows_read = 0;
-	if (st->chunk_index == 0 && st->body != NULL && !st->external)
-	{
-		/* still holding chunk 0: no need to fetch it again */
-		JScan		js = st->rows;
-
-		jscan_init(&st->rows, st->body, js.end);
-		st->rows.pos = st->rows_start;
-		if (!jscan_begin(&st->rows, '['))
-			sqlapi_report_malformed(st->sql, "reading a result chunk", st->rows.err);
-		st->rows_first = true;
-		st->in_rows = true;
-		st->next_chunk = st->total_chunks > 1 ? 1 : -1;
-		st->next_link = NULL;
-		return;
-	}
-	st->in_rows = false;
-	st->next_chunk = 0;
-	st->next_link = NULL;
-}
-
-void
-zb_sql_release(ZbSqlStatement *st)
-{
-	MemoryContextDelete(st->cxt);
 }
