@@ -3,9 +3,9 @@
  *	  The history foreign-data wrapper's handler and planner: which part of
  *	  a query on Delta tables runs on the SQL warehouse, at what cost.
  *
- * Planning pushes down what deparse.c says is safe: WHERE
- * conditions, ORDER BY, aggregates with GROUP BY and HAVING, and
- * LIMIT/OFFSET when every condition runs remotely.  Costs favour remote
+ * Planning pushes down what shippable.c says is safe (and deparse.c
+ * writes): WHERE conditions, ORDER BY, aggregates with GROUP BY and HAVING,
+ * and LIMIT/OFFSET when every condition runs remotely.  Costs favour remote
  * work (a statement has a fixed cost; each row transferred has a price), so
  * the planner prefers the pushed-down plan.  A DELETE whose conditions all
  * run remotely is planned as one remote statement.  Nothing at plan time
