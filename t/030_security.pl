@@ -617,6 +617,59 @@ is($emu->count('main.default.bench'), $bench_before, 'nothing was written throug
 check_case('no USAGE on the server');
 
 # ------------------------------------------------------------------
+# 9b. sessions (src/session.c) are cached per backend, by server and user
+# mapping: one that a superuser cached in a backend serves mallory nothing
+# there, and losing USAGE or the user mapping takes effect at once in a
+# backend that cached the role's session
+# ------------------------------------------------------------------
+sub in_one_backend
+{
+	my ($sql) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', "\\set VERBOSITY verbose\n" . $PIN . $sql);
+	return ($out, $err // '');
+}
+su(qq{
+	CREATE ROLE carol LOGIN;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA zerobus TO carol;
+	GRANT USAGE ON FOREIGN SERVER emu TO carol;
+	CREATE USER MAPPING FOR carol SERVER emu OPTIONS ($creds);
+});
+my ($out9, $err9) = in_one_backend(q{
+	SELECT ok FROM zerobus.check_connection('emu2', 'main.default.bench');
+	SET ROLE mallory;
+	SELECT ok FROM zerobus.check_connection('emu2', 'main.default.bench');
+});
+is($out9, 't', 'the superuser used emu2 (PUBLIC mapping) in this backend');
+like($err9, qr/ERROR:  42501: permission denied for foreign server emu2/,
+	'then mallory in the same backend is refused all the same');
+($out9, $err9) = in_one_backend(q{
+	SET ROLE carol;
+	SELECT ok FROM zerobus.check_connection('emu', 'main.default.victim');
+	RESET ROLE;
+	DROP USER MAPPING FOR carol SERVER emu;
+	SET ROLE carol;
+	SELECT ok FROM zerobus.check_connection('emu', 'main.default.victim');
+});
+is($out9, 't', 'carol connected through her user mapping');
+like($err9, qr/ERROR:  42704: no user mapping for user "carol" on server "emu"/,
+	'after DROP USER MAPPING, her cached session is not used');
+su(qq{CREATE USER MAPPING FOR carol SERVER emu OPTIONS ($creds)});
+($out9, $err9) = in_one_backend(q{
+	SET ROLE carol;
+	SELECT ok FROM zerobus.check_connection('emu', 'main.default.victim');
+	RESET ROLE;
+	REVOKE USAGE ON FOREIGN SERVER emu FROM carol;
+	SET ROLE carol;
+	SELECT ok FROM zerobus.check_connection('emu', 'main.default.victim');
+});
+is($out9, 't', 'carol connected again');
+like($err9, qr/ERROR:  42501: permission denied for foreign server emu/,
+	'after REVOKE USAGE, she is refused in the backend that cached her session');
+su(q{DROP USER MAPPING FOR carol SERVER emu; REVOKE ALL ON ALL FUNCTIONS IN SCHEMA zerobus FROM carol;
+	DROP ROLE carol});
+check_case('sessions cached in a backend');
+
+# ------------------------------------------------------------------
 # 10. the catalog tables: no writes but through the functions; dead
 # letters of others invisible
 # ------------------------------------------------------------------
