@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  * record.c
- *	  Rows as ZeroBus records (SPEC section 3.3).
+ *	  Rows as ZeroBus records (docs/DESIGN.md, "Records").
  *
  * PROTO mode: a proto2 DescriptorProto is built from the table's columns
  * (field numbers 1, 2, 3… in column order, skipping protobuf's reserved

@@ -18,7 +18,7 @@
 # Each case makes its path run (a row delivered, dead-lettered, generated,
 # a stream registered by the scan worker) and then checks that mallory is
 # not superuser and that no attacker code ran as any role but mallory.
-# Refusals follow CONTRACT-8 (C1, C6, C7): SQLSTATE 42501.
+# Refusals are SQLSTATE 42501 (docs/DESIGN.md, "Security model", "Checks").
 use strict;
 use warnings;
 
@@ -459,7 +459,7 @@ check_case('repro 3: database search_path, scan/stream/generator workers');
 
 # ------------------------------------------------------------------
 # 5. the wake-up and rescan trigger functions attached to mallory's own
-# tables (CONTRACT C6: refused with 42501), here and in mdb
+# tables (refused with 42501: docs/DESIGN.md, "Checks"), here and in mdb
 # ------------------------------------------------------------------
 for my $db ('postgres', 'mdb')
 {
@@ -568,7 +568,8 @@ ok_as('victim', q{SELECT zerobus.generator_stop('vgen'); SELECT zerobus.alter_st
 check_case('public arithmetic traps, another role\'s workers and calls');
 
 # ------------------------------------------------------------------
-# 8. other roles' streams (CONTRACT C7: reset_metrics; ownership checks)
+# 8. other roles' streams (reset_metrics; ownership checks: docs/DESIGN.md,
+# "Who owns a stream", "Checks")
 # ------------------------------------------------------------------
 my $victim_acked = su(q{SELECT rows_acked FROM public.zb_metrics WHERE stream = 'vs'});
 cmp_ok($victim_acked, '>', 0, 'the victim\'s stream has counters');
@@ -599,7 +600,7 @@ check_case('other roles\' streams');
 
 # ------------------------------------------------------------------
 # 9. a server mallory has no USAGE on (a PUBLIC user mapping exists):
-# bench_transport (CONTRACT C7), check_connection, execute_remote,
+# bench_transport, check_connection, execute_remote (docs/DESIGN.md, "Checks"),
 # streams, foreign tables
 # ------------------------------------------------------------------
 my $bench_before = $emu->count('main.default.bench');
