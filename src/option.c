@@ -660,12 +660,9 @@ zb_server_config(Oid serverid, Oid userid, bool need_mapping)
 	return cfg;
 }
 
-/*
- * The OAuth credentials of a resolved configuration (session.c adds the
- * session's REST handle and client identifier).
- */
+/* ERROR unless the server names the workspace that issues tokens. */
 void
-zb_credentials(const ZbServerConfig *cfg, ZbCredentials *cred)
+zb_require_workspace(const ZbServerConfig *cfg)
 {
 	if (cfg->workspace_url == NULL)
 		ereport(ERROR,
@@ -673,14 +670,6 @@ zb_credentials(const ZbServerConfig *cfg, ZbCredentials *cred)
 				 errmsg("server \"%s\" has no workspace_url", cfg->servername),
 				 errhint("ALTER SERVER %s OPTIONS (ADD workspace_url 'https://<deployment>.cloud.databricks.com');",
 						 quote_identifier(cfg->servername))));
-	memset(cred, 0, sizeof(ZbCredentials));
-	cred->workspace_url = cfg->workspace_url;
-	cred->workspace_id = cfg->workspace_id;
-	cred->client_id = cfg->client_id;
-	cred->client_secret = cfg->client_secret;
-	cred->ca_file = cfg->ca_file;
-	cred->connect_timeout_ms = cfg->connect_timeout_ms;
-	cred->request_timeout_ms = cfg->request_timeout_ms;
 }
 
 void

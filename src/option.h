@@ -9,7 +9,6 @@
 
 #include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
-#include "oauth.h"
 
 typedef struct ZbServerConfig
 {
@@ -49,7 +48,7 @@ typedef struct ZbServerConfig
 extern ZbServerConfig *zb_server_config(Oid serverid, Oid userid, bool need_mapping);
 extern Oid	zb_server_oid(const char *servername);
 extern Oid	zb_user_mapping_oid(Oid serverid, Oid userid);
-extern void zb_credentials(const ZbServerConfig *cfg, ZbCredentials *cred);
+extern void zb_require_workspace(const ZbServerConfig *cfg);
 extern void zb_require_endpoint(const ZbServerConfig *cfg);
 extern bool zb_valid_name(const char *name);
 extern bool zb_parse_disposition(const char *value);

@@ -171,6 +171,25 @@ session_sweep(void)
 	list_free(drop);
 }
 
+/* The OAuth credentials of the session's options (workspace_url set). */
+static void
+session_credentials(ZbSession *s)
+{
+	const ZbServerConfig *cfg = s->cfg;
+
+	zb_require_workspace(cfg);
+	memset(&s->cred, 0, sizeof(ZbCredentials));
+	s->cred.workspace_url = cfg->workspace_url;
+	s->cred.workspace_id = cfg->workspace_id;
+	s->cred.client_id = cfg->client_id;
+	s->cred.client_secret = cfg->client_secret;
+	s->cred.ca_file = cfg->ca_file;
+	s->cred.connect_timeout_ms = cfg->connect_timeout_ms;
+	s->cred.request_timeout_ms = cfg->request_timeout_ms;
+	s->cred.rest = s->rest;
+	s->cred.user_agent = s->client;
+}
+
 /*
  * A new session for (serverid, umid), resolved from the catalog.  It is
  * built under the caller's context, so that an ERROR while resolving (a
@@ -191,12 +210,10 @@ session_create(Oid serverid, Oid userid, const SessionKey *key)
 	s->client = s->cfg->user_agent
 		? psprintf("%s %s", ZB_CLIENT_NAME, s->cfg->user_agent)
 		: pstrdup(ZB_CLIENT_NAME);
-	if (s->cfg->workspace_url)
-		zb_credentials(s->cfg, &s->cred);
 	s->tokens = zb_oauth_cache_create(cxt);
 	s->rest = zb_multi_create(cxt);
-	s->cred.rest = s->rest;
-	s->cred.user_agent = s->client;
+	if (s->cfg->workspace_url)
+		session_credentials(s);
 	s->server_hash = GetSysCacheHashValue1(FOREIGNSERVEROID, ObjectIdGetDatum(serverid));
 	s->mapping_hash = GetSysCacheHashValue1(USERMAPPINGOID, ObjectIdGetDatum(key->umid));
 	MemoryContextSwitchTo(old);
@@ -275,12 +292,7 @@ zb_session_require(ZbSession *s, int needs)
 {
 	if (needs & ZB_NEED_ZEROBUS)
 		zb_require_endpoint(s->cfg);
-	if (s->cfg->workspace_url == NULL)
-	{
-		ZbCredentials unused;
-
-		zb_credentials(s->cfg, &unused);	/* raises the error */
-	}
+	zb_require_workspace(s->cfg);
 	if ((needs & ZB_NEED_SQL) && s->cfg->warehouse_id == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),

@@ -61,6 +61,7 @@
 #include "option.h"
 #include "record.h"
 #include "runas.h"
+#include "session.h"
 #include "shmem.h"
 #include "stream.h"
 
@@ -300,8 +301,6 @@ static void
 stream_check_server(const char *server, Oid owner)
 {
 	Oid			serverid = zb_server_oid(server);
-	ZbServerConfig *cfg;
-	ZbCredentials cred;
 
 	zb_check_server_usage(serverid, server);
 	if (owner != GetUserId() && !zb_role_has_server_usage(owner, serverid))
@@ -312,9 +311,8 @@ stream_check_server(const char *server, Oid owner)
 				 errdetail("A stream's workers connect as the owner of its queue table."),
 				 errhint("GRANT USAGE ON FOREIGN SERVER %s TO %s;", quote_identifier(server),
 						 quote_identifier(GetUserNameFromId(owner, false)))));
-	cfg = zb_server_config(serverid, owner, true);
-	zb_require_endpoint(cfg);
-	zb_credentials(cfg, &cred);
+	/* the owner's session: its mapping and the options a stream needs */
+	zb_session_require(zb_session_get(serverid, owner), ZB_NEED_ZEROBUS);
 }
 
 static void
