@@ -188,7 +188,7 @@ zb_record_columns_problem(TupleDesc tupdesc, const char *relname, char **hint, i
 		if (!record_valid_field_name(NameStr(att->attname)))
 		{
 			*sqlstate = ERRCODE_INVALID_NAME;
-			*hint = psprintf("Rename the column, for example: ALTER TABLE %s RENAME COLUMN %s TO …;",
+			*hint = psprintf("Rename the column, for example: ALTER TABLE %s RENAME COLUMN %s TO <new name>;",
 							 relname, quote_identifier(NameStr(att->attname)));
 			return psprintf("column \"%s\" of table \"%s\" has a name ZeroBus cannot use",
 							NameStr(att->attname), relname);

@@ -452,7 +452,7 @@ zb_stream_problem(const ZbStreamRow *row, AclMode need, bool need_server, Oid *o
 		return NULL;
 	server = GetForeignServerByName(row->server, true);
 	if (server == NULL)
-		return psprintf("server %s does not exist: SELECT zerobus.alter_stream('%s', server => '…');",
+		return psprintf("server %s does not exist: SELECT zerobus.alter_stream('%s', server => '<server>');",
 						quote_identifier(row->server), row->name);
 	if (!zb_role_has_server_usage(*owner, server->serverid))
 		return psprintf("role %s, the owner of the queue, has no USAGE on server %s: GRANT USAGE ON FOREIGN SERVER %s TO %s;",
@@ -462,7 +462,7 @@ zb_stream_problem(const ZbStreamRow *row, AclMode need, bool need_server, Oid *o
 							   ObjectIdGetDatum(server->serverid)) &&
 		!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
 							   ObjectIdGetDatum(server->serverid)))
-		return psprintf("role %s, the owner of the queue, has no user mapping for server %s: CREATE USER MAPPING FOR %s SERVER %s OPTIONS (client_id '…', client_secret '…');",
+		return psprintf("role %s, the owner of the queue, has no user mapping for server %s: CREATE USER MAPPING FOR %s SERVER %s OPTIONS (client_id '<client id>', client_secret '<secret>');",
 						quote_identifier(rolename), quote_identifier(row->server),
 						quote_identifier(rolename), quote_identifier(row->server));
 	return NULL;
