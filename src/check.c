@@ -1,8 +1,10 @@
 /*-------------------------------------------------------------------------
  * check.c
- *	  zerobus.check_connection(): the first thing to run when setting up.
+ *	  Trying a server from SQL: zerobus.check_connection(), the first thing
+ *	  to run when setting up, and zerobus.bench_transport(), which measures
+ *	  the network path alone.
  *
- * Fetches a ZeroBus token for the target table, opens an EphemeralStream
+ * check_connection fetches a ZeroBus token for the target table, opens an EphemeralStream
  * to it, measures the round trip of the stream creation, and closes the
  * stream.  Remote failures come back as a row (error class, message and a
  * hint saying what to fix) rather than an ERROR, so that a user sees every

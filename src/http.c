@@ -2,9 +2,10 @@
  * http.c
  *	  One-shot HTTP requests over libcurl, driven by zb_multi_wait().
  *
- * A process keeps one multi handle for REST calls, so its connection cache
- * keeps TLS connections to the workspace alive between calls (OAuth, SQL
- * statements, polls, chunk fetches).  Each request gets a fresh easy handle;
+ * Requests run on the caller's multi handle (a session's REST handle,
+ * session.c), whose connection cache keeps TLS connections to the
+ * workspace alive between calls (OAuth, SQL statements, polls, chunk
+ * fetches).  Each request gets a fresh easy handle;
  * if an interrupt raises an ERROR while we wait, the handle is detached and
  * freed on the way out (which closes its connection).  A caller holding
  * interrupts may give a request a grace period instead (see
