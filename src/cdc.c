@@ -579,7 +579,7 @@ cdc_start_decoding(ZbCdc *cdc)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("replication slot \"%s\" has no WAL reserved any more", cdc->slot_name),
 				 errdetail("It was invalidated."),
-				 errhint("SELECT zerobus.resync_stream(…); starts the stream over.")));
+				 errhint("SELECT zerobus.resync_stream('<stream>'); starts the stream over.")));
 	cdc->inner.schema = cdc_inner_schema;
 	cdc->inner.record = cdc_inner_record;
 	cdc->inner.commit = cdc_inner_commit;

@@ -438,7 +438,7 @@ zerobus_peek_changes(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("stream \"%s\" consumes a queue: it has no change capture", name),
-				 errhint("peek_changes shows what a stream created with source => … would send.")));
+				 errhint("peek_changes shows what a stream created with source => <table> would send.")));
 	if (!OidIsValid(row.owner) || !has_privs_of_role(GetUserId(), row.owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

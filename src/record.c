@@ -513,7 +513,7 @@ zb_record_cdc_problem(TupleDesc tupdesc, const char *relname, char **hint, int *
 			if (pg_strcasecmp(NameStr(att->attname), zb_cdc_field_names[j]) == 0)
 			{
 				*sqlstate = ERRCODE_DUPLICATE_COLUMN;
-				*hint = psprintf("Rename the column, for example: ALTER TABLE %s RENAME COLUMN %s TO …; change-capture records add the fields _change_type, _commit_lsn, _commit_timestamp and _seq.",
+				*hint = psprintf("Rename the column, for example: ALTER TABLE %s RENAME COLUMN %s TO <new name>; change-capture records add the fields _change_type, _commit_lsn, _commit_timestamp and _seq.",
 								 relname, quote_identifier(NameStr(att->attname)));
 				return psprintf("column \"%s\" of table \"%s\" has the name of a change-capture field",
 								NameStr(att->attname), relname);

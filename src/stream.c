@@ -487,7 +487,7 @@ stream_cdc_problem(const ZbStreamRow *row, Oid *owner)
 	rolename = GetUserNameFromId(*owner, false);
 	server = GetForeignServerByName(row->server, true);
 	if (server == NULL)
-		return psprintf("server %s does not exist: SELECT zerobus.alter_stream('%s', server => '…');",
+		return psprintf("server %s does not exist: SELECT zerobus.alter_stream('%s', server => '<server>');",
 						quote_identifier(row->server), row->name);
 	if (!zb_role_has_server_usage(*owner, server->serverid))
 		return psprintf("role %s, the capture role, has no USAGE on server %s: GRANT USAGE ON FOREIGN SERVER %s TO %s;",
@@ -497,7 +497,7 @@ stream_cdc_problem(const ZbStreamRow *row, Oid *owner)
 							   ObjectIdGetDatum(server->serverid)) &&
 		!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
 							   ObjectIdGetDatum(server->serverid)))
-		return psprintf("role %s, the capture role, has no user mapping for server %s: CREATE USER MAPPING FOR %s SERVER %s OPTIONS (client_id '…', client_secret '…');",
+		return psprintf("role %s, the capture role, has no user mapping for server %s: CREATE USER MAPPING FOR %s SERVER %s OPTIONS (client_id '<client id>', client_secret '<secret>');",
 						quote_identifier(rolename), quote_identifier(row->server),
 						quote_identifier(rolename), quote_identifier(row->server));
 	return psprintf("change capture streams are not delivered by this build yet; SELECT * FROM zerobus.peek_changes('%s'); shows what this one would send",
@@ -777,7 +777,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 		if (!snapshot || preimage)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("%s applies only to change-capture streams (source => …)",
+					 errmsg("%s applies only to change-capture streams (source => <table>)",
 							preimage ? "update_preimage" : "snapshot")));
 		stream_check_queue(queue);
 		stream_check_server(server, zb_queue_owner(queue));
