@@ -51,6 +51,7 @@
 #include "utils/wait_event.h"
 
 #include "net.h"
+#include "metrics.h"
 #include "profiles.h"
 #include "runas.h"
 #include "shmem.h"

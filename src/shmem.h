@@ -162,13 +162,5 @@ extern void zb_wake_queue(Oid dboid, Oid queue_relid);
 extern void zb_wake_stream(int slot);
 extern void zb_release_database(Oid dboid);
 
-extern void zb_metrics_state(ZbStreamSlot *s, ZbState state);
-extern void zb_metrics_error(ZbStreamSlot *s, const char *message);
-extern void zb_hist_add(ZbHistogram *h, uint64 us);
-extern double zb_hist_percentile(const ZbHistogram *h, double p);
-extern void zb_hist_delta(const ZbHistogram *cur, const ZbHistogram *prev, ZbHistogram *out);
-extern const char *zb_state_name(int state);
-extern void zb_metrics_reset(ZbStreamSlot *s, ZbHistory *h);
-extern int64 zb_queue_depth(ZbStreamSlot *s);
 
 #endif							/* ZB_SHMEM_H */

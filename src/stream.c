@@ -58,6 +58,7 @@
 #include "utils/wait_event.h"
 
 #include "compat.h"
+#include "metrics.h"
 #include "option.h"
 #include "record.h"
 #include "runas.h"
