@@ -82,10 +82,6 @@
 int			zb_poll_interval_ms = 1000;
 bool		zb_collect_metrics = true;
 
-#define CHUNK_BLOCKS 64			/* the unit of the queue split among workers */
-#define MAX_SPAN_CHUNKS 64		/* one claim scans at most this many chunks */
-#define RESCAN_MS 100			/* a full pass at least this often */
-#define HOT_MS 1000				/* a chunk that held rows is visited this long */
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 30000
 #define BACKOFF_FATAL_MS 60000	/* between attempts after a non-retryable error */
@@ -171,99 +167,7 @@ zb_sqlstate_retryable(int sqlerrcode)
  * Stream worker
  * ====================================================================== */
 
-typedef struct WorkerRow
-{
-	uint32		off;			/* record bytes in recbuf */
-	uint32		len;
-	ItemPointerData tid;		/* the queue row, to dead-letter it */
-	TimestampTz committed_at;	/* 0 if unknown */
-} WorkerRow;
-
-typedef struct WorkerRequest
-{
-	int			first;			/* rows[first .. first + nrows) */
-	int			nrows;
-	size_t		bytes;
-	int64		offset;			/* offset on the current stream, -1 if not sent there */
-	TimestampTz sent_at;
-	bool		acked;
-} WorkerRequest;
-
-typedef struct DeadRow
-{
-	ItemPointerData tid;
-	char	   *error;
-} DeadRow;
-
-typedef struct Worker
-{
-	/* identity */
-	int			slot;
-	int			widx;
-	uint32		generation;
-	Oid			dboid;
-	char		name[ZB_NAMELEN];
-	ZbStreamSlot *s;
-
-	/* configuration, reloaded when the stream or its queue changes */
-	bool		loaded;
-	MemoryContext cfg_cxt;		/* everything below points into it */
-	Oid			owner;			/* the queue's owner: queue work runs as this role */
-	char	   *problem;		/* why the queue cannot be worked on, or NULL */
-	ZbStreamRow row;
-	ZbServerConfig *server;
-	ZbCredentials cred;
-	ZbRecordSchema *schema;
-	bool		json;
-	SPIPlanPtr	plan;
-
-	/* the ZeroBus stream */
-	MemoryContext stream_cxt;
-	ZbStream   *stream;
-	bool		ever_connected;
-	int			failures;
-	TimestampTz retry_at;
-
-	/* the current batch (one transaction) */
-	MemoryContext batch_cxt;	/* reset after every batch */
-	MemoryContext keep_cxt;		/* the batch's big arrays, kept across batches */
-	ZbBuf		recbuf;
-	WorkerRow  *rows;
-	int			nrows;
-	int			maxrows;
-	WorkerRequest *reqs;
-	int			nreqs;
-	int			maxreqs;
-	int			open_req;		/* being filled, or -1 */
-	DeadRow    *dead;
-	int			ndead;
-	int			maxdead;
-	bool		probing;		/* a refusal came: send one request at a time */
-	int64		inflight;		/* rows sent and not yet acked, as published */
-	TransactionId last_xmin;
-	TimestampTz last_commit_ts;
-	ItemPointerData first_tid;	/* of the row the current claim returned first */
-	ItemPointerData last_tid;	/* and last */
-	Oid			key_relid;		/* the queue and its storage, for dedup keys */
-	Oid			key_relfilenode;
-	FullTransactionId next_fxid;	/* recent; the epoch of xmins in dedup keys */
-
-	/* where the next pass over the queue starts */
-	BlockNumber cursor;
-	ItemPointerData resume;		/* in chunk 'cursor': the first row not yet claimed
-								 * when the last batch ran out of room, or invalid */
-	bool		woken;			/* a latch wake-up arrived since the pass began */
-	bool		paused;			/* the queue's columns cannot be sent */
-	uint32		paused_fingerprint; /* of those columns */
-	char	   *paused_reason;
-	TimestampTz last_full_at;	/* of the last pass over the whole share */
-	BlockNumber known_chunks;	/* chunks of the table at that pass */
-	TimestampTz *hot_until;		/* per chunk: it held rows lately */
-	BlockNumber nhot;
-	TimestampTz depth_at;		/* when the queue depth was last published */
-} Worker;
-
-static Worker W;
+static ZbWorker W;
 
 /* Our server's or user mapping's options changed: reload before the next attempt. */
 static volatile bool options_changed = false;
@@ -300,15 +204,15 @@ worker_relation_changed(Datum arg, Oid relid)
 		catalog_changed = true;
 }
 
-static void
-worker_state(ZbState state)
+void
+zb_worker_state(ZbState state)
 {
 	W.s->workers[W.widx].state = state;
 	zb_metrics_state(W.s, state);
 }
 
-static void
-worker_error(const char *msg)
+void
+zb_worker_error(const char *msg)
 {
 	elog(LOG, "zerobus_fdw stream \"%s\": %s", W.name, msg);
 	zb_metrics_error(W.s, msg);
@@ -348,8 +252,8 @@ worker_wanted(void)
 	return ok;
 }
 
-static void
-worker_publish_inflight(int64 inflight)
+void
+zb_worker_publish_inflight(int64 inflight)
 {
 	SpinLockAcquire(&W.s->mutex);
 	W.s->c.inflight_rows += inflight - W.inflight;
@@ -357,16 +261,16 @@ worker_publish_inflight(int64 inflight)
 	W.inflight = inflight;
 }
 
-static void
-worker_publish_depth(int64 depth)
+void
+zb_worker_publish_depth(int64 depth)
 {
 	SpinLockAcquire(&W.s->mutex);
 	W.s->workers[W.widx].queue_depth = depth;
 	SpinLockRelease(&W.s->mutex);
 }
 
-static void
-worker_close_stream(void)
+void
+zb_worker_close_stream(void)
 {
 	if (W.stream)
 	{
@@ -391,7 +295,7 @@ typedef enum WorkerLoad
 static void
 worker_unload(void)
 {
-	worker_close_stream();
+	zb_worker_close_stream();
 	if (W.plan)
 	{
 		SPI_freeplan(W.plan);
@@ -502,8 +406,8 @@ worker_load(void)
 	return result;
 }
 
-static void
-worker_backoff(bool retryable)
+void
+zb_worker_backoff(bool retryable)
 {
 	long		ms;
 
@@ -518,7 +422,7 @@ worker_backoff(bool retryable)
 	else
 		ms = BACKOFF_FATAL_MS;
 	W.retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
-	worker_state(retryable ? ZB_STATE_BACKOFF : ZB_STATE_ERROR);
+	zb_worker_state(retryable ? ZB_STATE_BACKOFF : ZB_STATE_ERROR);
 }
 
 /* Open a ZeroBus stream; false (with backoff set) on failure. */
@@ -534,14 +438,14 @@ worker_connect(void)
 		ZbStreamConfig cfg;
 		MemoryContext old;
 
-		worker_state(ZB_STATE_CONNECTING);
+		zb_worker_state(ZB_STATE_CONNECTING);
 		old = MemoryContextSwitchTo(W.stream_cxt);
 		token = zb_oauth_token(&W.cred, ZB_TOKEN_ZEROBUS, W.row.target, &err);
 		if (token == NULL)
 		{
 			MemoryContextSwitchTo(old);
-			worker_error(psprintf("could not get a ZeroBus token: %s", err.message));
-			worker_backoff(err.retryable);
+			zb_worker_error(psprintf("could not get a ZeroBus token: %s", err.message));
+			zb_worker_backoff(err.retryable);
 			return false;
 		}
 		memset(&cfg, 0, sizeof(cfg));
@@ -566,10 +470,10 @@ worker_connect(void)
 			SpinLockRelease(&W.s->mutex);
 			W.ever_connected = true;
 			W.failures = 0;
-			worker_state(ZB_STATE_IDLE);
+			zb_worker_state(ZB_STATE_IDLE);
 			return true;
 		}
-		worker_close_stream();
+		zb_worker_close_stream();
 		/* a refused token may just be stale: fetch a new one once */
 		if (err.kind == ZB_ERR_GRPC && err.grpc_code == GRPC_UNAUTHENTICATED && attempt == 0)
 		{
@@ -578,913 +482,17 @@ worker_connect(void)
 		}
 		break;
 	}
-	worker_error(psprintf("could not open a ZeroBus stream to %s: %s", W.row.target, err.message));
-	worker_backoff(err.retryable);
+	zb_worker_error(psprintf("could not open a ZeroBus stream to %s: %s", W.row.target, err.message));
+	zb_worker_backoff(err.retryable);
 	return false;
 }
 
-/* ---------- filling a batch ---------- */
-
-static bool
-worker_stream_usable(void)
+/* Drop the ZeroBus stream and open a new one; false (with backoff set) on failure. */
+bool
+zb_worker_reconnect(void)
 {
-	return W.stream != NULL && !zb_stream_closing(W.stream, NULL);
-}
-
-static void
-worker_send(WorkerRequest *r)
-{
-	void	   *recs = palloc(sizeof(ProtobufCBinaryData) * r->nrows);
-	int			i;
-
-	if (W.json)
-	{
-		char	  **j = recs;
-
-		for (i = 0; i < r->nrows; i++)
-			j[i] = (char *) W.recbuf.data + W.rows[r->first + i].off;
-		r->offset = zb_stream_send_json_batch(W.stream, j, r->nrows);
-	}
-	else
-	{
-		ProtobufCBinaryData *b = recs;
-
-		for (i = 0; i < r->nrows; i++)
-		{
-			b[i].data = W.recbuf.data + W.rows[r->first + i].off;
-			b[i].len = W.rows[r->first + i].len;
-		}
-		r->offset = zb_stream_send_proto_batch(W.stream, b, r->nrows);
-	}
-	pfree(recs);
-	r->sent_at = GetCurrentTimestamp();
-	if (!zb_collect_metrics)
-		return;
-	SpinLockAcquire(&W.s->mutex);
-	W.s->c.rows_sent += r->nrows;
-	W.s->c.bytes_sent += r->bytes;
-	W.s->c.requests_sent++;
-	SpinLockRelease(&W.s->mutex);
-}
-
-/* Close the request being filled, and send it if the stream can take it. */
-static void
-worker_seal(void)
-{
-	WorkerRequest *r;
-
-	if (W.open_req < 0)
-		return;
-	r = &W.reqs[W.open_req];
-	W.open_req = -1;
-	if (worker_stream_usable())
-		worker_send(r);
-}
-
-static void
-worker_add_dead(ItemPointer tid, const char *error)
-{
-	if (W.ndead == W.maxdead)
-	{
-		W.maxdead = Max(16, W.maxdead * 2);
-		W.dead = W.dead ? repalloc(W.dead, sizeof(DeadRow) * W.maxdead)
-			: MemoryContextAlloc(W.batch_cxt, sizeof(DeadRow) * W.maxdead);
-	}
-	W.dead[W.ndead].tid = *tid;
-	W.dead[W.ndead].error = MemoryContextStrdup(W.batch_cxt, error);
-	W.ndead++;
-}
-
-/*
- * The transaction id, with its epoch, that inserted a row version whose xmin
- * is xid: the latest full id below the next one to be assigned that ends in
- * xid's 32 bits.  Exact for a row version younger than 2^32 transactions (an
- * unfrozen one is younger than 2^31).  W.next_fxid is read at the start of
- * each batch and again whenever a row looks older than 2^31 transactions
- * (frozen rows may be) or newer than it (committed since it was read).
- */
-static uint64
-worker_full_xid(TransactionId xid)
-{
-	bool		fresh = false;
-
-	if (!TransactionIdIsNormal(xid))
-		return xid;
-	for (;;)
-	{
-		uint64		next = U64FromFullTransactionId(W.next_fxid);
-		uint32		epoch = EpochFromFullTransactionId(W.next_fxid);
-		uint64		full;
-
-		if (xid >= XidFromFullTransactionId(W.next_fxid) && epoch > 0)
-			epoch--;
-		full = ((uint64) epoch << 32) | xid;
-		if (fresh || (full < next && next - full <= ((uint64) 1 << 31)))
-			return full;
-		W.next_fxid = ReadNextFullTransactionId();
-		fresh = true;
-	}
-}
-
-/* DestReceiver for DELETE … RETURNING: encode each row as it comes. */
-static bool
-worker_receive(TupleTableSlot *slot, DestReceiver *self)
-{
-	MemoryContext old = MemoryContextSwitchTo(W.batch_cxt);
-	Datum	   *values;
-	bool	   *isnull;
-	ItemPointer tid;
-	TransactionId xmin;
-	size_t		start = W.recbuf.len;
-	ssize_t		len;
-	const char *error = NULL;
-	char		keybuf[ZB_RECORD_KEY_LEN];
-	const char *key = NULL;
-	WorkerRow  *row;
-	WorkerRequest *r;
-
-	slot_getallattrs(slot);
-	values = slot->tts_values;
-	isnull = slot->tts_isnull;
-	tid = (ItemPointer) DatumGetPointer(values[0]);
-	xmin = DatumGetTransactionId(values[1]);
-	if (!ItemPointerIsValid(&W.first_tid))
-		W.first_tid = *tid;
-	W.last_tid = *tid;
-
-	if (W.schema->key_name)
-	{
-		/*
-		 * The row version's identity (docs/DESIGN.md).  xmin is the inserting
-		 * transaction's id even for a frozen row: freezing sets a flag and
-		 * keeps it, and the system column shows it.
-		 */
-		zb_record_format_key(keybuf, W.key_relid, W.key_relfilenode, worker_full_xid(xmin),
-							 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid));
-		key = keybuf;
-	}
-	len = W.json
-		? zb_record_encode_json(W.schema, values, isnull, key, W.keep_cxt, &W.recbuf, &error)
-		: zb_record_encode_proto(W.schema, values, isnull, key, W.keep_cxt, &W.recbuf, &error);
-	if (len >= 0 && (size_t) len > ZB_MAX_REQUEST_BYTES - 1024)
-	{
-		error = psprintf("the row's record is %zd bytes, above the %d-byte ZeroBus request limit",
-						 len, ZB_MAX_REQUEST_BYTES);
-		W.recbuf.len = start;
-		len = -1;
-	}
-	if (len < 0)
-	{
-		worker_add_dead(tid, error);
-		MemoryContextSwitchTo(old);
-		return true;
-	}
-
-	if (W.nrows == W.maxrows)
-	{
-		W.maxrows = Max(1024, W.maxrows * 2);
-		W.rows = W.rows ? repalloc_huge(W.rows, sizeof(WorkerRow) * W.maxrows)
-			: MemoryContextAlloc(W.keep_cxt, sizeof(WorkerRow) * W.maxrows);
-	}
-	row = &W.rows[W.nrows];
-	row->off = start;
-	row->len = len;
-	row->tid = *tid;
-	row->committed_at = 0;
-	if (zb_collect_metrics && track_commit_timestamp && TransactionIdIsNormal(xmin))
-	{
-		if (xmin != W.last_xmin)
-		{
-			RepOriginId origin;
-
-			W.last_xmin = xmin;
-			if (!TransactionIdGetCommitTsData(xmin, &W.last_commit_ts, &origin))
-				W.last_commit_ts = 0;
-		}
-		row->committed_at = W.last_commit_ts;
-	}
-
-	/* into the open request, or a new one */
-	if (W.open_req >= 0)
-	{
-		r = &W.reqs[W.open_req];
-		if (r->nrows + 1 > W.row.batch_rows || r->bytes + len > (size_t) W.row.batch_bytes)
-			worker_seal();
-	}
-	if (W.open_req < 0)
-	{
-		if (W.nreqs == W.maxreqs)
-		{
-			W.maxreqs = Max(16, W.maxreqs * 2);
-			W.reqs = W.reqs ? repalloc(W.reqs, sizeof(WorkerRequest) * W.maxreqs)
-				: MemoryContextAlloc(W.keep_cxt, sizeof(WorkerRequest) * W.maxreqs);
-		}
-		r = &W.reqs[W.nreqs];
-		memset(r, 0, sizeof(*r));
-		r->first = W.nrows;
-		r->offset = -1;
-		W.open_req = W.nreqs++;
-	}
-	r = &W.reqs[W.open_req];
-	r->nrows++;
-	r->bytes += len;
-	W.nrows++;
-	MemoryContextSwitchTo(old);
-	return true;
-}
-
-static void
-worker_rstartup(DestReceiver *self, int operation, TupleDesc typeinfo)
-{
-}
-
-static void
-worker_rshutdown(DestReceiver *self)
-{
-}
-
-static void
-worker_rdestroy(DestReceiver *self)
-{
-}
-
-static DestReceiver worker_dest = {
-	.receiveSlot = worker_receive,
-	.rStartup = worker_rstartup,
-	.rShutdown = worker_rshutdown,
-	.rDestroy = worker_rdestroy,
-	.mydest = DestNone
-};
-
-/*
- * DELETE the rows with TIDs in [lo, hi) into the batch, at most 'limit' of
- * them: the executor stops after 'limit' RETURNING rows (SPI's tcount), so
- * the rows after them stay, untouched, whatever the density of the range.
- * W.last_tid is then the last row claimed.
- */
-static uint64
-worker_claim(ItemPointer lo, ItemPointer hi, uint64 limit)
-{
-	ParamListInfo params = makeParamList(2);
-	SPIExecuteOptions opts;
-	int			before = W.nrows + W.ndead;
-	int			rc;
-
-	Assert(limit > 0);
-	params->params[0].value = PointerGetDatum(lo);
-	params->params[0].ptype = TIDOID;
-	params->params[0].pflags = PARAM_FLAG_CONST;
-	params->params[0].isnull = false;
-	params->params[1].value = PointerGetDatum(hi);
-	params->params[1].ptype = TIDOID;
-	params->params[1].pflags = PARAM_FLAG_CONST;
-	params->params[1].isnull = false;
-
-	memset(&opts, 0, sizeof(opts));
-	opts.params = params;
-	opts.read_only = false;
-	opts.tcount = limit;
-	opts.dest = &worker_dest;
-	rc = SPI_execute_plan_extended(W.plan, &opts);
-	if (rc != SPI_OK_DELETE_RETURNING)
-		elog(ERROR, "queue DELETE failed: %s", SPI_result_code_string(rc));
-	return W.nrows + W.ndead - before;
-}
-
-/* Did chunk c hold rows lately? */
-static bool
-worker_chunk_hot(BlockNumber c, TimestampTz now)
-{
-	return c < W.nhot && W.hot_until[c] > now;
-}
-
-static void
-worker_mark_hot(BlockNumber first, BlockNumber last, TimestampTz now)
-{
-	BlockNumber c;
-
-	if (last >= W.nhot)
-	{
-		BlockNumber n = Max(last + 1, W.nhot * 2);
-
-		W.hot_until = W.hot_until
-			? repalloc(W.hot_until, sizeof(TimestampTz) * n)
-			: MemoryContextAlloc(W.keep_cxt, sizeof(TimestampTz) * n);
-		memset(W.hot_until + W.nhot, 0, sizeof(TimestampTz) * (n - W.nhot));
-		W.nhot = n;
-	}
-	for (c = first; c <= last; c++)
-		W.hot_until[c] = TimestampTzPlusMilliseconds(now, HOT_MS);
-}
-
-/*
- * One pass of claims over this worker's chunks of the queue, from the
- * cursor, until max_inflight rows are claimed or the pass is over.  Sends
- * full requests as it goes, and drives the network between claims.
- *
- * Every claim is limited to the room left (max_inflight minus the rows
- * already claimed in this transaction), so a transaction never holds more
- * than max_inflight rows, whatever the density of the blocks it scans: right
- * after a restart, or across dead space VACUUM has not reclaimed yet.  A
- * claim that uses up the room stops at a row; the next batch resumes right
- * after it (W.resume), so the rows before it are not read again.
- *
- * A full pass visits every chunk of the worker's share; a single worker
- * claims up to MAX_SPAN_CHUNKS consecutive chunks in one statement.
- * Otherwise only the chunks that held rows lately ("hot") and those past the
- * end of the table at the last full pass are visited: appended rows land
- * there, and the empty space before them is not read again and again.  Rows
- * placed in reused space elsewhere are found by the next full pass
- * (worker_batch() runs one at least every RESCAN_MS, and at once when a
- * wake-up finds nothing).  Returns true when a full pass saw the whole share.
- */
-static bool
-worker_fill(Relation rel, bool full)
-{
-	BlockNumber nblocks = RelationGetNumberOfBlocks(rel);
-	BlockNumber nchunks = (nblocks + CHUNK_BLOCKS - 1) / CHUNK_BLOCKS;
-	int			nworkers = W.row.workers;
-	BlockNumber mine;			/* chunks c with c % nworkers == widx */
-	BlockNumber visited = 0;
-	BlockNumber c;
-	TimestampTz now = GetCurrentTimestamp();
-	ItemPointerData resume = W.resume;
-
-	ItemPointerSetInvalid(&W.resume);
-	if (nchunks <= (BlockNumber) W.widx)
-		return full;
-	mine = (nchunks - W.widx + nworkers - 1) / nworkers;
-	c = W.cursor;
-	if (c >= nchunks || c % nworkers != (BlockNumber) W.widx)
-	{
-		c = W.widx;
-		ItemPointerSetInvalid(&resume);
-	}
-	while (c < nchunks && visited < mine && W.nrows + W.ndead < W.row.max_inflight)
-	{
-		uint64		room = W.row.max_inflight - (W.nrows + W.ndead);
-		BlockNumber span = 1;
-		ItemPointerData lo;
-		ItemPointerData hi;
-		bool		partial = false;
-		uint64		got;
-		ZbError		err;
-		int			wake;
-
-		if (full || c >= W.known_chunks || worker_chunk_hot(c, now))
-		{
-			/* in a full pass a single worker claims consecutive chunks at once */
-			if (full && nworkers == 1)
-				span = Min(MAX_SPAN_CHUNKS, Min(nchunks - c, mine - visited));
-			ItemPointerSet(&lo, c * CHUNK_BLOCKS, 0);
-			if (ItemPointerIsValid(&resume) &&
-				ItemPointerGetBlockNumber(&resume) / CHUNK_BLOCKS == c)
-			{
-				/* the rest of the chunk the last batch stopped in */
-				lo = resume;
-				partial = true;
-			}
-			ItemPointerSetInvalid(&resume);
-			ItemPointerSet(&hi, Min((c + span) * CHUNK_BLOCKS, nblocks), 0);
-			ItemPointerSetInvalid(&W.first_tid);
-			got = worker_claim(&lo, &hi, room);
-			if (got > 0)
-				worker_mark_hot(ItemPointerGetBlockNumber(&W.first_tid) / CHUNK_BLOCKS,
-								ItemPointerGetBlockNumber(&W.last_tid) / CHUNK_BLOCKS, now);
-			if (got == room)
-			{
-				/* out of room, possibly in the middle of the range: resume there */
-				c = ItemPointerGetBlockNumber(&W.last_tid) / CHUNK_BLOCKS;
-				ItemPointerSet(&W.resume, ItemPointerGetBlockNumber(&W.last_tid),
-							   ItemPointerGetOffsetNumber(&W.last_tid) + 1);
-				break;
-			}
-
-			/* let requests already sealed go out, and acks come in */
-			if (W.stream && !zb_stream_poll(W.stream, 0, &wake, &err))
-			{
-				c += span * nworkers;
-				break;			/* the ack phase deals with it */
-			}
-			if (W.stream && (wake & ZB_WAKE_LATCH))
-				W.woken = true;
-		}
-		/* a chunk entered after its start is visited again from its start */
-		visited += partial ? span - 1 : span;
-		c += span * nworkers;
-		if (c >= nchunks && visited < mine && W.nrows + W.ndead < W.row.max_inflight)
-			c = W.widx;			/* wrap once to cover the chunks before the cursor */
-	}
-	W.cursor = c;
-	if (W.open_req >= 0)
-		worker_seal();
-	if (full && visited >= mine)
-	{
-		W.known_chunks = nchunks;
-		return true;
-	}
-	return false;
-}
-
-/* ---------- waiting for acks ---------- */
-
-static void
-worker_account_ack(WorkerRequest *r, TimestampTz now)
-{
-	int			i;
-
-	r->acked = true;
-	if (!zb_collect_metrics)
-		return;
-	SpinLockAcquire(&W.s->mutex);
-	W.s->c.rows_acked += r->nrows;
-	W.s->c.bytes_acked += r->bytes;
-	W.s->c.requests_acked++;
-	W.s->last_ack_at = now;
-	zb_hist_add(&W.s->ack_latency, (uint64) Max(now - r->sent_at, 0));
-	for (i = 0; i < r->nrows; i++)
-	{
-		TimestampTz c = W.rows[r->first + i].committed_at;
-
-		if (c != 0)
-			zb_hist_add(&W.s->e2e_latency, (uint64) Max(now - c, 0));
-	}
-	SpinLockRelease(&W.s->mutex);
-}
-
-static int64
-worker_unacked_rows(void)
-{
-	int64		n = 0;
-	int			i;
-
-	for (i = 0; i < W.nreqs; i++)
-		if (!W.reqs[i].acked && W.reqs[i].offset >= 0)
-			n += W.reqs[i].nrows;
-	return n;
-}
-
-/* Split request i (the one the server refused) in two, or dead-letter its
- * only row. */
-static void
-worker_bisect(int i, const char *error)
-{
-	Assert(i >= 0 && i < W.nreqs && !W.reqs[i].acked);
-	if (W.reqs[i].nrows == 1)
-	{
-		worker_add_dead(&W.rows[W.reqs[i].first].tid, error);
-		W.reqs[i].acked = true; /* settled: it leaves the queue as a dead letter */
-		SpinLockAcquire(&W.s->mutex);
-		W.s->c.rows_dead++;
-		SpinLockRelease(&W.s->mutex);
-	}
-	else
-	{
-		WorkerRequest *r;
-		int			half = W.reqs[i].nrows / 2;
-		int			k;
-		size_t		bytes = 0;
-
-		if (W.nreqs == W.maxreqs)
-		{
-			W.maxreqs *= 2;
-			W.reqs = repalloc(W.reqs, sizeof(WorkerRequest) * W.maxreqs);
-		}
-		memmove(&W.reqs[i + 2], &W.reqs[i + 1], sizeof(WorkerRequest) * (W.nreqs - i - 1));
-		W.nreqs++;
-		r = &W.reqs[i];
-		for (k = 0; k < half; k++)
-			bytes += W.rows[r->first + k].len;
-		W.reqs[i + 1] = *r;
-		W.reqs[i + 1].first = r->first + half;
-		W.reqs[i + 1].nrows = r->nrows - half;
-		W.reqs[i + 1].bytes = r->bytes - bytes;
-		r->nrows = half;
-		r->bytes = bytes;
-	}
-}
-
-/*
- * Send, on a fresh stream, every request not yet acknowledged (probing: only
- * the first; worker_await_acks() sends the next once it is acknowledged).
- */
-static bool
-worker_resend(void)
-{
-	bool		sent = false;
-	int			i;
-
-	worker_close_stream();
-	if (!worker_connect())
-		return false;
-	for (i = 0; i < W.nreqs; i++)
-	{
-		W.reqs[i].offset = -1;
-		if (!W.reqs[i].acked && !(W.probing && sent))
-		{
-			worker_send(&W.reqs[i]);
-			sent = true;
-		}
-	}
-	return true;
-}
-
-/* Account the requests the current stream has acknowledged; returns how many. */
-static int
-worker_take_acks(TimestampTz now)
-{
-	int64		acked;
-	int			n = 0;
-	int			i;
-
-	if (W.stream == NULL)
-		return 0;
-	acked = zb_stream_acked(W.stream);
-	for (i = 0; i < W.nreqs; i++)
-	{
-		WorkerRequest *r = &W.reqs[i];
-
-		if (!r->acked && r->offset >= 0 && r->offset <= acked)
-		{
-			worker_account_ack(r, now);
-			n++;
-		}
-	}
-	return n;
-}
-
-/*
- * Wait until every request of the batch is durably acknowledged.  Handles
- * CloseStreamSignal (drain, then a new stream), refused batches (bisect),
- * and one retryable failure (a new stream).  False: give up on the batch.
- */
-static bool
-worker_await_acks(void)
-{
-	int			retries = 0;
-	int			acked_requests = 0;
-	int			acked_at_failure = 0;
-	int			i;
-
-	worker_state(ZB_STATE_STREAMING);
-	for (;;)
-	{
-		TimestampTz now = GetCurrentTimestamp();
-		TimestampTz oldest = 0;
-		TimestampTz close_deadline = 0;
-		bool		all_acked = true;
-		bool		all_sent_acked = true;
-		ZbError		err;
-		int			wake = 0;
-		long		wait_ms;
-		bool		failed = false;
-
-		acked_requests += worker_take_acks(now);
-		for (i = 0; i < W.nreqs; i++)
-		{
-			WorkerRequest *r = &W.reqs[i];
-
-			if (r->acked)
-				continue;
-			all_acked = false;
-			if (r->offset >= 0)
-			{
-				all_sent_acked = false;
-				if (oldest == 0 || r->sent_at < oldest)
-					oldest = r->sent_at;
-			}
-		}
-		worker_publish_inflight(worker_unacked_rows());
-		if (all_acked)
-			return true;
-
-		if (W.stream && zb_stream_closing(W.stream, &close_deadline))
-		{
-			/* the server asked us to move: drain what is in flight, then move */
-			if (all_sent_acked || now >= close_deadline)
-			{
-				if (!all_sent_acked)
-					worker_error("CloseStreamSignal deadline passed with requests unacknowledged");
-				if (!worker_resend())
-					return false;
-				continue;
-			}
-		}
-		else if (W.stream)
-		{
-			/* requests held back while the stream was closing, or while probing */
-			for (i = 0; i < W.nreqs; i++)
-			{
-				if (W.reqs[i].acked || W.reqs[i].offset >= 0)
-					continue;
-				if (W.probing && !all_sent_acked)
-					break;
-				worker_send(&W.reqs[i]);
-				if (W.probing)
-					break;
-			}
-		}
-		else if (!worker_resend())
-			return false;
-
-		if (oldest != 0 && now - oldest > W.row.ack_timeout_ms * 1000)
-		{
-			zb_error_set(&err, ZB_ERR_TIMEOUT, true,
-						 "no durable acknowledgement within %lld ms (acked up to offset " INT64_FORMAT
-						 " of " INT64_FORMAT ", %zu bytes not yet sent)",
-						 (long long) W.row.ack_timeout_ms, zb_stream_acked(W.stream),
-						 zb_stream_last_sent(W.stream), zb_stream_send_pending(W.stream));
-			failed = true;
-		}
-		else
-		{
-			wait_ms = 1000;
-			if (oldest != 0)
-				wait_ms = Min(wait_ms, (long) (W.row.ack_timeout_ms - (now - oldest) / 1000) + 1);
-			if (close_deadline != 0)
-				wait_ms = Min(wait_ms, Max(zb_ms_until(close_deadline), 1));
-			if (!zb_stream_poll(W.stream, Max(wait_ms, 1), &wake, &err))
-				failed = true;
-			if (wake & ZB_WAKE_LATCH)
-				W.woken = true;
-		}
-		if (!failed)
-			continue;
-
-		if (err.kind == ZB_ERR_GRPC && err.grpc_code == GRPC_INVALID_ARGUMENT)
-		{
-			/*
-			 * A record was refused (the stream is over either way).
-			 * Acknowledgements that arrived in the same poll as the refusal
-			 * are taken first, or the accepted request would be blamed.
-			 * Which request held the record is known only if it was the one
-			 * in flight: the stream may have ended before acknowledging
-			 * requests sent earlier.  So bisect only that one; with several
-			 * in flight, probe: from now on send one request at a time, so
-			 * that the next refusal names its request.
-			 */
-			int			culprit = -1;
-			int			in_flight = 0;
-
-			acked_requests += worker_take_acks(GetCurrentTimestamp());
-			for (i = 0; i < W.nreqs; i++)
-			{
-				if (!W.reqs[i].acked && W.reqs[i].offset >= 0)
-				{
-					if (culprit < 0)
-						culprit = i;
-					in_flight++;
-				}
-			}
-			if (in_flight == 0)
-			{
-				worker_error(err.message);
-				worker_close_stream();
-				worker_backoff(false);
-				return false;
-			}
-			if (in_flight == 1)
-				worker_bisect(culprit, err.message);
-			W.probing = true;
-			if (!worker_resend())
-				return false;
-			continue;
-		}
-		if (err.kind == ZB_ERR_GRPC && err.grpc_code == GRPC_UNAUTHENTICATED)
-			zb_oauth_invalidate(&W.cred, ZB_TOKEN_ZEROBUS, W.row.target);
-		worker_error(err.message);
-		/* a stream that made progress before failing earns another try */
-		if (acked_requests > acked_at_failure)
-			retries = 0;
-		acked_at_failure = acked_requests;
-		if (err.retryable && retries++ < 1)
-		{
-			if (!worker_resend())
-				return false;
-			continue;
-		}
-		worker_close_stream();
-		worker_backoff(err.retryable);
-		return false;
-	}
-}
-
-/*
- * Move dead rows to zerobus.dead_letters (before the batch commits).  Runs
- * inside the batch's section as the stream's owner: the row becomes jsonb
- * as that role (output functions, whatever the row holds), and only the
- * finished value is written to the catalog as the extension's owner.
- */
-static void
-worker_bury(Relation rel)
-{
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	Oid			rowtype[1] = {rel->rd_rel->reltype};
-	Oid			types[4] = {TEXTOID, OIDOID, TEXTOID, JSONBOID};
-	Oid			catalog_owner = zb_catalog_owner();
-	int			i;
-
-	for (i = 0; i < W.ndead; i++)
-	{
-		Datum		row[1];
-		Datum		values[4];
-		bool		isnull;
-
-		/* the row version our DELETE removed is still there for us */
-		if (!table_tuple_fetch_row_version(rel, &W.dead[i].tid, SnapshotAny, slot))
-			continue;
-		row[0] = ExecFetchSlotHeapTupleDatum(slot);
-		(void) zb_spi_as(W.owner, "SELECT pg_catalog.to_jsonb($1)", 1, rowtype, row, NULL, true, 1);
-		if (SPI_processed != 1)
-			elog(ERROR, "could not convert a dead row to jsonb");
-		values[0] = CStringGetTextDatum(W.name);
-		values[1] = ObjectIdGetDatum(W.owner);
-		values[2] = CStringGetTextDatum(W.dead[i].error);
-		values[3] = datumCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
-							  false, -1);
-		(void) zb_spi_as(catalog_owner,
-						 "INSERT INTO zerobus.dead_letters (stream, owner, error, record)"
-						 " VALUES ($1, $2::pg_catalog.regrole, $3, $4)",
-						 4, types, values, NULL, false, 0);
-	}
-	ExecDropSingleTupleTableSlot(slot);
-}
-
-/*
- * Start a new batch.  The record buffer and the row and request arrays are
- * kept (their pages stay mapped, nothing is copied to grow them again);
- * only a buffer that an unusually large batch blew up is given back.
- */
-#define KEEP_MAX_BYTES (64 * 1024 * 1024)
-
-static void
-worker_reset_batch(void)
-{
-	MemoryContextReset(W.batch_cxt);
-	if (W.recbuf.cap > KEEP_MAX_BYTES)
-	{
-		MemoryContextReset(W.keep_cxt);
-		memset(&W.recbuf, 0, sizeof(W.recbuf));
-		W.rows = NULL;
-		W.maxrows = 0;
-		W.reqs = NULL;
-		W.maxreqs = 0;
-		W.hot_until = NULL;
-		W.nhot = 0;
-	}
-	W.recbuf.len = W.recbuf.off = 0;
-	W.nrows = 0;
-	W.nreqs = 0;
-	W.open_req = -1;
-	W.dead = NULL;
-	W.ndead = W.maxdead = 0;
-	W.probing = false;
-	W.last_xmin = InvalidTransactionId;
-}
-
-/*
- * One batch: claim, send, await acks, commit.  Returns the rows that left
- * the queue (delivered or dead-lettered); 0 if the queue had nothing for us.
- */
-static int
-worker_batch(void)
-{
-	Relation	rel;
-	int			settled;
-	int			local_dead;
-	bool		full;
-	bool		complete;
-	Oid			owner;
-	ZbRunAs		ra;
-	BlockNumber start_cursor;
-	ItemPointerData start_resume;
-
-	worker_reset_batch();
-	StartTransactionCommand();
-	W.s->workers[W.widx].in_batch = true;
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-
-	/*
-	 * Before every batch: the queue, its owner, the owner's privileges on it
-	 * and its schema, USAGE on the server and a user mapping (syscache
-	 * lookups).  A REVOKE stops delivery here; a changed owner reloads.
-	 */
-	if (zb_stream_problem(&W.row, ACL_SELECT | ACL_DELETE, true, &owner) != NULL ||
-		owner != W.owner)
-	{
-		PopActiveSnapshot();
-		SPI_finish();
-		CommitTransactionCommand();
-		W.loaded = false;		/* worker_load() reports the problem */
-		return 1;
-	}
-
-	rel = table_open(W.row.queue, RowExclusiveLock);
-	if (zb_record_fingerprint(RelationGetDescr(rel)) != W.schema->fingerprint)
-	{
-		/* the queue's columns changed: reload and open a stream with the new schema */
-		table_close(rel, RowExclusiveLock);
-		PopActiveSnapshot();
-		SPI_finish();
-		CommitTransactionCommand();
-		ereport(LOG,
-				(errmsg("zerobus_fdw stream \"%s\": the queue's columns changed; re-sending the schema",
-						W.name)));
-		W.loaded = false;
-		return 1;
-	}
-
-	if (W.schema->key_name)
-	{
-		/* dedup keys name the queue's storage and need the current xid epoch */
-		W.key_relid = RelationGetRelid(rel);
-		W.key_relfilenode = zb_rel_filenumber(rel);
-		W.next_fxid = ReadNextFullTransactionId();
-	}
-
-	/*
-	 * Everything that touches the queue runs as its owner, restricted, with
-	 * the search_path pinned: the DELETE fires the owner's triggers and
-	 * policies, never with our rights.  The section ends before the
-	 * transaction does, whichever way it ends.
-	 */
-	zb_runas_begin(&ra, W.owner);
-
-	/* a full pass now and then, and when a wake-up's rows are not where we looked */
-	start_cursor = W.cursor;
-	start_resume = W.resume;
-	full = GetCurrentTimestamp() - W.last_full_at >= RESCAN_MS * 1000L;
-	complete = worker_fill(rel, full);
-	if (!full && W.nrows == 0 && W.ndead == 0)
-	{
-		full = true;
-		complete = worker_fill(rel, true);
-	}
-	if (complete)
-		W.last_full_at = GetCurrentTimestamp();
-	local_dead = W.ndead;
-
-	/*
-	 * Queue depth: a pass that covered this worker's whole share claimed every
-	 * committed row in it, so nothing of its share waits; a pass cut short by
-	 * max_inflight leaves a backlog, estimated from the statistics.
-	 */
-	if (complete)
-		worker_publish_depth(0);
-	else if (GetCurrentTimestamp() - W.depth_at >= USECS_PER_SEC)
-	{
-		int64		live = DatumGetInt64(DirectFunctionCall1(pg_stat_get_live_tuples,
-															 ObjectIdGetDatum(W.row.queue)));
-
-		worker_publish_depth(Max(live / W.row.workers - W.nrows - W.ndead, 1));
-		W.depth_at = GetCurrentTimestamp();
-	}
-	if (W.nrows == 0 && W.ndead == 0)
-	{
-		zb_runas_end(&ra);
-		table_close(rel, RowExclusiveLock);
-		PopActiveSnapshot();
-		SPI_finish();
-		CommitTransactionCommand();
-		return 0;
-	}
-
-	if (W.nrows > 0 && !worker_await_acks())
-	{
-		/* give the rows back: the transaction rolls back; the next one claims them first */
-		W.cursor = start_cursor;
-		W.resume = start_resume;
-		SpinLockAcquire(&W.s->mutex);
-		W.s->c.rows_failed += W.nrows;
-		SpinLockRelease(&W.s->mutex);
-		worker_publish_inflight(0);
-		zb_runas_end(&ra);
-		table_close(rel, RowExclusiveLock);
-		PopActiveSnapshot();
-		SPI_finish();
-		AbortCurrentTransaction();
-		return 0;
-	}
-	if (W.ndead > 0)
-	{
-		worker_bury(rel);
-		SpinLockAcquire(&W.s->mutex);
-		W.s->c.rows_dead += local_dead;
-		SpinLockRelease(&W.s->mutex);
-	}
-	zb_runas_end(&ra);
-	table_close(rel, RowExclusiveLock);
-	PopActiveSnapshot();
-	SPI_finish();
-	CommitTransactionCommand();
-
-	settled = W.nrows + local_dead;
-	SpinLockAcquire(&W.s->mutex);
-	W.s->c.batches++;
-	SpinLockRelease(&W.s->mutex);
-	worker_publish_inflight(0);
-	return settled;
+	zb_worker_close_stream();
+	return worker_connect();
 }
 
 /* Sleep until woken, the poll interval, or a network event on the stream. */
@@ -1499,16 +507,16 @@ worker_idle(long max_ms)
 		int			wake;
 		TimestampTz deadline;
 
-		worker_state(ZB_STATE_IDLE);
+		zb_worker_state(ZB_STATE_IDLE);
 		if (!zb_stream_poll(W.stream, ms, &wake, &err))
 		{
 			/* an idle stream that ended is simply reopened */
 			if (err.kind != ZB_ERR_TRANSPORT)
-				worker_error(err.message);
-			worker_close_stream();
+				zb_worker_error(err.message);
+			zb_worker_close_stream();
 		}
 		else if (zb_stream_closing(W.stream, &deadline))
-			worker_close_stream();	/* nothing in flight: move now */
+			zb_worker_close_stream();	/* nothing in flight: move now */
 	}
 	else
 	{
@@ -1527,8 +535,8 @@ static void
 worker_problem(const char *problem)
 {
 	if (strncmp(W.s->last_error, problem, ZB_ERRLEN - 1) != 0)
-		worker_error(problem);
-	worker_backoff(false);
+		zb_worker_error(problem);
+	zb_worker_backoff(false);
 }
 
 PGDLLEXPORT void
@@ -1577,7 +585,7 @@ zerobus_stream_main(Datum arg)
 	W.s->workers[W.widx].pgprocno = GetNumberFromPGProc(MyProc);
 	LWLockRelease(zb_shared->lock);
 	before_shmem_exit(worker_detach, 0);
-	worker_state(ZB_STATE_STARTING);
+	zb_worker_state(ZB_STATE_STARTING);
 
 	W.cfg_cxt = AllocSetContextCreate(TopMemoryContext, "zerobus worker config",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -1613,10 +621,10 @@ zerobus_stream_main(Datum arg)
 			W.s->c.rows_failed += W.nrows;
 			SpinLockRelease(&W.s->mutex);
 		}
-		worker_publish_inflight(0);
+		zb_worker_publish_inflight(0);
 		worker_unload();
-		worker_reset_batch();
-		worker_backoff(zb_sqlstate_retryable(sqlerrcode));
+		zb_batch_reset(&W);
+		zb_worker_backoff(zb_sqlstate_retryable(sqlerrcode));
 		RESUME_INTERRUPTS();
 	}
 	PG_exception_stack = &local_sigjmp_buf;
@@ -1645,7 +653,7 @@ zerobus_stream_main(Datum arg)
 			ResetLatch(MyLatch);
 			StartTransactionCommand();	/* processes catalog invalidations */
 			if (W.loaded && SearchSysCacheExists1(RELOID, ObjectIdGetDatum(W.row.queue)))
-				worker_publish_depth(DatumGetInt64(DirectFunctionCall1(pg_stat_get_live_tuples,
+				zb_worker_publish_depth(DatumGetInt64(DirectFunctionCall1(pg_stat_get_live_tuples,
 																	   ObjectIdGetDatum(W.row.queue))) /
 									 W.row.workers);
 			CommitTransactionCommand();
@@ -1681,10 +689,10 @@ zerobus_stream_main(Datum arg)
 			bool		changed;
 			Relation	rel;
 
-			worker_close_stream();
-			worker_state(ZB_STATE_PAUSED);
+			zb_worker_close_stream();
+			zb_worker_state(ZB_STATE_PAUSED);
 			if (strncmp(W.s->last_error, W.paused_reason, ZB_ERRLEN - 1) != 0)
-				worker_error(W.paused_reason);
+				zb_worker_error(W.paused_reason);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 zb_poll_interval_ms, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
@@ -1704,7 +712,7 @@ zerobus_stream_main(Datum arg)
 			continue;
 
 		W.woken = false;
-		n = worker_batch();
+		n = zb_batch_run(&W);
 		W.s->workers[W.widx].in_batch = false;
 		/* a background worker flushes its own statistics (queue depth) */
 		pgstat_report_stat(n == 0);
@@ -1712,6 +720,6 @@ zerobus_stream_main(Datum arg)
 			worker_idle(zb_poll_interval_ms);
 	}
 done:
-	worker_close_stream();
+	zb_worker_close_stream();
 	proc_exit(0);
 }
