@@ -1,73 +1,48 @@
 /*-------------------------------------------------------------------------
  * worker.c
- *	  The stream workers that deliver queue rows to ZeroBus.
+ *	  The stream worker: its main loop, its states, and its recovery.
  *
- * Stream worker (one per stream and worker index, connected to the stream's
- * database without a user; queue work runs as the queue's owner, see
- * runas.c): repeatedly
- *   1. opens a ZeroBus stream if none is open (token, CreateIngestStream);
- *   2. in one transaction, DELETEs its share of the queue by TID range with
- *      RETURNING, at most max_inflight rows in all (each claim stops after
- *      the rows still allowed), encoding each row as the executor returns it
- *      and sending requests of batch_rows / batch_bytes as they fill;
- *   3. waits until ZeroBus acknowledges every request as durable, then
- *      commits: only now do the rows leave the queue.
- * A batch the server rejects (INVALID_ARGUMENT) is bisected on new streams
- * until the rejected rows are isolated; they go to zerobus.dead_letters with
- * the error, in the same transaction.  A retryable failure is retried on a
- * new stream within the transaction, for as long as each failed stream had
- * made progress (and once more); then the transaction rolls back (the rows
- * return to the queue) and the worker backs off.  A missing or forbidden
- * object is a state ('error', with the fix in last_error), checked before
- * every batch; an ERROR unwinds to zb_worker_recover() and a backoff.
- * See docs/DESIGN.md for why rows are claimed by TID range, and for the
- * states and recovery rules.
+ * One per stream and worker index, connected to the stream's database
+ * without a user (the source's work runs as its table's owner: runas.c).
+ * It loads the stream's settings from the catalog and the record schema
+ * from its source, opens a ZeroBus stream (token, CreateIngestStream), and
+ * runs batches (batch.c) for as long as the launcher wants it: each claims
+ * rows from the source (queue.c), sends them and settles them once they are
+ * durably acknowledged.  Between batches it waits for a wake-up, the poll
+ * interval or the network.  Trouble is a state published in zb_metrics,
+ * never a crash: a retryable failure backs off (100 ms doubling to 30 s,
+ * with jitter); a missing object or privilege is 'error', looked at again
+ * after a minute or at once when a relevant catalog row changes; a table
+ * whose columns records cannot carry is 'paused'; an ERROR unwinds to
+ * zb_worker_recover() and a backoff.  See docs/DESIGN.md, "Workers:
+ * errors, states and recovery".
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/commit_ts.h"
-#include "access/heapam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "access/tableam.h"
-#include "access/transam.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_database.h"
-#include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "common/pg_prng.h"
-#include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "storage/bufmgr.h"
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lock.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
-#include "utils/builtins.h"
-#include "utils/datum.h"
-#include "utils/float.h"
-#include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
-#include "utils/jsonb.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "batch.h"
 #include "compat.h"
 #include "metrics.h"
 #include "oauth.h"
@@ -233,10 +208,7 @@ worker_detach(int code, Datum arg)
 		s->workers[W.widx].state = ZB_STATE_STOPPED;
 	}
 	LWLockRelease(zb_shared->lock);
-	SpinLockAcquire(&s->mutex);
-	s->c.inflight_rows -= W.inflight;
-	SpinLockRelease(&s->mutex);
-	W.inflight = 0;
+	zb_batch_release(&W);
 }
 
 /* Still wanted: same slot identity and generation, enabled. */
@@ -250,15 +222,6 @@ worker_wanted(void)
 		W.s->dboid == W.dboid && strcmp(W.s->name, W.name) == 0 && W.widx < W.s->nworkers;
 	LWLockRelease(zb_shared->lock);
 	return ok;
-}
-
-void
-zb_worker_publish_inflight(int64 inflight)
-{
-	SpinLockAcquire(&W.s->mutex);
-	W.s->c.inflight_rows += inflight - W.inflight;
-	SpinLockRelease(&W.s->mutex);
-	W.inflight = inflight;
 }
 
 void
@@ -296,11 +259,7 @@ static void
 worker_unload(void)
 {
 	zb_worker_close_stream();
-	if (W.plan)
-	{
-		SPI_freeplan(W.plan);
-		W.plan = NULL;
-	}
+	W.source->unload(&W);
 	MemoryContextReset(W.cfg_cxt);
 	memset(&W.row, 0, sizeof(W.row));
 	memset(&W.cred, 0, sizeof(W.cred));
@@ -316,30 +275,18 @@ worker_unload(void)
 
 /*
  * (Re)load the stream's configuration: catalog row, owner, server and user
- * mapping, the queue's record schema, the prepared DELETE.  Runs in its own
- * transaction.  A missing or forbidden object is LOAD_PROBLEM with the
- * reason in W.problem; the worker reports it and tries again later.
+ * mapping, and what the source builds from its table (the record schema;
+ * for the queue, the prepared DELETE).  Runs in its own transaction.  A
+ * missing or forbidden object is LOAD_PROBLEM with the reason in
+ * W.problem; the worker reports it and tries again later.
  */
 static WorkerLoad
 worker_load(void)
 {
-	Relation	rel;
-	char	   *qname = NULL;
-	char	   *problem;
-	char	   *hint;
-	int			sqlstate;
-	Oid			argtypes[2] = {TIDOID, TIDOID};
 	MemoryContext old;
 	WorkerLoad	result = LOAD_OK;
 
 	worker_unload();
-	/* the queue may be another table now: look at all of it first */
-	W.known_chunks = 0;
-	W.last_full_at = 0;
-	W.cursor = 0;
-	ItemPointerSetInvalid(&W.resume);
-	if (W.hot_until)
-		memset(W.hot_until, 0, sizeof(TimestampTz) * W.nhot);
 
 	StartTransactionCommand();
 	SPI_connect();
@@ -347,7 +294,7 @@ worker_load(void)
 	old = MemoryContextSwitchTo(W.cfg_cxt);
 	if (!zb_stream_lookup(W.name, false, &W.row))
 		result = LOAD_GONE;
-	else if ((W.problem = zb_stream_problem(&W.row, ACL_SELECT | ACL_DELETE, true, &W.owner)) != NULL)
+	else if ((W.problem = zb_stream_problem(&W.row, W.source->privileges, true, &W.owner)) != NULL)
 		result = LOAD_PROBLEM;
 	else
 	{
@@ -357,52 +304,14 @@ worker_load(void)
 		zb_require_endpoint(W.server);
 		zb_credentials(W.server, &W.cred);
 		W.json = strcmp(W.row.record_format, "json") == 0;
-
-		rel = table_open(W.row.queue, AccessShareLock);
-		problem = zb_record_columns_problem(RelationGetDescr(rel), RelationGetRelationName(rel),
-											&hint, &sqlstate);
-		if (problem == NULL && W.row.dedup_column)
-			problem = zb_record_key_problem(RelationGetDescr(rel), RelationGetRelationName(rel),
-											W.row.dedup_column, &hint, &sqlstate);
-		W.paused = problem != NULL;
-		if (W.paused)
-		{
-			/* the queue was altered into something records cannot carry */
-			W.paused_fingerprint = zb_record_fingerprint(RelationGetDescr(rel));
-			W.paused_reason = psprintf("paused: %s%s%s", problem, hint ? ". " : "", hint ? hint : "");
-		}
-		else
-		{
-			/* RETURNING ctid, xmin, *: the columns start at index 2 */
-			W.schema = zb_record_schema(RelationGetDescr(rel), RelationGetRelationName(rel), 2,
-										W.row.dedup_column);
-			qname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-											   RelationGetRelationName(rel));
-		}
-		table_close(rel, AccessShareLock);
+		W.source->load(&W);		/* the record schema, or why the stream is paused */
 	}
 	MemoryContextSwitchTo(old);
-	if (result == LOAD_OK && !W.paused)
-	{
-		ZbRunAs		ra;
-
-		/* parsed as the owner, under the pinned search_path, like every execution */
-		zb_runas_begin(&ra, W.owner);
-		W.plan = SPI_prepare(psprintf("DELETE FROM ONLY %s"
-									  " WHERE ctid OPERATOR(pg_catalog.>=) $1"
-									  " AND ctid OPERATOR(pg_catalog.<) $2"
-									  " RETURNING ctid, xmin, *", qname),
-							 2, argtypes);
-		zb_runas_end(&ra);
-		if (W.plan == NULL)
-			elog(ERROR, "could not prepare the queue DELETE: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(W.plan);
-	}
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();
 	W.loaded = result == LOAD_OK;
+	W.loaded_at = GetCurrentTimestamp();
 	return result;
 }
 
@@ -495,6 +404,13 @@ zb_worker_reconnect(void)
 	return worker_connect();
 }
 
+/* ZeroBus refused the token mid-batch: the next stream fetches a new one. */
+void
+zb_worker_token_refused(void)
+{
+	zb_oauth_invalidate(&W.cred, ZB_TOKEN_ZEROBUS, W.row.target);
+}
+
 /* Sleep until woken, the poll interval, or a network event on the stream. */
 static void
 worker_idle(long max_ms)
@@ -554,7 +470,7 @@ zerobus_stream_main(Datum arg)
 	W.generation = extra.generation;
 	W.dboid = extra.dboid;
 	strlcpy(W.name, extra.name, sizeof(W.name));
-	W.open_req = -1;
+	W.source = &zb_queue_source;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -591,10 +507,6 @@ zerobus_stream_main(Datum arg)
 									  ALLOCSET_DEFAULT_SIZES);
 	W.stream_cxt = AllocSetContextCreate(TopMemoryContext, "zerobus worker stream",
 										 ALLOCSET_DEFAULT_SIZES);
-	W.batch_cxt = AllocSetContextCreate(TopMemoryContext, "zerobus worker batch",
-										ALLOCSET_DEFAULT_SIZES);
-	W.keep_cxt = AllocSetContextCreate(TopMemoryContext, "zerobus worker buffers",
-									   ALLOCSET_DEFAULT_SIZES);
 	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, worker_options_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(USERMAPPINGOID, worker_options_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(NAMESPACEOID, worker_catalog_changed, (Datum) 0);
@@ -604,7 +516,7 @@ zerobus_stream_main(Datum arg)
 
 	/*
 	 * An ERROR anywhere below lands here: recover (zb_worker_recover), count
-	 * the batch's rows as failed (they are back in the queue), forget the
+	 * the batch's rows as failed (they are back in the source), forget the
 	 * ZeroBus stream and the configuration (the error may come from a
 	 * changed or dropped object), and back off before trying again.
 	 */
@@ -615,15 +527,8 @@ zerobus_stream_main(Datum arg)
 
 		W.s->workers[W.widx].in_batch = false;
 		zb_metrics_error(W.s, msg);
-		if (W.nrows > 0)
-		{
-			SpinLockAcquire(&W.s->mutex);
-			W.s->c.rows_failed += W.nrows;
-			SpinLockRelease(&W.s->mutex);
-		}
-		zb_worker_publish_inflight(0);
+		zb_batch_forget(&W);
 		worker_unload();
-		zb_batch_reset(&W);
 		zb_worker_backoff(zb_sqlstate_retryable(sqlerrcode));
 		RESUME_INTERRUPTS();
 	}
@@ -644,18 +549,16 @@ zerobus_stream_main(Datum arg)
 		if (W.retry_at > GetCurrentTimestamp())
 		{
 			/*
-			 * While backing off: look for fixed options, and keep the queue
-			 * depth current (it grows while the service is away), once a
-			 * second.
+			 * While backing off: look for fixed options, and let the source
+			 * keep what it publishes current (the queue's depth grows while
+			 * the service is away), once a second.
 			 */
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 Min(Max(zb_ms_until(W.retry_at), 1), 1000), PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			StartTransactionCommand();	/* processes catalog invalidations */
-			if (W.loaded && SearchSysCacheExists1(RELOID, ObjectIdGetDatum(W.row.queue)))
-				zb_worker_publish_depth(DatumGetInt64(DirectFunctionCall1(pg_stat_get_live_tuples,
-																	   ObjectIdGetDatum(W.row.queue))) /
-									 W.row.workers);
+			if (W.loaded && W.source->waiting)
+				W.source->waiting(&W);
 			CommitTransactionCommand();
 			/* a grant, a new object, changed options: look again now */
 			if (options_changed ||
@@ -685,10 +588,11 @@ zerobus_stream_main(Datum arg)
 		}
 		if (W.paused)
 		{
-			/* wait for the queue's columns to change, then look again */
-			bool		changed;
-			Relation	rel;
-
+			/*
+			 * The table has columns no record can carry: say so, and load
+			 * again after a poll interval (or a wake-up), which looks at the
+			 * columns again.
+			 */
 			zb_worker_close_stream();
 			zb_worker_state(ZB_STATE_PAUSED);
 			if (strncmp(W.s->last_error, W.paused_reason, ZB_ERRLEN - 1) != 0)
@@ -696,15 +600,7 @@ zerobus_stream_main(Datum arg)
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 zb_poll_interval_ms, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
-			StartTransactionCommand();
-			/* a queue dropped meanwhile is noticed by the reload */
-			rel = try_table_open(W.row.queue, AccessShareLock);
-			changed = rel == NULL ||
-				zb_record_fingerprint(RelationGetDescr(rel)) != W.paused_fingerprint;
-			if (rel != NULL)
-				table_close(rel, AccessShareLock);
-			CommitTransactionCommand();
-			if (changed)
+			if (GetCurrentTimestamp() - W.loaded_at >= zb_poll_interval_ms * 1000L)
 				W.loaded = false;
 			continue;
 		}
@@ -712,6 +608,7 @@ zerobus_stream_main(Datum arg)
 			continue;
 
 		W.woken = false;
+		W.s->workers[W.widx].in_batch = true;
 		n = zb_batch_run(&W);
 		W.s->workers[W.widx].in_batch = false;
 		/* a background worker flushes its own statistics (queue depth) */
