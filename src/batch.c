@@ -52,6 +52,7 @@ typedef struct BatchRequest
 	int64		offset;			/* offset on the current stream, -1 if not sent there */
 	TimestampTz sent_at;
 	bool		acked;
+	bool		in_flight;		/* counted in the stream's in-flight rows */
 } BatchRequest;
 
 struct ZbBatch
@@ -71,20 +72,35 @@ struct ZbBatch
 	int			ndead;
 	int			maxdead;
 	bool		probing;		/* a refusal came: send one request at a time */
-	int64		inflight;		/* rows sent and not yet acked, as published */
 };
 
 static ZbBatch B;
 
+/*
+ * The requests in flight on the current stream are no longer (the stream is
+ * gone: they are re-sent on the next, or the batch failed).
+ */
 static void
-batch_publish_inflight(int64 inflight)
+batch_not_in_flight(void)
 {
-	ZbStreamSlot *s = B.w->s;
+	uint64		rows = 0;
+	uint64		bytes = 0;
+	uint64		requests = 0;
+	int			i;
 
-	SpinLockAcquire(&s->mutex);
-	s->c.inflight_rows += inflight - B.inflight;
-	SpinLockRelease(&s->mutex);
-	B.inflight = inflight;
+	for (i = 0; i < B.nreqs; i++)
+	{
+		BatchRequest *r = &B.reqs[i];
+
+		if (!r->in_flight)
+			continue;
+		rows += r->nrows;
+		bytes += r->bytes;
+		requests++;
+		r->in_flight = false;
+	}
+	if (requests > 0)
+		zb_metrics_unsent(B.w->s, rows, bytes, requests);
 }
 
 /* Start a new batch (see KEEP_MAX_BYTES). */
@@ -174,13 +190,8 @@ batch_send(BatchRequest *r)
 	}
 	pfree(recs);
 	r->sent_at = GetCurrentTimestamp();
-	if (!zb_collect_metrics)
-		return;
-	SpinLockAcquire(&w->s->mutex);
-	w->s->c.rows_sent += r->nrows;
-	w->s->c.bytes_sent += r->bytes;
-	w->s->c.requests_sent++;
-	SpinLockRelease(&w->s->mutex);
+	r->in_flight = true;
+	zb_metrics_sent(w->s, r->nrows, r->bytes);
 }
 
 /* Close the request being filled, and send it if the stream can take it. */
@@ -296,38 +307,21 @@ zb_batch_poll(ZbBatch *b)
 static void
 batch_account_ack(BatchRequest *r, TimestampTz now)
 {
-	ZbStreamSlot *s = B.w->s;
+	ZbHistogram e2e;
 	int			i;
 
 	r->acked = true;
-	if (!zb_collect_metrics)
-		return;
-	SpinLockAcquire(&s->mutex);
-	s->c.rows_acked += r->nrows;
-	s->c.bytes_acked += r->bytes;
-	s->c.requests_acked++;
-	s->last_ack_at = now;
-	zb_hist_add(&s->ack_latency, (uint64) Max(now - r->sent_at, 0));
-	for (i = 0; i < r->nrows; i++)
+	r->in_flight = false;
+	/* each row's commit-to-ack, counted here and merged under the lock at once */
+	memset(&e2e, 0, sizeof(e2e));
+	for (i = 0; zb_collect_metrics && i < r->nrows; i++)
 	{
 		TimestampTz c = B.rows[r->first + i].committed_at;
 
 		if (c != 0)
-			zb_hist_add(&s->e2e_latency, (uint64) Max(now - c, 0));
+			zb_hist_add(&e2e, (uint64) Max(now - c, 0));
 	}
-	SpinLockRelease(&s->mutex);
-}
-
-static int64
-batch_unacked_rows(void)
-{
-	int64		n = 0;
-	int			i;
-
-	for (i = 0; i < B.nreqs; i++)
-		if (!B.reqs[i].acked && B.reqs[i].offset >= 0)
-			n += B.reqs[i].nrows;
-	return n;
+	zb_metrics_acked(B.w->s, r->nrows, r->bytes, now, (uint64) Max(now - r->sent_at, 0), &e2e);
 }
 
 /* Split request i (the one the server refused) in two, or dead-letter its
@@ -336,6 +330,7 @@ static void
 batch_bisect(int i, const char *error)
 {
 	Assert(i >= 0 && i < B.nreqs && !B.reqs[i].acked);
+	batch_not_in_flight();		/* the refusal ended the stream */
 	if (B.reqs[i].nrows == 1)
 	{
 		zb_batch_add_dead(&B, B.rows[B.reqs[i].first].ref, error);
@@ -380,6 +375,7 @@ batch_resend(void)
 	bool		sent = false;
 	int			i;
 
+	batch_not_in_flight();
 	if (!zb_worker_reconnect())
 		return false;
 	for (i = 0; i < B.nreqs; i++)
@@ -461,7 +457,6 @@ batch_await_acks(void)
 					oldest = r->sent_at;
 			}
 		}
-		batch_publish_inflight(batch_unacked_rows());
 		if (all_acked)
 			return true;
 
@@ -647,10 +642,10 @@ zb_batch_run(ZbWorker *w)
 	if (B.nrows > 0 && !batch_await_acks())
 	{
 		/* give the rows back; the next batch claims them first */
+		batch_not_in_flight();
 		SpinLockAcquire(&w->s->mutex);
 		w->s->c.rows_failed += B.nrows;
 		SpinLockRelease(&w->s->mutex);
-		batch_publish_inflight(0);
 		src->abandon(w, &B);
 		return 0;
 	}
@@ -661,7 +656,6 @@ zb_batch_run(ZbWorker *w)
 	w->s->c.rows_dead += encoded_dead;
 	w->s->c.batches++;
 	SpinLockRelease(&w->s->mutex);
-	batch_publish_inflight(0);
 	return settled;
 }
 
@@ -673,13 +667,13 @@ void
 zb_batch_forget(ZbWorker *w)
 {
 	B.w = w;
+	batch_not_in_flight();
 	if (B.nrows > 0)
 	{
 		SpinLockAcquire(&w->s->mutex);
 		w->s->c.rows_failed += B.nrows;
 		SpinLockRelease(&w->s->mutex);
 	}
-	batch_publish_inflight(0);
 	batch_reset(w);
 }
 
@@ -688,5 +682,5 @@ void
 zb_batch_release(ZbWorker *w)
 {
 	B.w = w;
-	batch_publish_inflight(0);
+	batch_not_in_flight();
 }

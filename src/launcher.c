@@ -190,11 +190,12 @@ launcher_backoff_ms(int failures)
  * Keep one background worker in the wanted state: start it if wanted (after
  * its restart backoff), ask it to leave if not wanted or outdated (then
  * terminate it after a grace period), and notice when it exits.
- * 'generation' identifies the configuration it must run with.
+ * 'generation' identifies the configuration it must run with;
+ * 'connecting' says that it is opening a ZeroBus stream outside a batch.
  */
 static void
 launcher_keep(LauncherWorker *lw, bool wanted, uint32 generation, int slot,
-			  const ZbWorkerSlot *ws,
+			  bool connecting,
 			  const char *function, const char *name, const char *type,
 			  int32 main_arg, const WorkerExtra *extra, long *next_ms)
 {
@@ -234,10 +235,11 @@ launcher_keep(LauncherWorker *lw, bool wanted, uint32 generation, int slot,
 			if (lw->stop_requested_at == 0)
 			{
 				lw->stop_requested_at = now;
+				LWLockAcquire(zb_shared->lock, LW_SHARED);
 				zb_wake_stream(slot);
+				LWLockRelease(zb_shared->lock);
 			}
-			if (now - lw->stop_requested_at > STOP_GRACE_MS * 1000L ||
-				(ws != NULL && ws->state == ZB_STATE_CONNECTING && !ws->in_batch))
+			if (now - lw->stop_requested_at > STOP_GRACE_MS * 1000L || connecting)
 				TerminateBackgroundWorker(lw->handle);
 		}
 	}
@@ -296,6 +298,7 @@ launcher_reconcile(void)
 		bool		enabled;
 		bool		gen_enabled;
 		int			nworkers;
+		bool		connecting[ZB_MAX_STREAM_WORKERS];
 		WorkerExtra extra;
 		int			w;
 
@@ -309,15 +312,19 @@ launcher_reconcile(void)
 		extra.gen_generation = s->gen_generation;
 		extra.dboid = s->dboid;
 		strlcpy(extra.name, s->name, sizeof(extra.name));
+		SpinLockAcquire(&s->mutex);
+		for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
+			connecting[w] = s->workers[w].state == ZB_STATE_CONNECTING && !s->workers[w].in_batch;
+		SpinLockRelease(&s->mutex);
 		LWLockRelease(zb_shared->lock);
 
 		for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
 			launcher_keep(LW(i, w), in_use && enabled && w < nworkers, extra.generation, i,
-						  &s->workers[w], "zerobus_stream_main",
+						  connecting[w], "zerobus_stream_main",
 						  psprintf("zerobus_fdw stream %s worker %d", extra.name, w),
 						  "zerobus_fdw stream", i * ZB_MAX_STREAM_WORKERS + w, &extra, &next_ms);
 		launcher_keep(&launcher_generators[i], in_use && enabled && gen_enabled,
-					  extra.generation ^ (extra.gen_generation << 16), i, NULL,
+					  extra.generation ^ (extra.gen_generation << 16), i, false,
 					  "zerobus_generator_main",
 					  psprintf("zerobus_fdw generator %s", extra.name),
 					  "zerobus_fdw generator", i, &extra, &next_ms);
@@ -529,19 +536,7 @@ zerobus_scan_main(Datum arg)
 			s->dboid = dboid;
 			strlcpy(s->name, rows[i].name, ZB_NAMELEN);
 			s->generation++;
-			SpinLockAcquire(&s->mutex);
-			memset(&s->c, 0, sizeof(s->c));
-			memset(&s->ack_latency, 0, sizeof(s->ack_latency));
-			memset(&s->e2e_latency, 0, sizeof(s->e2e_latency));
-			s->rate_ema = 0;
-			s->gen_rate_ema = 0;
-			s->state = ZB_STATE_STOPPED;
-			s->started_at = GetCurrentTimestamp();
-			s->last_ack_at = 0;
-			s->last_error_at = 0;
-			s->last_error[0] = '\0';
-			s->gen_last_error[0] = '\0';
-			SpinLockRelease(&s->mutex);
+			zb_metrics_init(s);
 		}
 		else
 			s = &zb_shared->streams[slot];
@@ -563,8 +558,6 @@ zerobus_scan_main(Datum arg)
 		s->gen_rate = rows[i].gen_rate;
 		s->gen_throttle = rows[i].gen_throttle;
 		s->gen_started_at = rows[i].gen_started_at;
-		if (!s->enabled)
-			zb_metrics_state(s, ZB_STATE_STOPPED);
 	}
 	LWLockRelease(zb_shared->lock);
 	CommitTransactionCommand();	/* releases the scan lock */

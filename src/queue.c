@@ -38,6 +38,7 @@
 
 #include "batch.h"
 #include "compat.h"
+#include "metrics.h"
 #include "record.h"
 #include "runas.h"
 #include "stream.h"

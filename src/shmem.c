@@ -5,7 +5,8 @@
  * Requested at postmaster start (shared_preload_libraries).  Backends use
  * it to wake workers at commit and to read metrics; the launcher and scan
  * workers keep the slot table in step with each database's catalog; stream
- * workers publish their state and counters in their slot.
+ * workers publish their state and counters in their slot (metrics.c).  The
+ * lock of every field is named in shmem.h.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -38,7 +39,8 @@ void
 zb_shmem_request(void)
 {
 	RequestAddinShmemSpace(zb_shmem_size());
-	RequestNamedLWLockTranche("zerobus_fdw", 2);
+	/* the slot table's, the history's, and each stream's detail_lock */
+	RequestNamedLWLockTranche("zerobus_fdw", 2 + zb_max_streams);
 }
 
 void
@@ -51,9 +53,11 @@ zb_shmem_startup(void)
 	zb_shared = ShmemInitStruct("zerobus_fdw", zb_shmem_size(), &found);
 	if (!found)
 	{
+		LWLockPadded *locks = GetNamedLWLockTranche("zerobus_fdw");
+
 		memset(zb_shared, 0, zb_shmem_size());
-		zb_shared->lock = &(GetNamedLWLockTranche("zerobus_fdw"))[0].lock;
-		zb_shared->history_lock = &(GetNamedLWLockTranche("zerobus_fdw"))[1].lock;
+		zb_shared->lock = &locks[0].lock;
+		zb_shared->history_lock = &locks[1].lock;
 		zb_shared->launcher_procno = -1;
 		zb_shared->max_streams = zb_max_streams;
 		zb_shared->rescan_all = true;
@@ -66,6 +70,7 @@ zb_shmem_startup(void)
 			int			w;
 
 			SpinLockInit(&s->mutex);
+			s->detail_lock = &locks[2 + i].lock;
 			for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
 				s->workers[w].pgprocno = -1;
 		}
@@ -111,7 +116,13 @@ zb_set_latch_of(int procno)
 void
 zb_wake_launcher(void)
 {
-	zb_set_latch_of(zb_shmem()->launcher_procno);
+	ZbShared   *sh = zb_shmem();
+	int			procno;
+
+	LWLockAcquire(sh->lock, LW_SHARED);
+	procno = sh->launcher_procno;
+	LWLockRelease(sh->lock);
+	zb_set_latch_of(procno);
 }
 
 /* Ask the launcher to re-read a database's streams from its catalog. */
@@ -182,12 +193,14 @@ zb_release_database(Oid dboid)
 	}
 }
 
+/* Wake every worker of a stream.  The caller holds zb_shared->lock. */
 void
 zb_wake_stream(int slot)
 {
 	ZbStreamSlot *s = &zb_shared->streams[slot];
 	int			w;
 
+	Assert(LWLockHeldByMe(zb_shared->lock));
 	for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
 		zb_set_latch_of(s->workers[w].pgprocno);
 }

@@ -897,20 +897,20 @@ void
 zb_stream_snapshot(Oid dboid, const char *name, ZbStreamSnapshot *snap)
 {
 	ZbShared   *sh = zb_shmem();
+	ZbStreamReport *r = palloc(sizeof(ZbStreamReport));
 	int			slot;
 
 	strlcpy(snap->state, "not running", sizeof(snap->state));
 	snap->last_error[0] = '\0';
 	LWLockAcquire(sh->lock, LW_SHARED);
 	slot = zb_slot_find(dboid, name);
-	if (slot >= 0)
-	{
-		ZbStreamSlot *s = &sh->streams[slot];
-
-		SpinLockAcquire(&s->mutex);
-		strlcpy(snap->state, zb_state_name(s->state), sizeof(snap->state));
-		strlcpy(snap->last_error, s->last_error, sizeof(snap->last_error));
-		SpinLockRelease(&s->mutex);
-	}
 	LWLockRelease(sh->lock);
+	/* the slot may have changed hands since: the report says whose it is */
+	if (slot >= 0 && zb_stream_report(slot, r, true) &&
+		r->dboid == dboid && strcmp(r->name, name) == 0)
+	{
+		strlcpy(snap->state, zb_state_name(r->state), sizeof(snap->state));
+		strlcpy(snap->last_error, r->last_error, sizeof(snap->last_error));
+	}
+	pfree(r);
 }

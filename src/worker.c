@@ -55,7 +55,6 @@
 #include "zerobus.h"
 
 int			zb_poll_interval_ms = 1000;
-bool		zb_collect_metrics = true;
 
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 30000
@@ -179,11 +178,14 @@ worker_relation_changed(Datum arg, Oid relid)
 		catalog_changed = true;
 }
 
+/* What this worker does, in zb_metrics (written when it changes). */
 void
 zb_worker_state(ZbState state)
 {
-	W.s->workers[W.widx].state = state;
-	zb_metrics_state(W.s, state);
+	if (state == W.state)
+		return;
+	W.state = state;
+	zb_metrics_worker_state(W.s, W.widx, state);
 }
 
 void
@@ -205,9 +207,10 @@ worker_detach(int code, Datum arg)
 	{
 		s->workers[W.widx].pid = 0;
 		s->workers[W.widx].pgprocno = -1;
-		s->workers[W.widx].state = ZB_STATE_STOPPED;
 	}
 	LWLockRelease(zb_shared->lock);
+	/* its state stays: its last word, shown while no worker runs */
+	zb_metrics_worker_gone(s, W.widx);
 	zb_batch_release(&W);
 }
 
@@ -227,9 +230,7 @@ worker_wanted(void)
 void
 zb_worker_publish_depth(int64 depth)
 {
-	SpinLockAcquire(&W.s->mutex);
-	W.s->workers[W.widx].queue_depth = depth;
-	SpinLockRelease(&W.s->mutex);
+	zb_metrics_worker_depth(W.s, W.widx, depth);
 }
 
 void
@@ -450,8 +451,8 @@ worker_idle(long max_ms)
 static void
 worker_problem(const char *problem)
 {
-	if (strncmp(W.s->last_error, problem, ZB_ERRLEN - 1) != 0)
-		zb_worker_error(problem);
+	if (zb_metrics_error_once(W.s, problem, true))
+		elog(LOG, "zerobus_fdw stream \"%s\": %s", W.name, problem);
 	zb_worker_backoff(false);
 }
 
@@ -496,6 +497,7 @@ zerobus_stream_main(Datum arg)
 	pgstat_report_appname(psprintf("zerobus_fdw stream %s", W.name));
 
 	W.s = &zb_shared->streams[W.slot];
+	W.state = -1;				/* unknown: the first report is written */
 	LWLockAcquire(zb_shared->lock, LW_EXCLUSIVE);
 	W.s->workers[W.widx].pid = MyProcPid;
 	W.s->workers[W.widx].pgprocno = GetNumberFromPGProc(MyProc);
@@ -525,7 +527,7 @@ zerobus_stream_main(Datum arg)
 		char		msg[ZB_ERRLEN];
 		int			sqlerrcode = zb_worker_recover(msg, sizeof(msg));
 
-		W.s->workers[W.widx].in_batch = false;
+		zb_metrics_worker_in_batch(W.s, W.widx, false);
 		zb_metrics_error(W.s, msg);
 		zb_batch_forget(&W);
 		worker_unload();
@@ -562,7 +564,7 @@ zerobus_stream_main(Datum arg)
 			CommitTransactionCommand();
 			/* a grant, a new object, changed options: look again now */
 			if (options_changed ||
-				(catalog_changed && W.s->workers[W.widx].state == ZB_STATE_ERROR))
+				(catalog_changed && W.state == ZB_STATE_ERROR))
 				W.retry_at = 0;
 			catalog_changed = false;
 			continue;
@@ -595,8 +597,8 @@ zerobus_stream_main(Datum arg)
 			 */
 			zb_worker_close_stream();
 			zb_worker_state(ZB_STATE_PAUSED);
-			if (strncmp(W.s->last_error, W.paused_reason, ZB_ERRLEN - 1) != 0)
-				zb_worker_error(W.paused_reason);
+			if (zb_metrics_error_once(W.s, W.paused_reason, true))
+				elog(LOG, "zerobus_fdw stream \"%s\": %s", W.name, W.paused_reason);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 zb_poll_interval_ms, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
@@ -608,9 +610,9 @@ zerobus_stream_main(Datum arg)
 			continue;
 
 		W.woken = false;
-		W.s->workers[W.widx].in_batch = true;
+		zb_metrics_worker_in_batch(W.s, W.widx, true);
 		n = zb_batch_run(&W);
-		W.s->workers[W.widx].in_batch = false;
+		zb_metrics_worker_in_batch(W.s, W.widx, false);
 		/* a background worker flushes its own statistics (queue depth) */
 		pgstat_report_stat(n == 0);
 		if (n == 0 && !W.woken && W.retry_at <= GetCurrentTimestamp())

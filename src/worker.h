@@ -39,6 +39,7 @@ typedef struct ZbWorker
 	Oid			dboid;
 	char		name[ZB_NAMELEN];
 	ZbStreamSlot *s;
+	int			state;			/* ZbState, as last published */
 	const struct ZbSource *source;	/* where rows come from (batch.h) */
 
 	/* configuration, reloaded when the stream or its table changes */
@@ -73,7 +74,6 @@ extern void zb_worker_publish_depth(int64 depth);
 extern void zb_worker_token_refused(void);
 
 extern int	zb_poll_interval_ms;
-extern bool zb_collect_metrics;
 
 extern void zb_register_launcher(void);
 extern int	zb_worker_recover(char *msg, size_t len);
