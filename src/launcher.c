@@ -42,6 +42,7 @@
 #include "metrics.h"
 #include "runas.h"
 #include "shmem.h"
+#include "stream.h"
 #include "worker.h"
 
 #define STOP_GRACE_MS 60000		/* then the launcher terminates a worker */
@@ -422,7 +423,7 @@ typedef struct ScanRow
 	double		gen_rate;
 	int			gen_throttle;
 	TimestampTz gen_started_at;
-	uint32		settings;
+	uint32		fingerprint;	/* zb_stream_fingerprint() of the stream's settings */
 } ScanRow;
 
 PGDLLEXPORT void
@@ -457,16 +458,18 @@ zerobus_scan_main(Datum arg)
 	if (OidIsValid(get_extension_oid("zerobus_fdw", true)) &&
 		OidIsValid(zb_catalog_relid("stream_settings", true)))
 	{
-		/* the database's search_path applies to us too: pinned, and all qualified */
+		/*
+		 * The database's search_path applies to us too: pinned, and all
+		 * qualified.  The settings are read as zb_stream_lookup() reads them
+		 * (ZB_STREAM_COLUMNS), so that their fingerprint is the one a worker
+		 * computes from the row it loads.
+		 */
 		(void) zb_spi_as(InvalidOid,
-						 "SELECT s.name, s.queue::pg_catalog.oid, s.workers, s.enabled,"
-						 " COALESCE(g.enabled, false), COALESCE(g.profile, ''),"
+						 "SELECT s.*, COALESCE(g.enabled, false), COALESCE(g.profile, ''),"
 						 " COALESCE(g.rate, 0::pg_catalog.float8), COALESCE(g.throttle, 0),"
-						 " g.started_at, s.max_inflight,"
-						 " pg_catalog.hashtext((s.server, s.target, s.record_format, s.batch_rows,"
-						 " s.batch_bytes, s.max_inflight, s.ack_timeout, s.dedup_column)::pg_catalog.text)"
-						 " FROM zerobus.stream_settings s LEFT JOIN zerobus.generators g"
-						 " ON g.stream OPERATOR(pg_catalog.=) s.name",
+						 " g.started_at"
+						 " FROM (SELECT name, " ZB_STREAM_COLUMNS " FROM zerobus.stream_settings) s"
+						 " LEFT JOIN zerobus.generators g ON g.stream OPERATOR(pg_catalog.=) s.name",
 						 0, NULL, NULL, NULL, true, 0);
 		nrows = (int) SPI_processed;
 		rows = MemoryContextAllocZero(TopMemoryContext, sizeof(ScanRow) * Max(nrows, 1));
@@ -474,21 +477,24 @@ zerobus_scan_main(Datum arg)
 		{
 			HeapTuple	t = SPI_tuptable->vals[i];
 			TupleDesc	td = SPI_tuptable->tupdesc;
+			int			g = 2 + ZB_STREAM_NCOLUMNS; /* the generator's first column */
+			ZbStreamRow row;
 			bool		isnull;
 
 			strlcpy(rows[i].name, SPI_getvalue(t, td, 1), ZB_NAMELEN);
-			rows[i].queue = DatumGetObjectId(SPI_getbinval(t, td, 2, &isnull));
-			rows[i].workers = DatumGetInt32(SPI_getbinval(t, td, 3, &isnull));
-			rows[i].enabled = DatumGetBool(SPI_getbinval(t, td, 4, &isnull));
-			rows[i].gen_enabled = DatumGetBool(SPI_getbinval(t, td, 5, &isnull));
-			strlcpy(rows[i].gen_profile, SPI_getvalue(t, td, 6), sizeof(rows[i].gen_profile));
-			rows[i].gen_rate = DatumGetFloat8(SPI_getbinval(t, td, 7, &isnull));
-			rows[i].gen_throttle = DatumGetInt32(SPI_getbinval(t, td, 8, &isnull));
-			rows[i].gen_started_at = DatumGetTimestampTz(SPI_getbinval(t, td, 9, &isnull));
+			zb_stream_row_decode(t, td, 2, rows[i].name, &row);
+			rows[i].queue = row.queue;
+			rows[i].workers = row.workers;
+			rows[i].max_inflight = row.max_inflight;
+			rows[i].enabled = row.enabled;
+			rows[i].fingerprint = zb_stream_fingerprint(&row);
+			rows[i].gen_enabled = DatumGetBool(SPI_getbinval(t, td, g, &isnull));
+			strlcpy(rows[i].gen_profile, SPI_getvalue(t, td, g + 1), sizeof(rows[i].gen_profile));
+			rows[i].gen_rate = DatumGetFloat8(SPI_getbinval(t, td, g + 2, &isnull));
+			rows[i].gen_throttle = DatumGetInt32(SPI_getbinval(t, td, g + 3, &isnull));
+			rows[i].gen_started_at = DatumGetTimestampTz(SPI_getbinval(t, td, g + 4, &isnull));
 			if (isnull)
 				rows[i].gen_started_at = 0;
-			rows[i].max_inflight = DatumGetInt32(SPI_getbinval(t, td, 10, &isnull));
-			rows[i].settings = DatumGetUInt32(SPI_getbinval(t, td, 11, &isnull));
 		}
 	}
 	PopActiveSnapshot();
@@ -540,12 +546,13 @@ zerobus_scan_main(Datum arg)
 		}
 		else
 			s = &zb_shared->streams[slot];
-		/* any change restarts the workers: they read the settings when they start */
-		if (s->queue_relid != rows[i].queue ||
-			s->nworkers != rows[i].workers || s->enabled != rows[i].enabled ||
-			s->settings != rows[i].settings)
+		/*
+		 * Any change restarts the workers: they run with the settings of
+		 * their generation (they check the fingerprint when they load).
+		 */
+		if (s->enabled != rows[i].enabled || s->fingerprint != rows[i].fingerprint)
 			s->generation++;
-		s->settings = rows[i].settings;
+		s->fingerprint = rows[i].fingerprint;
 		s->queue_relid = rows[i].queue;
 		s->nworkers = rows[i].workers;
 		s->max_inflight = rows[i].max_inflight;

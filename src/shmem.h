@@ -96,7 +96,11 @@ typedef struct ZbStreamSlot
 {
 	/*
 	 * ZbShared->lock: identity and registration, written by scan workers
-	 * (in_use and generation also by the launcher and zb_release_database)
+	 * (in_use and generation also by the launcher and zb_release_database).
+	 * A copy of the catalog's settings that processes other than the
+	 * stream's workers act on (docs/DESIGN.md, "Who owns a setting"): the
+	 * launcher (enabled, nworkers), committing backends (queue_relid), the
+	 * views (nworkers, max_inflight); the workers read the catalog.
 	 */
 	bool		in_use;
 	Oid			dboid;
@@ -105,8 +109,8 @@ typedef struct ZbStreamSlot
 	int			nworkers;
 	int			max_inflight;	/* rows per worker transaction */
 	bool		enabled;
-	uint32		settings;		/* hash of the stream's other settings */
-	uint32		generation;		/* bumped on every configuration change */
+	uint32		fingerprint;	/* zb_stream_fingerprint() of all the settings */
+	uint32		generation;		/* bumped when enabled or the fingerprint changes */
 	ZbWorkerSlot workers[ZB_MAX_STREAM_WORKERS];	/* see ZbWorkerSlot */
 
 	/* ZbShared->lock: the built-in generator, written by scan workers */

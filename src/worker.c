@@ -249,6 +249,7 @@ typedef enum WorkerLoad
 {
 	LOAD_OK,					/* configured: the queue can be worked on */
 	LOAD_GONE,					/* the stream was dropped: leave */
+	LOAD_WAIT,					/* the catalog is ahead of (or behind) our generation */
 	LOAD_PROBLEM				/* a missing object or privilege: W.problem says which */
 } WorkerLoad;
 
@@ -275,6 +276,27 @@ worker_unload(void)
 }
 
 /*
+ * Are the settings just loaded those of the generation this worker was
+ * started for?  The launcher started it for the settings a scan worker
+ * registered (their fingerprint); the catalog may have moved on since (a
+ * rescan is then on its way, and a new generation will replace us) or, for
+ * a worker started just before a rescan, be ahead of the slot.  Either
+ * way, work only with the settings the launcher and the other workers of
+ * the stream see (the split of the queue among workers depends on them).
+ */
+static bool
+worker_settings_current(void)
+{
+	uint32		fingerprint = zb_stream_fingerprint(&W.row);
+	bool		current;
+
+	LWLockAcquire(zb_shared->lock, LW_SHARED);
+	current = W.s->fingerprint == fingerprint && W.s->generation == W.generation;
+	LWLockRelease(zb_shared->lock);
+	return current;
+}
+
+/*
  * (Re)load the stream's configuration: catalog row, owner, server and user
  * mapping, and what the source builds from its table (the record schema;
  * for the queue, the prepared DELETE).  Runs in its own transaction.  A
@@ -295,6 +317,8 @@ worker_load(void)
 	old = MemoryContextSwitchTo(W.cfg_cxt);
 	if (!zb_stream_lookup(W.name, false, &W.row))
 		result = LOAD_GONE;
+	else if (!worker_settings_current())
+		result = LOAD_WAIT;
 	else if ((W.problem = zb_stream_problem(&W.row, W.source->privileges, true, &W.owner)) != NULL)
 		result = LOAD_PROBLEM;
 	else
@@ -583,6 +607,12 @@ zerobus_stream_main(Datum arg)
 					break;
 				case LOAD_GONE:
 					goto done;	/* the stream was dropped */
+				case LOAD_WAIT:
+					/* until the rescan: the launcher wakes us if we must go */
+					(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+									 100, PG_WAIT_EXTENSION);
+					ResetLatch(MyLatch);
+					continue;
 				case LOAD_PROBLEM:
 					worker_problem(W.problem);
 					continue;
