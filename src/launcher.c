@@ -78,15 +78,22 @@ launcher_detach(int code, Datum arg)
 	LWLockRelease(zb_shared->lock);
 }
 
+/* Start a worker; its handle is kept across rounds of the loop. */
 static bool
 launcher_start(BackgroundWorker *bgw, BackgroundWorkerHandle **handle)
 {
+	MemoryContext old;
+	bool		started;
+
 	bgw->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	bgw->bgw_start_time = BgWorkerStart_RecoveryFinished;
 	bgw->bgw_restart_time = BGW_NEVER_RESTART;
 	bgw->bgw_notify_pid = MyProcPid;
 	strlcpy(bgw->bgw_library_name, "zerobus_fdw", BGW_MAXLEN);
-	return RegisterDynamicBackgroundWorker(bgw, handle);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	started = RegisterDynamicBackgroundWorker(bgw, handle);
+	MemoryContextSwitchTo(old);
+	return started;
 }
 
 /* Start a scan worker for each database whose streams must be re-read. */
@@ -300,6 +307,7 @@ launcher_reconcile(void)
 		bool		gen_enabled;
 		int			nworkers;
 		bool		connecting[ZB_MAX_STREAM_WORKERS];
+		char		name[BGW_MAXLEN];
 		WorkerExtra extra;
 		int			w;
 
@@ -320,14 +328,16 @@ launcher_reconcile(void)
 		LWLockRelease(zb_shared->lock);
 
 		for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
+		{
+			snprintf(name, sizeof(name), "zerobus_fdw stream %s worker %d", extra.name, w);
 			launcher_keep(LW(i, w), in_use && enabled && w < nworkers, extra.generation, i,
-						  connecting[w], "zerobus_stream_main",
-						  psprintf("zerobus_fdw stream %s worker %d", extra.name, w),
+						  connecting[w], "zerobus_stream_main", name,
 						  "zerobus_fdw stream", i * ZB_MAX_STREAM_WORKERS + w, &extra, &next_ms);
+		}
+		snprintf(name, sizeof(name), "zerobus_fdw generator %s", extra.name);
 		launcher_keep(&launcher_generators[i], in_use && enabled && gen_enabled,
 					  extra.generation ^ (extra.gen_generation << 16), i, false,
-					  "zerobus_generator_main",
-					  psprintf("zerobus_fdw generator %s", extra.name),
+					  "zerobus_generator_main", name,
 					  "zerobus_fdw generator", i, &extra, &next_ms);
 	}
 	return next_ms;
@@ -338,6 +348,7 @@ PGDLLEXPORT void
 zerobus_launcher_main(Datum arg)
 {
 	TimestampTz last_sample = 0;
+	MemoryContext round_cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -357,11 +368,21 @@ zerobus_launcher_main(Datum arg)
 	LWLockRelease(zb_shared->lock);
 	before_shmem_exit(launcher_detach, 0);
 
+	/*
+	 * The loop runs for the life of the cluster: what a round allocates is
+	 * freed at the start of the next (worker handles live in
+	 * TopMemoryContext, see launcher_start).
+	 */
+	round_cxt = AllocSetContextCreate(TopMemoryContext, "zerobus_fdw launcher round",
+									  ALLOCSET_DEFAULT_SIZES);
+
 	ereport(LOG, (errmsg("zerobus_fdw launcher started")));
 	for (;;)
 	{
 		long		wait_ms;
 
+		MemoryContextReset(round_cxt);
+		MemoryContextSwitchTo(round_cxt);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -369,6 +390,8 @@ zerobus_launcher_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		launcher_rescan();
+		/* a rescan's commit left TopMemoryContext current */
+		MemoryContextSwitchTo(round_cxt);
 		wait_ms = launcher_reconcile();
 		if (GetCurrentTimestamp() - last_sample >= USECS_PER_SEC)
 		{

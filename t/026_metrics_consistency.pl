@@ -13,6 +13,10 @@
 #   - the dashboard's lines are well formed;
 #
 # and counts what it saw, so that the checks cannot pass by seeing nothing.
+# The launcher, which samples the metrics and starts and stops the workers
+# of the streams that come and go, ends the load with the memory it began
+# with (it runs for the life of the cluster: a leak of each round of its
+# loop would grow without bound).
 # The views are also checked in a database where the extension was created
 # in a schema of its own (docs: README, "Where the objects are").
 use strict;
@@ -52,6 +56,22 @@ $node->safe_psql('postgres', q{
 });
 ok($node->poll_query_until('postgres', q{SELECT rows_acked > 1000 FROM zb_metrics WHERE stream = 'tx'}),
 	'the generator\'s rows flow');
+
+# The memory the launcher uses (all its contexts), from
+# pg_log_backend_memory_contexts() in the server log.
+sub launcher_memory
+{
+	my $pid = $node->safe_psql('postgres',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'zerobus_fdw launcher'});
+	my $offset = -s $node->logfile;
+	$node->safe_psql('postgres', "SELECT pg_log_backend_memory_contexts($pid)");
+	$node->wait_for_log(qr/\[$pid\] LOG:  Grand total: \d+ bytes in \d+ blocks; \d+ free \(\d+ chunks\); \d+ used/,
+		$offset);
+	my ($used) = slurp_file($node->logfile, $offset)
+	  =~ /\[$pid\] LOG:  Grand total: \d+ bytes in \d+ blocks; \d+ free \(\d+ chunks\); (\d+) used/;
+	return $used;
+}
+my $launcher_before = launcher_memory();
 
 # The reader: one session, $1 rounds, raising an error at the first
 # inconsistency; returns what it saw.
@@ -222,6 +242,12 @@ cmp_ok($seen{delivering}, '>=', 50, 'they often saw a stream deliver between two
 cmp_ok($seen{in_flight}, '>', 0, 'they saw rows in flight');
 cmp_ok($seen{history}, '>', 0, 'they read the history');
 cmp_ok($seen{dashboard}, '>', 0, 'they read the dashboard');
+
+# a launcher that allocated a worker's name per slot and round leaked about
+# 80 kB a round, a round at least every second
+my $launcher_after = launcher_memory();
+cmp_ok($launcher_after - $launcher_before, '<', 64 * 1024,
+	"the launcher's memory did not grow under load ($launcher_before bytes, then $launcher_after)");
 
 # the views still describe what exists
 is($node->safe_psql('postgres', q{SELECT string_agg(stream, ',' ORDER BY stream) FROM zb_metrics}), 'tx',
