@@ -1,6 +1,9 @@
 /*-------------------------------------------------------------------------
  * worker.h
- *	  Background workers: launcher, scan workers, stream workers.
+ *	  What the background workers share: what the launcher tells a stream
+ *	  or generator worker (bgw_extra), a stream worker's state as batch.c
+ *	  and queue.c see it, and the workers' entry points (launcher.c,
+ *	  worker.c, generator.c).
  *-------------------------------------------------------------------------
  */
 #ifndef ZB_WORKER_H
