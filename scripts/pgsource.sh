@@ -76,7 +76,11 @@ fi
 version=$(basename "$tarball"); version=${version#postgresql-"$major"_}; version=${version%.orig.tar.*}
 sum=$(sha256sum "$tarball" | cut -c1-12)
 extra=${ZB_PG_CONFIGURE_EXTRA:-}
-key=$cache/$major/$version-$sum${extra:+-$(printf '%s' "$extra" | md5sum | cut -c1-8)}
+# contrib modules the tests use (Debian's 15 ships them in postgresql-contrib):
+# pageinspect (t/014 looks at frozen rows), test_decoding (logical decoding
+# comparisons).  The list is part of the cache key.
+contrib="pageinspect test_decoding"
+key=$cache/$major/$version-$sum-$(printf '%s|%s' "$extra" "$contrib" | md5sum | cut -c1-8)
 prefix=$key/install
 
 if [ -f "$key/complete" ]; then
@@ -97,6 +101,9 @@ tar -xjf "$tarball" -C "$key/build" --strip-components=1
     { tail -n 40 "$key/configure.log" >&2; exit 1; }
   make -s -j"$(nproc)" >"$key/build.log" 2>&1 || { tail -n 60 "$key/build.log" >&2; exit 1; }
   make -s install >>"$key/build.log" 2>&1 || { tail -n 60 "$key/build.log" >&2; exit 1; }
+  for m in $contrib; do
+    make -s -C "contrib/$m" install >>"$key/build.log" 2>&1 || { tail -n 60 "$key/build.log" >&2; exit 1; }
+  done
 )
 rm -rf "$key/build"      # the install tree is all the tests use
 chmod -R a+rX "$key"

@@ -10,9 +10,8 @@
 #define ZB_WORKER_H
 
 #include "buf.h"
-#include "oauth.h"
-#include "option.h"
 #include "record.h"
+#include "session.h"
 #include "shmem.h"
 #include "stream.h"
 #include "zerobus.h"
@@ -52,8 +51,7 @@ typedef struct ZbWorker
 	Oid			owner;			/* the table's owner: the source works as this role */
 	char	   *problem;		/* why the table cannot be worked on, or NULL */
 	ZbStreamRow row;
-	ZbServerConfig *server;
-	ZbCredentials cred;
+	ZbSession  *session;		/* the owner's on the stream's server, held by cfg_cxt */
 	ZbRecordSchema *schema;		/* built by the source's load() */
 	bool		json;
 	bool		paused;			/* the table's columns cannot be sent */
