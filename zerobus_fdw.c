@@ -22,6 +22,7 @@
 
 #include "compat.h"
 #include "cdc.h"
+#include "metrics.h"
 #include "net.h"
 #include "shmem.h"
 #include "stream.h"
