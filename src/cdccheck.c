@@ -138,7 +138,8 @@ cdc_plugin_trusted(const char *allowed)
  * FULL): the message, a newline, and its hint.
  */
 char *
-zb_cdc_source_problem(Oid source, bool preimage, int *sqlstate, char **hint, char **warning)
+zb_cdc_source_problem(Oid source, bool preimage, bool need_slot, int *sqlstate, char **hint,
+					  char **warning)
 {
 	Relation	rel;
 	char	   *relname;
@@ -178,7 +179,7 @@ zb_cdc_source_problem(Oid source, bool preimage, int *sqlstate, char **hint, cha
 						 list.data);
 		return pstrdup("output_plugin_libraries does not name zerobus_fdw, so PostgreSQL refuses it as the output plugin of change capture");
 	}
-	if (max_replication_slots > 0)
+	if (need_slot && max_replication_slots > 0)
 	{
 		LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
 		for (i = 0; i < max_replication_slots; i++)
@@ -186,7 +187,7 @@ zb_cdc_source_problem(Oid source, bool preimage, int *sqlstate, char **hint, cha
 				free_slots++;
 		LWLockRelease(ReplicationSlotControlLock);
 	}
-	if (free_slots == 0)
+	if (need_slot && free_slots == 0)
 	{
 		*sqlstate = ERRCODE_CONFIGURATION_LIMIT_EXCEEDED;
 		*hint = psprintf("Each change capture stream uses a replication slot: ALTER SYSTEM SET max_replication_slots = %d; then restart the server, or drop unused slots (pg_replication_slots).",

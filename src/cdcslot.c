@@ -78,6 +78,20 @@ cdc_drop_now(const char *name, bool missing_ok)
 	ReplicationSlotDrop(name, true);
 }
 
+/* Does a slot of this name exist (in any state)? */
+bool
+zb_cdc_slot_exists(const char *slot_name)
+{
+	bool		found;
+
+	if (slot_name == NULL || max_replication_slots <= 0)
+		return false;
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	found = SearchNamedReplicationSlot(slot_name, false) != NULL;
+	LWLockRelease(ReplicationSlotControlLock);
+	return found;
+}
+
 /* Drop a slot now (it must not be in use). */
 void
 zb_cdc_drop_slot(const char *slot_name)

@@ -776,6 +776,22 @@ cdcsrc_settle(ZbWorker *w, ZbBatch *b)
 	}
 }
 
+/*
+ * The worker leaves for good: release the slot, and drop it (and any other
+ * of this database's slots no stream names) if its stream is gone or was
+ * given a new slot (zb_cdc_sweep).
+ */
+static void
+cdcsrc_leave(ZbWorker *w)
+{
+	if (S.copying)
+		cdcsrc_drop_copy();
+	cdcsrc_close();
+	StartTransactionCommand();
+	(void) zb_cdc_sweep();
+	CommitTransactionCommand();
+}
+
 /* The batch failed: its records are decoded (or copied) again. */
 static void
 cdcsrc_abandon(ZbWorker *w, ZbBatch *b)
@@ -799,5 +815,6 @@ const ZbSource zb_cdc_source = {
 	.claim = cdcsrc_claim,
 	.settle = cdcsrc_settle,
 	.abandon = cdcsrc_abandon,
+	.leave = cdcsrc_leave,
 	.waiting = NULL,
 };

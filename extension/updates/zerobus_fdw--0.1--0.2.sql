@@ -306,3 +306,91 @@ BEGIN
     DROP FUNCTION zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean, text);
 END
 $$;
+
+-- 50_metrics.sql (issue 11): change capture's slot lag, slot status and the
+-- age of the oldest unacknowledged change; the views that read metrics()
+-- are made again with it.
+DROP VIEW zb_dashboard;
+DROP VIEW zb_metrics;
+DROP FUNCTION zerobus.metrics();
+CREATE FUNCTION zerobus.metrics(
+    OUT stream text,
+    OUT database name,
+    OUT state text,
+    OUT workers_running integer,
+    OUT workers integer,
+    OUT rows_sent bigint,
+    OUT rows_acked bigint,
+    OUT rows_failed bigint,
+    OUT rows_dead_lettered bigint,
+    OUT rows_in_flight bigint,
+    OUT max_in_flight bigint,
+    OUT queue_depth bigint,
+    OUT bytes_sent bigint,
+    OUT bytes_acked bigint,
+    OUT requests_sent bigint,
+    OUT requests_acked bigint,
+    OUT batches bigint,
+    OUT streams_opened bigint,
+    OUT reconnects bigint,
+    OUT rows_per_sec double precision,
+    OUT rows_generated bigint,
+    OUT generated_per_sec double precision,
+    OUT ack_latency_min_ms double precision,
+    OUT ack_latency_p50_ms double precision,
+    OUT ack_latency_avg_ms double precision,
+    OUT ack_latency_p95_ms double precision,
+    OUT ack_latency_p99_ms double precision,
+    OUT ack_latency_max_ms double precision,
+    OUT commit_to_ack_p50_ms double precision,
+    OUT commit_to_ack_p99_ms double precision,
+    OUT success_rate double precision,
+    OUT last_error text,
+    OUT last_error_at timestamptz,
+    OUT started_at timestamptz,
+    OUT slot_lag_bytes bigint,
+    OUT slot_status text,
+    OUT oldest_unacked_age_ms double precision)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'zerobus_metrics'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION zerobus.metrics() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION zerobus.metrics() TO pg_monitor;
+CREATE VIEW zb_metrics AS
+  SELECT m.*, pg_catalog.now() OPERATOR(pg_catalog.-) m.started_at AS uptime
+    FROM zerobus.metrics() m;
+COMMENT ON VIEW zb_metrics IS
+  'One row per stream: state, rows sent/acked/failed/dead-lettered, in flight, queue depth, throughput, ack latency, change capture''s slot lag';
+GRANT SELECT ON zb_metrics TO pg_monitor;
+CREATE VIEW zb_dashboard AS
+  SELECT m.stream,
+         m.state,
+         pg_catalog.round(m.generated_per_sec)::pg_catalog.int8 AS "gen/s",
+         pg_catalog.round(m.rows_per_sec)::pg_catalog.int8 AS "acked/s",
+         (SELECT pg_catalog.string_agg(pg_catalog.substr('▁▂▃▄▅▆▇█',
+                  1 OPERATOR(pg_catalog.+) LEAST(7, pg_catalog.floor(
+                      (8::pg_catalog.float8 OPERATOR(pg_catalog.*) h.rows_per_sec)
+                      OPERATOR(pg_catalog./) NULLIF(mx.peak, 0::pg_catalog.float8)))::pg_catalog.int4, 1), ''
+                  ORDER BY h."time")
+            FROM (SELECT x."time", x.rows_per_sec FROM zerobus.metrics_history() x
+                   WHERE x.stream OPERATOR(pg_catalog.=) m.stream
+                     AND x.database OPERATOR(pg_catalog.=) m.database
+                   ORDER BY x."time" DESC LIMIT 30) h,
+                 (SELECT pg_catalog.max(y.rows_per_sec) AS peak FROM zerobus.metrics_history() y
+                   WHERE y.stream OPERATOR(pg_catalog.=) m.stream
+                     AND y.database OPERATOR(pg_catalog.=) m.database
+                     AND y."time" OPERATOR(pg_catalog.>)
+                         (pg_catalog.now() OPERATOR(pg_catalog.-) '30 seconds'::pg_catalog.interval)) mx) AS "last 30 s",
+         m.rows_acked AS acked,
+         m.queue_depth AS queued,
+         m.rows_in_flight AS in_flight,
+         pg_catalog.round(m.ack_latency_p50_ms::pg_catalog.numeric, 1) AS "ack p50 ms",
+         pg_catalog.round(m.ack_latency_p99_ms::pg_catalog.numeric, 1) AS "ack p99 ms",
+         pg_catalog.round(m.commit_to_ack_p99_ms::pg_catalog.numeric, 1) AS "commit→ack p99 ms",
+         m.rows_dead_lettered AS dead,
+         m.reconnects,
+         pg_catalog."left"(m.last_error, 60) AS last_error
+    FROM zerobus.metrics() m
+   ORDER BY m.database, m.stream;
+COMMENT ON VIEW zb_dashboard IS 'The pipeline at a glance, for \watch 1';
+GRANT SELECT ON zb_dashboard TO pg_monitor;
