@@ -281,6 +281,17 @@ cdcsrc_unload(ZbWorker *w)
 static bool
 cdcsrc_flush(void)
 {
+	/*
+	 * Stopped, altered or dropped in the middle of a large transaction's
+	 * replay: take no more (what the batch holds is delivered; the rest is
+	 * decoded again by the next worker), so that the worker leaves now.
+	 */
+	if (!S.copying && !zb_worker_wanted())
+	{
+		S.stopped = true;
+		zb_cdc_stop(S.cdc);
+		return false;
+	}
 	if (!zb_batch_flush(S.batch))
 	{
 		S.stopped = true;
