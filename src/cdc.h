@@ -160,6 +160,7 @@ extern XLogRecPtr zb_cdc_confirmed(ZbCdc *cdc);
 
 extern char *zb_cdc_slot_name(Oid dboid, FullTransactionId fxid);
 extern bool zb_cdc_read_progress(const char *slot_name, ZbCdcProgress *p);
+extern int64 zb_cdc_seq_base(const char *old_slot);
 extern bool zb_cdc_slot_exists(const char *slot_name);
 extern void zb_cdc_drop_slot(const char *slot_name);
 extern void zb_cdc_drop_at_commit(const char *slot_name);
@@ -171,6 +172,7 @@ struct ZbStreamRow;
 extern int64 zb_cdc_flush(const char *name, const struct ZbStreamRow *row, Interval *iv);
 
 /* Who may capture a table (cdccheck.c: NULL, or the problem with the fix). */
+extern char *zb_cdc_stream_problem(const struct ZbStreamRow *row, Oid *owner);
 extern char *zb_cdc_capture_problem(Oid source, Oid role, int *sqlstate, char **hint);
 extern char *zb_cdc_source_problem(Oid source, bool preimage, bool need_slot, int *sqlstate, char **hint,
 								   char **warning);

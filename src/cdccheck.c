@@ -36,7 +36,9 @@
 
 #include "compat.h"
 #include "cdc.h"
+#include "foreign/foreign.h"
 #include "record.h"
+#include "stream.h"
 
 /*
  * The capture role must own the table, or have REPLICATION (or be
@@ -309,4 +311,52 @@ zb_cdc_source_problem(Oid source, bool preimage, bool need_slot, int *sqlstate, 
 	}
 	table_close(rel, AccessShareLock);
 	return problem;
+}
+
+/*
+ * What keeps a change-capture stream's worker from capturing its table
+ * (zb_stream_problem() for a stream with a source): the capture role, the
+ * table and the server, as a message with its fix, or NULL.
+ */
+char *
+zb_cdc_stream_problem(const ZbStreamRow *row, Oid *owner)
+{
+	char	   *problem;
+	char	   *hint;
+	char	   *warning;
+	int			sqlstate;
+	char	   *rolename;
+	ForeignServer *server;
+
+	*owner = row->owner;
+	if (!OidIsValid(*owner))
+		return psprintf("the capture role (OID %u) of the stream no longer exists: SELECT zerobus.drop_stream('%s');",
+						row->capture_role, row->name);
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(row->source)))
+		return psprintf("the source table (OID %u) no longer exists: SELECT zerobus.drop_stream('%s');",
+						row->source, row->name);
+	problem = zb_cdc_capture_problem(row->source, *owner, &sqlstate, &hint);
+	if (problem == NULL)
+		problem = zb_cdc_source_problem(row->source, row->update_preimage,
+										!zb_cdc_slot_exists(row->slot_name), &sqlstate, &hint,
+										&warning);
+	if (problem)
+		return hint ? psprintf("%s: %s", problem, hint) : problem;
+	rolename = GetUserNameFromId(*owner, false);
+	server = GetForeignServerByName(row->server, true);
+	if (server == NULL)
+		return psprintf("server %s does not exist: SELECT zerobus.alter_stream('%s', server => '<server>');",
+						quote_identifier(row->server), row->name);
+	if (!zb_role_has_server_usage(*owner, server->serverid))
+		return psprintf("role %s, the capture role, has no USAGE on server %s: GRANT USAGE ON FOREIGN SERVER %s TO %s;",
+						quote_identifier(rolename), quote_identifier(row->server),
+						quote_identifier(row->server), quote_identifier(rolename));
+	if (!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(*owner),
+							   ObjectIdGetDatum(server->serverid)) &&
+		!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+							   ObjectIdGetDatum(server->serverid)))
+		return psprintf("role %s, the capture role, has no user mapping for server %s: CREATE USER MAPPING FOR %s SERVER %s OPTIONS (client_id '<client id>', client_secret '<secret>');",
+						quote_identifier(rolename), quote_identifier(row->server),
+						quote_identifier(rolename), quote_identifier(row->server));
+	return NULL;
 }

@@ -24,6 +24,7 @@
 #include "storage/spin.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "cdc.h"
 #include "runas.h"
@@ -353,4 +354,21 @@ zb_cdc_write_progress(const char *slot_name, const ZbCdcProgress *p)
 				(errcode_for_file_access(),
 				 errmsg("could not close file \"%s\": %m", tmp)));
 	(void) durable_rename(tmp, path, ERROR);
+}
+
+/*
+ * The first _seq of a new slot: above the clock (microseconds since 1970)
+ * and the previous slot's numbers (docs/DESIGN.md, "_seq").
+ */
+int64
+zb_cdc_seq_base(const char *old_slot)
+{
+	/* microseconds since 1970 (timestamps count from 2000) */
+	int64		base = (int64) GetCurrentTimestamp() +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+	ZbCdcProgress p;
+
+	if (old_slot && zb_cdc_read_progress(old_slot, &p) && p.next_seq > base)
+		base = p.next_seq;
+	return base;
 }

@@ -1,19 +1,23 @@
 /*-------------------------------------------------------------------------
  * cdcsql.c
- *	  The SQL functions of change capture that read a stream's slot:
- *	  zerobus.peek_changes(stream, max_records, wait), what the stream would
- *	  send next, decoded exactly as its worker would, without sending or
- *	  confirming anything (a stream not yet established is read by a helper
- *	  process: an ephemeral slot, the initial copy, the changes after it;
- *	  an established one from its own slot); and zerobus.flush() of a
- *	  change-capture stream, which waits until the slot has confirmed
- *	  everything committed before the call.  See docs/DESIGN.md, "Initial
- *	  snapshot" and "Durability: the progress record".
+ *	  The SQL functions of change capture (the SQL declarations are in
+ *	  extension/40_streams.sql):
+ *	  - zerobus.peek_changes(stream, max_records, wait): what the stream
+ *	    would send next, decoded exactly as its worker would, without
+ *	    sending or confirming anything (a stream not yet established is read
+ *	    by a helper process: an ephemeral slot, the initial copy, the
+ *	    changes after it; an established one from its own slot);
+ *	  - zerobus.flush() of a change-capture stream: waits until the slot
+ *	    has confirmed everything committed before the call;
+ *	  - zerobus.resync_stream(name): a new slot, so a new copy.
+ *	  See docs/DESIGN.md, "Initial snapshot", "Durability: the progress
+ *	  record" and "Lifecycle of slots".
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "libpq/pqformat.h"
 #include "libpq/pqmq.h"
@@ -41,6 +45,7 @@
 #include "compat.h"
 #include "cdc.h"
 #include "option.h"
+#include "runas.h"
 #include "shmem.h"
 #include "stream.h"
 
@@ -625,4 +630,46 @@ zb_cdc_flush(const char *name, const ZbStreamRow *first, Interval *iv)
 		CHECK_FOR_INTERRUPTS();
 	}
 	return Max(initial, 0);
+}
+
+/* ======================================================================
+ * zerobus.resync_stream(name)
+ * ====================================================================== */
+
+PG_FUNCTION_INFO_V1(zerobus_resync_stream);
+
+/*
+ * Start a change-capture stream over: a new slot (created by the worker at
+ * its next start, with a new initial copy), _seq continuing above the old
+ * slot's, the old slot dropped at commit (or by its holder when released).
+ */
+Datum
+zerobus_resync_stream(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	ZbStreamRow row;
+	Oid			types[3] = {TEXTOID, INT8OID, TEXTOID};
+	Datum		values[3];
+
+	(void) zb_shmem();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("name must not be NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	zb_stream_require(name, true, &row);
+	if (!OidIsValid(row.source))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("stream \"%s\" consumes a queue: only a change-capture stream can be resynced", name)));
+	values[0] = CStringGetTextDatum(zb_cdc_slot_name(MyDatabaseId, GetTopFullTransactionId()));
+	values[1] = Int64GetDatum(zb_cdc_seq_base(row.slot_name));
+	values[2] = CStringGetTextDatum(name);
+	zb_catalog_write("UPDATE zerobus.stream_settings"
+					 " SET slot_name = $1::pg_catalog.name, seq_base = $2, snapshot = true,"
+					 " cdc_started_at = NULL"
+					 " WHERE name OPERATOR(pg_catalog.=) $3",
+					 3, types, values, NULL);
+	zb_cdc_drop_at_commit(row.slot_name);
+	PG_RETURN_VOID();
 }

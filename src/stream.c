@@ -493,53 +493,6 @@ zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row)
 }
 
 /*
- * The same for a change-capture stream: the capture role, the table and
- * the server.
- */
-static char *
-stream_cdc_problem(const ZbStreamRow *row, Oid *owner)
-{
-	char	   *problem;
-	char	   *hint;
-	char	   *warning;
-	int			sqlstate;
-	char	   *rolename;
-	ForeignServer *server;
-
-	*owner = row->owner;
-	if (!OidIsValid(*owner))
-		return psprintf("the capture role (OID %u) of the stream no longer exists: SELECT zerobus.drop_stream('%s');",
-						row->capture_role, row->name);
-	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(row->source)))
-		return psprintf("the source table (OID %u) no longer exists: SELECT zerobus.drop_stream('%s');",
-						row->source, row->name);
-	problem = zb_cdc_capture_problem(row->source, *owner, &sqlstate, &hint);
-	if (problem == NULL)
-		problem = zb_cdc_source_problem(row->source, row->update_preimage,
-										!zb_cdc_slot_exists(row->slot_name), &sqlstate, &hint,
-										&warning);
-	if (problem)
-		return hint ? psprintf("%s: %s", problem, hint) : problem;
-	rolename = GetUserNameFromId(*owner, false);
-	server = GetForeignServerByName(row->server, true);
-	if (server == NULL)
-		return psprintf("server %s does not exist: SELECT zerobus.alter_stream('%s', server => '<server>');",
-						quote_identifier(row->server), row->name);
-	if (!zb_role_has_server_usage(*owner, server->serverid))
-		return psprintf("role %s, the capture role, has no USAGE on server %s: GRANT USAGE ON FOREIGN SERVER %s TO %s;",
-						quote_identifier(rolename), quote_identifier(row->server),
-						quote_identifier(row->server), quote_identifier(rolename));
-	if (!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(*owner),
-							   ObjectIdGetDatum(server->serverid)) &&
-		!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
-							   ObjectIdGetDatum(server->serverid)))
-		return psprintf("role %s, the capture role, has no user mapping for server %s: CREATE USER MAPPING FOR %s SERVER %s OPTIONS (client_id '<client id>', client_secret '<secret>');",
-						quote_identifier(rolename), quote_identifier(row->server),
-						quote_identifier(rolename), quote_identifier(row->server));
-	return NULL;
-}
-
-/*
  * What keeps a stream's workers from acting on its queue as its owner, as
  * a message naming the problem and its fix; NULL if nothing does.  'need'
  * is the privileges needed on the queue (one bit at a time is checked);
@@ -557,7 +510,7 @@ zb_stream_problem(const ZbStreamRow *row, AclMode need, bool need_server, Oid *o
 	int			bit;
 
 	if (OidIsValid(row->source))
-		return stream_cdc_problem(row, owner);
+		return zb_cdc_stream_problem(row, owner);
 	*owner = zb_queue_owner(row->queue);
 	if (!OidIsValid(*owner))
 		return psprintf("the queue table (OID %u) no longer exists: SELECT zerobus.drop_stream('%s');",
@@ -752,20 +705,6 @@ stream_check_source(Oid source, bool preimage)
 	}
 }
 
-/* The first _seq of a new slot: above the clock and the previous slot's numbers. */
-static int64
-stream_seq_base(const char *old_slot)
-{
-	/* microseconds since 1970 (timestamps count from 2000) */
-	int64		base = (int64) GetCurrentTimestamp() +
-		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
-	ZbCdcProgress p;
-
-	if (old_slot && zb_cdc_read_progress(old_slot, &p) && p.next_seq > base)
-		base = p.next_seq;
-	return base;
-}
-
 Datum
 zerobus_create_stream(PG_FUNCTION_ARGS)
 {
@@ -882,7 +821,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	{
 		/* named after this transaction's 64-bit id: never used again */
 		values[16] = CStringGetTextDatum(zb_cdc_slot_name(MyDatabaseId, GetTopFullTransactionId()));
-		values[17] = Int64GetDatum(stream_seq_base(NULL));
+		values[17] = Int64GetDatum(zb_cdc_seq_base(NULL));
 	}
 	else
 	{
@@ -1057,41 +996,6 @@ Datum
 zerobus_stop_stream(PG_FUNCTION_ARGS)
 {
 	stream_set_enabled(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
-	PG_RETURN_VOID();
-}
-
-PG_FUNCTION_INFO_V1(zerobus_resync_stream);
-
-/*
- * Start a change-capture stream over: a new slot (created by the worker at
- * its next start, with a new initial copy), _seq continuing above the old
- * slot's, the old slot dropped at commit (or by its holder when released).
- */
-Datum
-zerobus_resync_stream(PG_FUNCTION_ARGS)
-{
-	char	   *name;
-	ZbStreamRow row;
-	Oid			types[3] = {TEXTOID, INT8OID, TEXTOID};
-	Datum		values[3];
-
-	(void) zb_shmem();
-	stream_check_arg(fcinfo, 0, "name");
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	zb_stream_require(name, true, &row);
-	if (!OidIsValid(row.source))
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("stream \"%s\" consumes a queue: only a change-capture stream can be resynced", name)));
-	values[0] = CStringGetTextDatum(zb_cdc_slot_name(MyDatabaseId, GetTopFullTransactionId()));
-	values[1] = Int64GetDatum(stream_seq_base(row.slot_name));
-	values[2] = CStringGetTextDatum(name);
-	zb_catalog_write("UPDATE zerobus.stream_settings"
-					 " SET slot_name = $1::pg_catalog.name, seq_base = $2, snapshot = true,"
-					 " cdc_started_at = NULL"
-					 " WHERE name OPERATOR(pg_catalog.=) $3",
-					 3, types, values, NULL);
-	zb_cdc_drop_at_commit(row.slot_name);
 	PG_RETURN_VOID();
 }
 
