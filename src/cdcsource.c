@@ -268,7 +268,7 @@ cdcsrc_unload(ZbWorker *w)
 		S.last_attempt_seq = Max(S.last_attempt_seq, S.next_seq);
 	S.copying = false;
 	cdcsrc_close();
-	zb_metrics_worker_oldest(w->s, w->widx, 0);
+	/* (S.oldest stays: that change is still not acknowledged) */
 }
 
 /* ---------- the sink: records into the batch ---------- */
@@ -807,10 +807,9 @@ cdcsrc_leave(ZbWorker *w)
 static void
 cdcsrc_abandon(ZbWorker *w, ZbBatch *b)
 {
+	/* (S.oldest stays: that change is still not acknowledged) */
 	S.nrows = 0;
 	S.dead_json = NIL;
-	S.oldest = 0;
-	zb_metrics_worker_oldest(w->s, w->widx, 0);
 	if (S.copying)
 		cdcsrc_drop_copy();
 	else

@@ -182,6 +182,8 @@ ok($node->poll_query_until('postgres', q{SELECT state IN ('backoff', 'connecting
 finish_writers($w);
 cmp_ok(sql(q{SELECT slot_lag_bytes FROM zb_metrics WHERE stream = 'c'}), '>', 0,
 	'while the service is down the slot lag grows');
+ok($node->poll_query_until('postgres', q{SELECT oldest_unacked_age_ms > 1000 FROM zb_metrics WHERE stream = 'c'}),
+	'while the service is down the oldest unacknowledged change ages');
 $emu->start;
 check_case('the service gone and back', 2);
 
