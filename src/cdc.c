@@ -36,10 +36,12 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/spin.h"
+#include "utils/catcache.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/snapmgr.h"
 #include "utils/wait_event.h"
 
@@ -592,6 +594,22 @@ cdc_start_decoding(ZbCdc *cdc)
 }
 
 /*
+ * Forget every catalog entry cached in this process: those read as of now
+ * before decoding, those read in the historic view during it.  Without
+ * calling the invalidation callbacks, unlike InvalidateSystemCaches(): the
+ * catalog did not change, so what is built on those entries stays valid,
+ * and a stream worker must not take this for a change of its server's
+ * options (which would re-open its session and its ZeroBus stream).
+ */
+static void
+cdc_forget_catalog_view(void)
+{
+	InvalidateCatalogSnapshot();
+	ResetCatalogCaches();
+	RelationCacheInvalidate(false);
+}
+
+/*
  * Decode into 'sink' from where the last call stopped (the first call: from
  * the slot's confirmed position, skipping what the progress record says is
  * acknowledged), until max_records records (or max_bytes bytes, 0: no
@@ -606,7 +624,6 @@ zb_cdc_decode(ZbCdc *cdc, ZbCdcSink *sink, int64 max_records, int64 max_bytes)
 	ResourceOwner owner = CurrentResourceOwner;
 	MemoryContext mcxt = CurrentMemoryContext;
 	volatile bool bound = false;
-	bool		in_xact = IsTransactionState();
 	CdcAs		as;
 
 	if (!cdc->have_slot)
@@ -615,8 +632,12 @@ zb_cdc_decode(ZbCdc *cdc, ZbCdcSink *sink, int64 max_records, int64 max_bytes)
 		elog(ERROR, "change capture: the decoding of replication slot \"%s\" stopped in the middle; close it first",
 			 cdc->slot_name);
 	cdc_as_begin(cdc, &as);
-	if (in_xact)
-		InvalidateSystemCaches();	/* no time-travel entries into or out of the caller's caches */
+	/*
+	 * No entries of the caller's catalog view into the decoding's historic
+	 * one: the worker opened the table (as of now) just before, and the
+	 * plugin would read its columns of now for an older change.
+	 */
+	cdc_forget_catalog_view();
 	if (cdc->ctx == NULL)
 		cdc_start_decoding(cdc);
 	if (cdc->inner.want_json != sink->want_json)
@@ -670,16 +691,15 @@ zb_cdc_decode(ZbCdc *cdc, ZbCdcSink *sink, int64 max_records, int64 max_bytes)
 		cdc->in_decode = false;
 		cdc->broken = true;
 		cdc_as_end(&as);
-		if (in_xact)
-			InvalidateSystemCaches();
+		cdc_forget_catalog_view();
 		return ZB_CDC_REFUSED;
 	}
 	PG_END_TRY();
 	cdc->in_decode = false;
 	/* decoding can leave another resource owner current (as logicalfuncs.c notes) */
 	CurrentResourceOwner = owner;
-	if (in_xact)
-		InvalidateSystemCaches();
+	/* and none of the historic view out of it (an older grant, older columns) */
+	cdc_forget_catalog_view();
 	cdc_as_end(&as);
 	if (cdc->stop)
 	{
@@ -822,9 +842,8 @@ zb_cdc_close(ZbCdc *cdc)
 	cdc->ntxns = 0;
 	cdc->broken = false;
 	cdc->stop = false;
-	/* (outside a transaction, the replays' own aborts cleaned the caches) */
-	if (IsTransactionState())
-		InvalidateSystemCaches();
+	/* no entry of the historic view may outlive the decoding */
+	cdc_forget_catalog_view();
 }
 
 /* The copy's snapshot and scan end with their transaction. */

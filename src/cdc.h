@@ -174,7 +174,8 @@ extern int64 zb_cdc_flush(const char *name, const struct ZbStreamRow *row, Inter
 /* Who may capture a table (cdccheck.c: NULL, or the problem with the fix). */
 extern char *zb_cdc_stream_problem(const struct ZbStreamRow *row, Oid *owner);
 extern char *zb_cdc_capture_problem(Oid source, Oid role, int *sqlstate, char **hint);
-extern char *zb_cdc_source_problem(Oid source, bool preimage, bool need_slot, int *sqlstate, char **hint,
+extern char *zb_cdc_source_problem(Oid source, bool preimage, bool need_slot, bool columns,
+								   int *sqlstate, char **hint,
 								   char **warning);
 
 /* Slots' progress records (cdcslot.c), for the driver. */

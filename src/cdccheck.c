@@ -133,15 +133,18 @@ cdc_plugin_trusted(const char *allowed)
 }
 
 /*
- * Can this table's changes be captured at all?  wal_level, a free slot, the
- * kind of table, its replica identity, its columns.  NULL, or the problem
- * (*sqlstate, *hint).  *warning: something that works but may stop the
+ * Can this table's changes be captured at all?  wal_level, a free slot
+ * (need_slot: the stream has none yet), the kind of table, its replica
+ * identity, and (columns) whether records can carry its columns of now:
+ * create_stream asks; a running stream does not, since the plugin judges
+ * each change by the columns of its moment and pauses the stream exactly
+ * there.  NULL, or the problem (*sqlstate, *hint).  *warning: something that works but may stop the
  * stream later (an UPDATE keeping a TOASTed value without REPLICA IDENTITY
  * FULL): the message, a newline, and its hint.
  */
 char *
-zb_cdc_source_problem(Oid source, bool preimage, bool need_slot, int *sqlstate, char **hint,
-					  char **warning)
+zb_cdc_source_problem(Oid source, bool preimage, bool need_slot, bool columns, int *sqlstate,
+					  char **hint, char **warning)
 {
 	Relation	rel;
 	char	   *relname;
@@ -219,7 +222,7 @@ zb_cdc_source_problem(Oid source, bool preimage, bool need_slot, int *sqlstate, 
 		*sqlstate = ERRCODE_INSUFFICIENT_PRIVILEGE;
 		problem = pstrdup("the changes of a system catalog cannot be captured");
 	}
-	else
+	else if (columns)
 	{
 		char	   *cols_hint;
 		int			cols_state;
@@ -338,8 +341,8 @@ zb_cdc_stream_problem(const ZbStreamRow *row, Oid *owner)
 	problem = zb_cdc_capture_problem(row->source, *owner, &sqlstate, &hint);
 	if (problem == NULL)
 		problem = zb_cdc_source_problem(row->source, row->update_preimage,
-										!zb_cdc_slot_exists(row->slot_name), &sqlstate, &hint,
-										&warning);
+										!zb_cdc_slot_exists(row->slot_name), false, &sqlstate,
+										&hint, &warning);
 	if (problem)
 		return hint ? psprintf("%s: %s", problem, hint) : problem;
 	rolename = GetUserNameFromId(*owner, false);

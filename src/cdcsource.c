@@ -219,19 +219,21 @@ cdcsrc_load(ZbWorker *w)
 											ALLOCSET_DEFAULT_SIZES);
 	}
 
-	/* the columns of now: the ZeroBus stream opens with them */
+	/*
+	 * The columns of now: the ZeroBus stream opens with them, and re-opens
+	 * when the first record decoded has others.  Columns no record can
+	 * carry may be newer than the changes still to deliver: those go out
+	 * (the stream opens with the change-capture fields alone), and the
+	 * plugin pauses the stream at the first change that has them.
+	 */
 	rel = table_open(w->row.source, AccessShareLock);
 	problem = zb_record_cdc_problem(RelationGetDescr(rel), RelationGetRelationName(rel),
 									&hint, &sqlstate);
 	if (problem == NULL)
 		w->schema = zb_record_schema_cdc(RelationGetDescr(rel), RelationGetRelationName(rel));
+	else
+		w->schema = zb_record_schema_cdc(CreateTemplateTupleDesc(0), RelationGetRelationName(rel));
 	table_close(rel, AccessShareLock);
-	if (problem)
-	{
-		w->paused = true;
-		w->paused_reason = hint ? psprintf("%s: %s", problem, hint) : problem;
-		return;
-	}
 
 	/* paused at a change no record can carry: until resync_stream (a new slot) */
 	if (S.paused_reason && strcmp(S.paused_slot, w->row.slot_name) == 0)

@@ -454,7 +454,7 @@ zerobus_peek_changes(PG_FUNCTION_ARGS)
 				 : errdetail("Its capture role no longer exists.")));
 	problem = zb_cdc_capture_problem(row.source, row.owner, &sqlstate, &hint);
 	if (problem == NULL)
-		problem = zb_cdc_source_problem(row.source, row.update_preimage, !row.cdc_started,
+		problem = zb_cdc_source_problem(row.source, row.update_preimage, !row.cdc_started, false,
 										&sqlstate, &hint, &warning);
 	if (problem)
 		ereport(ERROR,

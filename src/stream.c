@@ -680,7 +680,7 @@ stream_check_source(Oid source, bool preimage)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", source)));
-	problem = zb_cdc_source_problem(source, preimage, true, &sqlstate, &hint, &warning);
+	problem = zb_cdc_source_problem(source, preimage, true, true, &sqlstate, &hint, &warning);
 	if (problem)
 		ereport(ERROR,
 				(errcode(sqlstate),

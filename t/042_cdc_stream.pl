@@ -242,6 +242,10 @@ check_replay('concurrent transactions and a large one', 'acc', 'acc', 'main.defa
 cmp_ok(metric('acc', 'batches'), '>', 30000 / $MAX_INFLIGHT,
 	'the large transaction went out in several batches');
 is(metric('acc', 'rows_dead_lettered'), '0', 'nothing was dead-lettered');
+# batches do not re-open anything: one ZeroBus stream, one decoding context
+cmp_ok(metric('acc', 'streams_opened'), '<=', 2, 'the ZeroBus stream stays open across batches');
+my $contexts = () = slurp_file($node->logfile) =~ /starting logical decoding for slot "zerobus_/g;
+cmp_ok($contexts, '<=', 5, "the worker keeps its decoding context across batches ($contexts)");
 ok($node->poll_query_until('postgres', q{SELECT slot_lag_bytes = 0 AND oldest_unacked_age_ms IS NULL
 	AND slot_status = 'in use' FROM zb_metrics WHERE stream = 'acc'}),
 	'caught up: no slot lag, no unacknowledged change');
@@ -287,10 +291,32 @@ $emu->create_table('main.default.small_changes', [
 	{ name => 'balance', type => 'BIGINT' }, { name => 'doc', type => 'STRING' }, @cdc_cols ]);
 sql(q{SELECT zerobus.create_stream('small', source => 'small', server => 'emu',
                                    target => 'main.default.small_changes', record_format => 'json')});
+ok($node->poll_query_until('postgres', q{SELECT cdc_started_at IS NOT NULL FROM zerobus.streams WHERE name = 'small'}),
+	'small: established');
 sql(q{TRUNCATE small; INSERT INTO small VALUES (3, 'c', 3)});
 check_replay('TRUNCATE (JSON records)', 'small', 'small', 'main.default.small_changes');
 is($emu->sql(q{SELECT count(*) FROM "main.default.small_changes" WHERE _change_type = 'truncate'})->{rows}[0][0],
 	2, 'TRUNCATE: a truncate record (after the copy\'s own)');
+
+# ------------------------------------------------------------------
+# a partitioned table, captured as its root (a row moving between
+# partitions is a delete and an insert)
+# ------------------------------------------------------------------
+sql(q{CREATE TABLE parts (id bigint, owner text, balance bigint, PRIMARY KEY (id, owner)) PARTITION BY LIST (owner);
+      CREATE TABLE parts_a PARTITION OF parts FOR VALUES IN ('a');
+      CREATE TABLE parts_b (balance bigint, owner text NOT NULL, id bigint NOT NULL);  -- other column order
+      ALTER TABLE parts ATTACH PARTITION parts_b FOR VALUES IN ('b');
+      INSERT INTO parts VALUES (1, 'a', 1), (2, 'b', 2), (3, 'a', 3)});
+$emu->create_table('main.default.parts_changes', [
+	{ name => 'id', type => 'BIGINT' }, { name => 'owner', type => 'STRING' },
+	{ name => 'balance', type => 'BIGINT' }, @cdc_cols ]);
+sql(q{SELECT zerobus.create_stream('parts', source => 'parts', server => 'emu',
+                                   target => 'main.default.parts_changes')});
+ok($node->poll_query_until('postgres', q{SELECT cdc_started_at IS NOT NULL FROM zerobus.streams WHERE name = 'parts'}),
+	'parts: established');
+sql(q{UPDATE parts SET owner = 'b' WHERE id = 1; UPDATE parts SET balance = 20 WHERE id = 2;
+      DELETE FROM parts WHERE id = 3; INSERT INTO parts VALUES (4, 'b', 4)});
+check_replay('a partitioned table', 'parts', 'parts', 'main.default.parts_changes');
 
 # ------------------------------------------------------------------
 # a change no record can carry: paused, with the reason; resync goes on
@@ -310,6 +336,24 @@ sql(q{UPDATE small SET balance = 31 WHERE id = 3});
 flush('small');
 is($emu->sql(q{SELECT balance FROM "main.default.small_changes" ORDER BY _seq DESC LIMIT 1})->{rows}[0][0],
 	31, 'resync: changes after it are delivered');
+
+# a column of a type no record can carry, added mid-stream: the changes
+# before it are delivered, the stream pauses at the first change after it
+$emu->create_table('main.default.morph_changes', [ { name => 'id', type => 'BIGINT' }, @cdc_cols ]);
+sql(q{CREATE TABLE morph (id bigint PRIMARY KEY);
+      SELECT zerobus.create_stream('morph', source => 'morph', server => 'emu',
+                                   target => 'main.default.morph_changes')});
+ok($node->poll_query_until('postgres', q{SELECT cdc_started_at IS NOT NULL FROM zerobus.streams WHERE name = 'morph'}),
+	'morph: established');
+sql(q{SELECT zerobus.stop_stream('morph')});
+sql(q{INSERT INTO morph VALUES (1); ALTER TABLE morph ADD COLUMN p point; INSERT INTO morph VALUES (2, '(1,2)')});
+sql(q{SELECT zerobus.start_stream('morph')});
+ok($node->poll_query_until('postgres', q{SELECT state = 'paused' FROM zb_metrics WHERE stream = 'morph'}),
+	'an unsupported column added mid-stream pauses the stream');
+like(metric('morph', 'last_error'), qr/column "p" of table "morph" has type point/, 'paused: the reason names the column');
+is($emu->sql(q{SELECT group_concat(id) FROM "main.default.morph_changes" WHERE _change_type = 'insert'})->{rows}[0][0],
+	'1', 'paused: the change before the ALTER was delivered, not the one after');
+sql(q{SELECT zerobus.drop_stream('morph')});
 
 # ------------------------------------------------------------------
 # an invalidated slot: reported, resync starts over
