@@ -21,6 +21,7 @@
 #include "utils/guc.h"
 
 #include "compat.h"
+#include "metrics.h"
 #include "net.h"
 #include "shmem.h"
 #include "stream.h"

@@ -42,15 +42,20 @@ LANGUAGE C STRICT VOLATILE;
 -- The views of this file bind every function and operator to pg_catalog's
 -- (docs/DESIGN.md, "Security model"): whatever search_path the extension is
 -- installed under, no user's object can be captured into them.
-CREATE VIEW zb_metrics AS
+--
+-- They are created in the extension's schema (@extschema@: the first schema
+-- of search_path at CREATE EXTENSION, or the one its SCHEMA clause names),
+-- not in zerobus, so that SELECT * FROM zb_metrics works with a default
+-- search_path (README, "Metrics").  Everything else is in zerobus.
+CREATE VIEW @extschema@.zb_metrics AS
   SELECT m.*, pg_catalog.now() OPERATOR(pg_catalog.-) m.started_at AS uptime
     FROM zerobus.metrics() m;
-COMMENT ON VIEW zb_metrics IS
+COMMENT ON VIEW @extschema@.zb_metrics IS
   'One row per stream: state, rows sent/acked/failed/dead-lettered, in flight, queue depth, throughput, ack latency';
 
 REVOKE ALL ON FUNCTION zerobus.metrics() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION zerobus.metrics() TO pg_monitor;
-GRANT SELECT ON zb_metrics TO pg_monitor;
+GRANT SELECT ON @extschema@.zb_metrics TO pg_monitor;
 
 CREATE FUNCTION zerobus.metrics_history(
     OUT "time" timestamptz,
@@ -76,9 +81,9 @@ LANGUAGE C STRICT VOLATILE;
 -- Long and narrow, sorted by time: what Grafana's time-series format wants
 -- ($__timeFilter(time); the stream column becomes the series label).  ts is
 -- the same instant under a shorter name, for queries that prefer it.
-CREATE VIEW zb_metrics_history AS
+CREATE VIEW @extschema@.zb_metrics_history AS
   SELECT h.*, h."time" AS ts FROM zerobus.metrics_history() h ORDER BY h."time", h.stream;
-COMMENT ON VIEW zb_metrics_history IS
+COMMENT ON VIEW @extschema@.zb_metrics_history IS
   'Per-second samples of every stream (the last 17 minutes): rates, latency percentiles, queue depth';
 
 CREATE FUNCTION zerobus.reset_metrics(stream text DEFAULT NULL)
@@ -90,7 +95,7 @@ COMMENT ON FUNCTION zerobus.reset_metrics(text) IS
 
 -- One line per stream for psql's \watch 1: the pipeline at a glance, with a
 -- throughput sparkline of the last 30 seconds.
-CREATE VIEW zb_dashboard AS
+CREATE VIEW @extschema@.zb_dashboard AS
   SELECT m.stream,
          m.state,
          pg_catalog.round(m.generated_per_sec)::pg_catalog.int8 AS "gen/s",
@@ -120,9 +125,9 @@ CREATE VIEW zb_dashboard AS
          pg_catalog."left"(m.last_error, 60) AS last_error
     FROM zerobus.metrics() m
    ORDER BY m.database, m.stream;
-COMMENT ON VIEW zb_dashboard IS 'The pipeline at a glance, for \watch 1';
+COMMENT ON VIEW @extschema@.zb_dashboard IS 'The pipeline at a glance, for \watch 1';
 
 REVOKE ALL ON FUNCTION zerobus.metrics_history() FROM PUBLIC;
 REVOKE ALL ON FUNCTION zerobus.reset_metrics(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION zerobus.metrics_history() TO pg_monitor;
-GRANT SELECT ON zb_metrics_history, zb_dashboard TO pg_monitor;
+GRANT SELECT ON @extschema@.zb_metrics_history, @extschema@.zb_dashboard TO pg_monitor;

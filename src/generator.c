@@ -52,6 +52,7 @@
 #include "utils/wait_event.h"
 
 #include "net.h"
+#include "metrics.h"
 #include "profiles.h"
 #include "runas.h"
 #include "shmem.h"
@@ -290,10 +291,12 @@ zerobus_generator_status(PG_FUNCTION_ARGS)
 		throttle = s->gen_throttle;
 		rate = s->gen_rate;
 		started = s->gen_started_at;
+		LWLockAcquire(s->detail_lock, LW_SHARED);
+		strlcpy(last_error, s->gen_last_error, sizeof(last_error));
+		LWLockRelease(s->detail_lock);
 		SpinLockAcquire(&s->mutex);
 		actual = s->gen_rate_ema;
 		generated = s->c.rows_generated;
-		strlcpy(last_error, s->gen_last_error, sizeof(last_error));
 		SpinLockRelease(&s->mutex);
 		LWLockRelease(sh->lock);
 
@@ -409,14 +412,9 @@ gen_relation_changed(Datum arg, Oid relid)
 static void
 gen_problem(const char *message, bool retryable)
 {
-	bool		same;
 	long		ms;
 
-	SpinLockAcquire(&gen_slot->mutex);
-	same = strncmp(gen_slot->gen_last_error, message, ZB_ERRLEN - 1) == 0;
-	strlcpy(gen_slot->gen_last_error, message, ZB_ERRLEN);
-	SpinLockRelease(&gen_slot->mutex);
-	if (!same)
+	if (zb_metrics_generator_error(gen_slot, message))
 	{
 		char	   *full = psprintf("generator: %s", message);
 
@@ -440,9 +438,7 @@ gen_ok(void)
 		return;
 	gen_failures = 0;
 	gen_fatal = false;
-	SpinLockAcquire(&gen_slot->mutex);
-	gen_slot->gen_last_error[0] = '\0';
-	SpinLockRelease(&gen_slot->mutex);
+	(void) zb_metrics_generator_error(gen_slot, "");
 }
 
 /*

@@ -1,20 +1,19 @@
 /*-------------------------------------------------------------------------
  * shmem.c
- *	  The shared-memory stream table, wake-ups, and latency histograms.
+ *	  The shared-memory stream table and wake-ups.
  *
  * Requested at postmaster start (shared_preload_libraries).  Backends use
  * it to wake workers at commit and to read metrics; the launcher and scan
  * workers keep the slot table in step with each database's catalog; stream
- * workers publish their state and counters in their slot.
+ * workers publish their state and counters in their slot (metrics.c).  The
+ * lock of every field is named in shmem.h.
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <math.h>
 #include <signal.h>
 
 #include "miscadmin.h"
-#include "port/pg_bitutils.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -40,7 +39,8 @@ void
 zb_shmem_request(void)
 {
 	RequestAddinShmemSpace(zb_shmem_size());
-	RequestNamedLWLockTranche("zerobus_fdw", 2);
+	/* the slot table's, the history's, and each stream's detail_lock */
+	RequestNamedLWLockTranche("zerobus_fdw", 2 + zb_max_streams);
 }
 
 void
@@ -53,9 +53,11 @@ zb_shmem_startup(void)
 	zb_shared = ShmemInitStruct("zerobus_fdw", zb_shmem_size(), &found);
 	if (!found)
 	{
+		LWLockPadded *locks = GetNamedLWLockTranche("zerobus_fdw");
+
 		memset(zb_shared, 0, zb_shmem_size());
-		zb_shared->lock = &(GetNamedLWLockTranche("zerobus_fdw"))[0].lock;
-		zb_shared->history_lock = &(GetNamedLWLockTranche("zerobus_fdw"))[1].lock;
+		zb_shared->lock = &locks[0].lock;
+		zb_shared->history_lock = &locks[1].lock;
 		zb_shared->launcher_procno = -1;
 		zb_shared->max_streams = zb_max_streams;
 		zb_shared->rescan_all = true;
@@ -68,6 +70,7 @@ zb_shmem_startup(void)
 			int			w;
 
 			SpinLockInit(&s->mutex);
+			s->detail_lock = &locks[2 + i].lock;
 			for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
 				s->workers[w].pgprocno = -1;
 		}
@@ -113,7 +116,13 @@ zb_set_latch_of(int procno)
 void
 zb_wake_launcher(void)
 {
-	zb_set_latch_of(zb_shmem()->launcher_procno);
+	ZbShared   *sh = zb_shmem();
+	int			procno;
+
+	LWLockAcquire(sh->lock, LW_SHARED);
+	procno = sh->launcher_procno;
+	LWLockRelease(sh->lock);
+	zb_set_latch_of(procno);
 }
 
 /* Ask the launcher to re-read a database's streams from its catalog. */
@@ -184,12 +193,14 @@ zb_release_database(Oid dboid)
 	}
 }
 
+/* Wake every worker of a stream.  The caller holds zb_shared->lock. */
 void
 zb_wake_stream(int slot)
 {
 	ZbStreamSlot *s = &zb_shared->streams[slot];
 	int			w;
 
+	Assert(LWLockHeldByMe(zb_shared->lock));
 	for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
 		zb_set_latch_of(s->workers[w].pgprocno);
 }
@@ -211,188 +222,4 @@ zb_wake_queue(Oid dboid, Oid queue_relid)
 			zb_wake_stream(i);
 	}
 	LWLockRelease(zb_shared->lock);
-}
-
-void
-zb_metrics_state(ZbStreamSlot *s, ZbState state)
-{
-	SpinLockAcquire(&s->mutex);
-	s->state = state;
-	SpinLockRelease(&s->mutex);
-}
-
-void
-zb_metrics_error(ZbStreamSlot *s, const char *message)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	SpinLockAcquire(&s->mutex);
-	strlcpy(s->last_error, message, sizeof(s->last_error));
-	s->last_error_at = now;
-	s->c.errors++;
-	SpinLockRelease(&s->mutex);
-}
-
-/*
- * Zero a stream's counters, histograms and history (its identity, state
- * and configuration stay).  The caller holds no lock.
- */
-void
-zb_metrics_reset(ZbStreamSlot *s, ZbHistory *h)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	SpinLockAcquire(&s->mutex);
-	memset(&s->c.rows_sent, 0, offsetof(ZbCounters, inflight_rows));
-	s->c.rows_generated = 0;
-	memset(&s->ack_latency, 0, sizeof(s->ack_latency));
-	memset(&s->e2e_latency, 0, sizeof(s->e2e_latency));
-	s->rate_ema = s->gen_rate_ema = 0;
-	s->started_at = now;
-	s->last_ack_at = 0;
-	s->last_error_at = 0;
-	s->last_error[0] = '\0';
-	SpinLockRelease(&s->mutex);
-
-	LWLockAcquire(zb_shared->history_lock, LW_EXCLUSIVE);
-	h->next = 0;
-	h->count = 0;
-	LWLockRelease(zb_shared->history_lock);
-}
-
-/*
- * Rows waiting in a stream's queue, as its workers last saw them (the sum
- * of their shares).  Caller holds the slot's mutex.
- */
-int64
-zb_queue_depth(ZbStreamSlot *s)
-{
-	int64		depth = 0;
-	int			w;
-
-	for (w = 0; w < ZB_MAX_STREAM_WORKERS; w++)
-		if (s->workers[w].pid != 0)
-			depth += s->workers[w].queue_depth;
-	return depth;
-}
-
-const char *
-zb_state_name(int state)
-{
-	switch (state)
-	{
-		case ZB_STATE_STOPPED:
-			return "stopped";
-		case ZB_STATE_STARTING:
-			return "starting";
-		case ZB_STATE_CONNECTING:
-			return "connecting";
-		case ZB_STATE_IDLE:
-			return "idle";
-		case ZB_STATE_STREAMING:
-			return "streaming";
-		case ZB_STATE_BACKOFF:
-			return "backoff";
-		case ZB_STATE_ERROR:
-			return "error";
-		case ZB_STATE_PAUSED:
-			return "paused";
-	}
-	return "unknown";
-}
-
-/* ---------- log-scale histograms ---------- */
-
-/*
- * Bucket b covers [ (4 + b%4) * 2^(b/4) / 4, (5 + b%4) * 2^(b/4) / 4 )
- * microseconds: four buckets per power of two (about 19% wide), from 1 µs
- * to beyond an hour.
- */
-static int
-hist_bucket(uint64 us)
-{
-	int			msb;
-	int			sub;
-
-	if (us == 0)
-		return 0;
-	msb = pg_leftmost_one_pos64(us);
-	sub = msb >= 2 ? (int) ((us >> (msb - 2)) & 3) : (int) ((us << (2 - msb)) & 3);
-	return Min(msb * 4 + sub, ZB_HIST_BUCKETS - 1);
-}
-
-static double
-hist_lower(int b)
-{
-	return (4 + b % 4) * ldexp(1.0, b / 4) / 4.0;
-}
-
-/* Caller holds the slot's mutex. */
-void
-zb_hist_add(ZbHistogram *h, uint64 us)
-{
-	h->buckets[hist_bucket(us)]++;
-	if (h->count == 0 || us < h->min_us)
-		h->min_us = us;
-	if (us > h->max_us)
-		h->max_us = us;
-	h->count++;
-	h->sum_us += us;
-}
-
-/* What was added to a histogram since an earlier copy of it. */
-void
-zb_hist_delta(const ZbHistogram *cur, const ZbHistogram *prev, ZbHistogram *out)
-{
-	int			b;
-	int			first = -1;
-	int			last = -1;
-
-	memset(out, 0, sizeof(ZbHistogram));
-	for (b = 0; b < ZB_HIST_BUCKETS; b++)
-	{
-		out->buckets[b] = cur->buckets[b] - prev->buckets[b];
-		if (out->buckets[b] > 0)
-		{
-			if (first < 0)
-				first = b;
-			last = b;
-		}
-	}
-	out->count = cur->count - prev->count;
-	out->sum_us = cur->sum_us - prev->sum_us;
-	if (first >= 0)
-	{
-		out->min_us = (uint64) hist_lower(first);
-		out->max_us = (uint64) hist_lower(last + 1);
-	}
-}
-
-/* The p-th percentile (0..1) in microseconds, interpolated within its bucket. */
-double
-zb_hist_percentile(const ZbHistogram *h, double p)
-{
-	double		target;
-	uint64		seen = 0;
-	int			b;
-
-	if (h->count == 0)
-		return 0;
-	target = p * h->count;
-	for (b = 0; b < ZB_HIST_BUCKETS; b++)
-	{
-		if (h->buckets[b] == 0)
-			continue;
-		if (seen + h->buckets[b] >= target)
-		{
-			double		lo = hist_lower(b);
-			double		hi = hist_lower(b + 1);
-			double		frac = (target - seen) / h->buckets[b];
-			double		v = lo + (hi - lo) * frac;
-
-			return Max((double) h->min_us, Min(v, (double) h->max_us));
-		}
-		seen += h->buckets[b];
-	}
-	return h->max_us;
 }

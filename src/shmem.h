@@ -3,8 +3,25 @@
  *	  Shared memory: registered streams, their workers, and their metrics.
  *
  * Slots hold only values (OIDs, names, counters, pgprocno), never a
- * process-local pointer or descriptor.  The slot table is guarded by one
- * LWLock; each slot's counters by its own spinlock.
+ * process-local pointer or descriptor.  Every field names the lock that
+ * guards it, the way autovacuum's WorkerInfoData does.  There are four:
+ *
+ *	ZbShared->lock (LWLock): the slot table: which stream a slot holds and
+ *		its registration (the settings the launcher and the views act on,
+ *		written by scan workers), who runs it (pids and latches), the
+ *		launcher's identity and the rescan requests.
+ *	ZbStreamSlot->detail_lock (LWLock, one per stream): what is too large to
+ *		copy under a spinlock: the latency histograms and the error texts.
+ *	ZbStreamSlot->mutex (spinlock, one per stream): the counters and what
+ *		each worker reports of itself (state, in a batch, queue depth); only
+ *		scalars, copied in a few instructions.
+ *	ZbShared->history_lock (LWLock): every stream's per-second history.
+ *
+ * Order: ZbShared->lock, then detail_lock, then mutex (a spinlock is always
+ * taken last and never held across anything that can fail or wait);
+ * history_lock is never held with another.  A worker reads the fields it
+ * alone writes from its own copy, not from shared memory.  See
+ * docs/DESIGN.md, "Shared memory".
  *-------------------------------------------------------------------------
  */
 #ifndef ZB_SHMEM_H
@@ -44,11 +61,14 @@ typedef struct ZbHistogram
 
 typedef struct ZbWorkerSlot
 {
+	/* ZbShared->lock; written by the worker itself when it starts and exits */
 	pid_t		pid;			/* 0 when not running */
 	int			pgprocno;		/* for SetLatch; -1 when not running */
-	int			state;			/* ZbState */
+
+	/* the stream's mutex; written by the worker itself (reset by a scan) */
+	int			state;			/* ZbState: what it last reported, kept after it exits */
 	bool		in_batch;		/* a batch's transaction is open */
-	int64		queue_depth;	/* rows waiting in its share of the queue */
+	int64		queue_depth;	/* rows waiting in its share of the queue; 0 once it exits */
 } ZbWorkerSlot;
 
 typedef struct ZbCounters
@@ -65,13 +85,23 @@ typedef struct ZbCounters
 	uint64		streams_opened;
 	uint64		reconnects;
 	uint64		errors;
+	/* sent on a stream and not yet acknowledged: gauges, kept by a reset */
 	int64		inflight_rows;
+	int64		inflight_bytes;
+	int64		inflight_requests;
 	uint64		rows_generated; /* by the built-in generator */
 } ZbCounters;
 
 typedef struct ZbStreamSlot
 {
-	/* identity and configuration: under ZbShared->lock */
+	/*
+	 * ZbShared->lock: identity and registration, written by scan workers
+	 * (in_use and generation also by the launcher and zb_release_database).
+	 * A copy of the catalog's settings that processes other than the
+	 * stream's workers act on (docs/DESIGN.md, "Who owns a setting"): the
+	 * launcher (enabled, nworkers), committing backends (queue_relid), the
+	 * views (nworkers, max_inflight); the workers read the catalog.
+	 */
 	bool		in_use;
 	Oid			dboid;
 	char		name[ZB_NAMELEN];
@@ -79,32 +109,34 @@ typedef struct ZbStreamSlot
 	int			nworkers;
 	int			max_inflight;	/* rows per worker transaction */
 	bool		enabled;
-	uint32		settings;		/* hash of the stream's other settings */
-	uint32		generation;		/* bumped on every configuration change */
-	ZbWorkerSlot workers[ZB_MAX_STREAM_WORKERS];
+	uint32		fingerprint;	/* zb_stream_fingerprint() of all the settings */
+	uint32		generation;		/* bumped when enabled or the fingerprint changes */
+	ZbWorkerSlot workers[ZB_MAX_STREAM_WORKERS];	/* see ZbWorkerSlot */
 
-	/* the built-in generator: configuration under ZbShared->lock */
+	/* ZbShared->lock: the built-in generator, written by scan workers */
 	bool		gen_enabled;
 	char		gen_profile[32];
 	double		gen_rate;		/* rows/s; changes apply without a restart */
 	int			gen_throttle;	/* 1-100, or 0 when set by rate */
 	uint32		gen_generation; /* bumped when the profile or on/off changes */
 	TimestampTz gen_started_at;
-	pid_t		gen_pid;
+	pid_t		gen_pid;		/* written by the generator itself */
 
-	/* metrics: under mutex */
-	slock_t		mutex;
-	int			state;			/* ZbState, the latest any worker reported */
-	ZbCounters	c;
+	/* detail_lock: the histograms and the error texts */
+	LWLock	   *detail_lock;	/* set at startup */
 	ZbHistogram ack_latency;	/* request sent -> durable ack */
 	ZbHistogram e2e_latency;	/* row committed -> durable ack (track_commit_timestamp) */
-	double		rate_ema;		/* acked rows/s, exponential moving average */
-	double		gen_rate_ema;	/* generated rows/s, the same way */
-	TimestampTz started_at;
-	TimestampTz last_ack_at;
 	TimestampTz last_error_at;
 	char		last_error[ZB_ERRLEN];
 	char		gen_last_error[ZB_ERRLEN];	/* why the generator makes no rows, or "" */
+
+	/* mutex: the counters, and workers[].state, in_batch, queue_depth */
+	slock_t		mutex;
+	ZbCounters	c;
+	double		rate_ema;		/* acked rows/s, exponential moving average */
+	double		gen_rate_ema;	/* generated rows/s, the same way */
+	TimestampTz started_at;		/* of the counters: set when registered or reset */
+	TimestampTz last_ack_at;
 } ZbStreamSlot;
 
 /* One second of one stream, as the launcher sampled it. */
@@ -126,6 +158,7 @@ typedef struct ZbSample
 	uint32		reconnects;
 } ZbSample;
 
+/* A stream's per-second samples: history_lock; written by the launcher. */
 typedef struct ZbHistory
 {
 	int			next;			/* where the next sample goes */
@@ -135,16 +168,20 @@ typedef struct ZbHistory
 
 typedef struct ZbShared
 {
+	/* set at startup, constant afterwards */
 	LWLock	   *lock;
-	LWLock	   *history_lock;	/* guards every ZbHistory */
-	ZbHistory  *history;		/* [max_streams], after the slots */
+	LWLock	   *history_lock;
+	ZbHistory  *history;		/* [max_streams], after the slots; history_lock */
+	int			max_streams;
+
+	/* lock */
 	pid_t		launcher_pid;
 	int			launcher_procno;
 	/* databases whose streams must be re-read from their catalog */
 	int			nrescans;
 	Oid			rescans[ZB_MAX_RESCANS];
 	bool		rescan_all;
-	int			max_streams;
+
 	ZbStreamSlot streams[FLEXIBLE_ARRAY_MEMBER];
 } ZbShared;
 
@@ -162,13 +199,5 @@ extern void zb_wake_queue(Oid dboid, Oid queue_relid);
 extern void zb_wake_stream(int slot);
 extern void zb_release_database(Oid dboid);
 
-extern void zb_metrics_state(ZbStreamSlot *s, ZbState state);
-extern void zb_metrics_error(ZbStreamSlot *s, const char *message);
-extern void zb_hist_add(ZbHistogram *h, uint64 us);
-extern double zb_hist_percentile(const ZbHistogram *h, double p);
-extern void zb_hist_delta(const ZbHistogram *cur, const ZbHistogram *prev, ZbHistogram *out);
-extern const char *zb_state_name(int state);
-extern void zb_metrics_reset(ZbStreamSlot *s, ZbHistory *h);
-extern int64 zb_queue_depth(ZbStreamSlot *s);
 
 #endif							/* ZB_SHMEM_H */

@@ -39,6 +39,7 @@
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_trigger.h"
+#include "common/hashfn.h"
 #include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
@@ -58,6 +59,7 @@
 #include "utils/wait_event.h"
 
 #include "compat.h"
+#include "metrics.h"
 #include "option.h"
 #include "record.h"
 #include "runas.h"
@@ -357,6 +359,54 @@ stream_check_arg(FunctionCallInfo fcinfo, int argno, const char *argname)
 }
 
 /*
+ * A stream's settings as one row of SQL: ZB_STREAM_COLUMNS (unqualified
+ * columns of zerobus.stream_settings), decoded by zb_stream_row_decode().
+ * zb_stream_lookup() and the scan worker read rows the same way, so that
+ * zb_stream_fingerprint() gives the same value for the same catalog row.
+ */
+void
+zb_stream_row_decode(HeapTuple tup, TupleDesc td, int first, const char *name, ZbStreamRow *row)
+{
+	bool		isnull;
+
+	row->name = pstrdup(name);
+	row->queue = DatumGetObjectId(SPI_getbinval(tup, td, first, &isnull));
+	row->server = pstrdup(SPI_getvalue(tup, td, first + 1));
+	row->target = pstrdup(SPI_getvalue(tup, td, first + 2));
+	row->record_format = pstrdup(SPI_getvalue(tup, td, first + 3));
+	row->batch_rows = DatumGetInt32(SPI_getbinval(tup, td, first + 4, &isnull));
+	row->batch_bytes = DatumGetInt32(SPI_getbinval(tup, td, first + 5, &isnull));
+	row->workers = DatumGetInt32(SPI_getbinval(tup, td, first + 6, &isnull));
+	row->max_inflight = DatumGetInt32(SPI_getbinval(tup, td, first + 7, &isnull));
+	row->ack_timeout_ms = zb_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, td, first + 8, &isnull)));
+	row->enabled = DatumGetBool(SPI_getbinval(tup, td, first + 9, &isnull));
+	row->dedup_column = SPI_getvalue(tup, td, first + 10);	/* NULL if none */
+	row->owner = zb_queue_owner(row->queue);
+}
+
+/*
+ * Every setting a stream's workers run with, as one number: the scan
+ * worker publishes it with the stream (a change restarts the workers), and
+ * a worker checks that the row it loaded is the one it was started for.
+ * 'enabled' is not in it (it decides whether workers run at all), nor the
+ * owner (read from pg_class, never stored).
+ */
+uint32
+zb_stream_fingerprint(const ZbStreamRow *row)
+{
+	char	   *text = psprintf("%u|%s|%s|%s|%d|%d|%d|%d|" INT64_FORMAT "|%s%s",
+								row->queue, row->server, row->target, row->record_format,
+								row->batch_rows, row->batch_bytes, row->workers,
+								row->max_inflight, row->ack_timeout_ms,
+								row->dedup_column ? "=" : "-",
+								row->dedup_column ? row->dedup_column : "");
+	uint32		h = hash_bytes((const unsigned char *) text, strlen(text));
+
+	pfree(text);
+	return h;
+}
+
+/*
  * Read a stream's row (with for_update, locked for a change); the owner is
  * its queue table's current owner (InvalidOid if the table is gone).
  * Returns false if there is no such stream.  Privileges are the callers'
@@ -373,32 +423,15 @@ zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row)
 	SPI_connect();
 	/* the row lock needs the catalog owner's rights */
 	(void) zb_spi_as(zb_catalog_owner(),
-					 psprintf("SELECT queue::pg_catalog.oid, server, target, record_format,"
-							  " batch_rows, batch_bytes, workers, max_inflight, ack_timeout, enabled,"
-							  " dedup_column"
+					 psprintf("SELECT " ZB_STREAM_COLUMNS
 							  " FROM zerobus.stream_settings WHERE name OPERATOR(pg_catalog.=) $1%s",
 							  for_update ? " FOR UPDATE" : ""),
 					 1, types, values, NULL, !for_update, 1);
 	if (SPI_processed == 1)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	td = SPI_tuptable->tupdesc;
-		bool		isnull;
 		MemoryContext old = MemoryContextSwitchTo(caller);
 
-		row->name = pstrdup(name);
-		row->queue = DatumGetObjectId(SPI_getbinval(tup, td, 1, &isnull));
-		row->server = pstrdup(SPI_getvalue(tup, td, 2));
-		row->target = pstrdup(SPI_getvalue(tup, td, 3));
-		row->record_format = pstrdup(SPI_getvalue(tup, td, 4));
-		row->batch_rows = DatumGetInt32(SPI_getbinval(tup, td, 5, &isnull));
-		row->batch_bytes = DatumGetInt32(SPI_getbinval(tup, td, 6, &isnull));
-		row->workers = DatumGetInt32(SPI_getbinval(tup, td, 7, &isnull));
-		row->max_inflight = DatumGetInt32(SPI_getbinval(tup, td, 8, &isnull));
-		row->ack_timeout_ms = zb_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, td, 9, &isnull)));
-		row->enabled = DatumGetBool(SPI_getbinval(tup, td, 10, &isnull));
-		row->owner = zb_queue_owner(row->queue);
-		row->dedup_column = SPI_getvalue(tup, td, 11);	/* NULL if none */
+		zb_stream_row_decode(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, name, row);
 		MemoryContextSwitchTo(old);
 		found = true;
 	}
@@ -894,20 +927,20 @@ void
 zb_stream_snapshot(Oid dboid, const char *name, ZbStreamSnapshot *snap)
 {
 	ZbShared   *sh = zb_shmem();
+	ZbStreamReport *r = palloc(sizeof(ZbStreamReport));
 	int			slot;
 
 	strlcpy(snap->state, "not running", sizeof(snap->state));
 	snap->last_error[0] = '\0';
 	LWLockAcquire(sh->lock, LW_SHARED);
 	slot = zb_slot_find(dboid, name);
-	if (slot >= 0)
-	{
-		ZbStreamSlot *s = &sh->streams[slot];
-
-		SpinLockAcquire(&s->mutex);
-		strlcpy(snap->state, zb_state_name(s->state), sizeof(snap->state));
-		strlcpy(snap->last_error, s->last_error, sizeof(snap->last_error));
-		SpinLockRelease(&s->mutex);
-	}
 	LWLockRelease(sh->lock);
+	/* the slot may have changed hands since: the report says whose it is */
+	if (slot >= 0 && zb_stream_report(slot, r, true) &&
+		r->dboid == dboid && strcmp(r->name, name) == 0)
+	{
+		strlcpy(snap->state, zb_state_name(r->state), sizeof(snap->state));
+		strlcpy(snap->last_error, r->last_error, sizeof(snap->last_error));
+	}
+	pfree(r);
 }

@@ -6,6 +6,8 @@
 #ifndef ZB_STREAM_H
 #define ZB_STREAM_H
 
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "nodes/parsenodes.h"
 
 typedef struct ZbStreamRow
@@ -31,6 +33,15 @@ typedef struct ZbStreamSnapshot
 	char		last_error[256];
 } ZbStreamSnapshot;
 
+/* The columns zb_stream_row_decode() reads, in its order. */
+#define ZB_STREAM_COLUMNS \
+	"queue::pg_catalog.oid, server, target, record_format, batch_rows, batch_bytes," \
+	" workers, max_inflight, ack_timeout, enabled, dedup_column"
+#define ZB_STREAM_NCOLUMNS 11
+
+extern void zb_stream_row_decode(HeapTuple tup, TupleDesc td, int first, const char *name,
+								 ZbStreamRow *row);
+extern uint32 zb_stream_fingerprint(const ZbStreamRow *row);
 extern bool zb_stream_lookup(const char *name, bool for_update, ZbStreamRow *row);
 extern void zb_stream_require(const char *name, bool for_update, ZbStreamRow *row);
 extern void zb_stream_snapshot(Oid dboid, const char *name, ZbStreamSnapshot *snap);
