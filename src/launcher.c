@@ -230,14 +230,6 @@ launcher_keep(LauncherWorker *lw, bool wanted, uint32 generation, int slot,
 			{
 				lw->failures = 0;
 				lw->next_start = 0;
-				/*
-				 * A stream worker asked to leave is gone: scan its database
-				 * again, whose sweep drops a change-capture slot it held
-				 * when its stream was dropped (a worker that was terminated
-				 * could not drop it itself).
-				 */
-				if (strcmp(function, "zerobus_stream_main") == 0)
-					zb_request_rescan(extra->dboid);
 			}
 			lw->stop_requested_at = 0;
 		}
