@@ -240,7 +240,7 @@ gen_check_lifecycle_table(Oid relid, const ZbLifecycle *lc, const ZbStreamRow *r
 	if (cls->relpersistence == RELPERSISTENCE_TEMP)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("lifecycle table \"%s\" is a temporary table", relname),
+				 errmsg("lifecycle table \"%s\" is a temporary table", NameStr(cls->relname)),
 				 errdetail("The generator runs in a background worker, which cannot see another session's temporary tables.")));
 	ReleaseSysCache(tup);
 	if (relid == row->queue)
@@ -863,6 +863,8 @@ gen_insert(int n)
 	Oid			owner;
 	ZbRunAs		ra;
 
+	/* now() in the tick's statements and defaults: a worker sets it itself */
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());

@@ -20,7 +20,7 @@
  *     table, are placed (INSERT), move placed → paid → shipped → delivered
  *     (UPDATEs; 8% of placed and 3% of paid orders are cancelled instead),
  *     and are deleted once finished: cancelled ones after 5 s, delivered
- *     ones after 60 s (archived).  A status is kept at least 1 s (placed),
+ *     ones after 30 s (archived).  A status is kept at least 1 s (placed),
  *     2 s (paid), 3 s (shipped).  Per order that is one INSERT, 2.8 UPDATEs
  *     and one DELETE on average: about 21% inserts, 58% updates and 21%
  *     deletes once the table has filled (generator.c paces the mix).
@@ -81,7 +81,7 @@ static const ZbLifecycle orders_lifecycle = {
 	" UNION ALL " DUE("shipped", "3 s") ") due ORDER BY due.updated_at LIMIT $1) d"
 	" WHERE o.order_id OPERATOR(pg_catalog.=) d.order_id",
 	"DELETE FROM %1$s AS o"
-	" USING (SELECT due.order_id FROM (" DUE("cancelled", "5 s") " UNION ALL " DUE("delivered", "60 s")
+	" USING (SELECT due.order_id FROM (" DUE("cancelled", "5 s") " UNION ALL " DUE("delivered", "30 s")
 	") due ORDER BY due.updated_at LIMIT $1) d"
 	" WHERE o.order_id OPERATOR(pg_catalog.=) d.order_id"
 };
