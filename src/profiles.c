@@ -36,7 +36,9 @@
 
 /*
  * The orders' lifecycle.  Due rows are found through the (status,
- * updated_at) index, one ordered range per status, merged oldest first.
+ * updated_at) index, one ordered range per status, merged oldest first,
+ * and changed by key (= ANY of an array: an index scan whatever the
+ * planner thinks of the LIMIT of a generic plan).
  * Every operator and function is qualified: these statements are the
  * generator's own, not a profile's fixed expressions (docs/DESIGN.md).
  */
@@ -77,13 +79,13 @@ static const ZbLifecycle orders_lifecycle = {
 	" OPERATOR(pg_catalog.<) 0.03::pg_catalog.float8 THEN 'cancelled' ELSE 'shipped' END"
 	" WHEN o.status OPERATOR(pg_catalog.=) 'shipped' THEN 'delivered' ELSE o.status END,"
 	" updated_at = pg_catalog.clock_timestamp()"
-	" FROM (SELECT due.order_id FROM (" DUE("placed", "1 s") " UNION ALL " DUE("paid", "2 s")
-	" UNION ALL " DUE("shipped", "3 s") ") due ORDER BY due.updated_at LIMIT $1) d"
-	" WHERE o.order_id OPERATOR(pg_catalog.=) d.order_id",
+	" WHERE o.order_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT due.order_id FROM ("
+	DUE("placed", "1 s") " UNION ALL " DUE("paid", "2 s") " UNION ALL " DUE("shipped", "3 s")
+	") due ORDER BY due.updated_at LIMIT $1))",
 	"DELETE FROM %1$s AS o"
-	" USING (SELECT due.order_id FROM (" DUE("cancelled", "5 s") " UNION ALL " DUE("delivered", "30 s")
-	") due ORDER BY due.updated_at LIMIT $1) d"
-	" WHERE o.order_id OPERATOR(pg_catalog.=) d.order_id"
+	" WHERE o.order_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT due.order_id FROM ("
+	DUE("cancelled", "5 s") " UNION ALL " DUE("delivered", "30 s")
+	") due ORDER BY due.updated_at LIMIT $1))"
 };
 
 const ZbProfile zb_profiles[] = {
