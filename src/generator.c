@@ -734,10 +734,22 @@ gen_ok(void)
 static char *
 gen_tick_problem(Oid *owner)
 {
-	char	   *problem = zb_stream_problem(&gen_row, OidIsValid(gen_lifecycle) ? 0 : ACL_INSERT,
-											false, owner);
+	char	   *problem = NULL;
 
-	if (problem == NULL && OidIsValid(gen_lifecycle))
+	if (!OidIsValid(gen_lifecycle))
+		return zb_stream_problem(&gen_row, ACL_INSERT, false, owner);
+	if (OidIsValid(gen_row.queue))
+		problem = zb_stream_problem(&gen_row, 0, false, owner);
+	else
+	{
+		/*
+		 * A stream without a queue (a change-capture stream, typically of this
+		 * very table) belongs to the role stored with it; what its delivery
+		 * needs is not the generator's business.
+		 */
+		*owner = gen_row.owner;
+	}
+	if (problem == NULL)
 		problem = gen_lifecycle_problem(gen_lifecycle, *owner, gen_extra.name);
 	return problem;
 }
@@ -790,6 +802,7 @@ gen_prepare(void)
 	if (found)
 	{
 		gen_row.queue = row.queue;
+		gen_row.owner = row.owner;
 		(void) gen_current(gen_extra.name, &gen_lifecycle);
 		p = zb_profile(profile);
 		problem = gen_tick_problem(&owner);
