@@ -1506,7 +1506,7 @@ class Bench:
 
     def summary(self):
         r = self.report
-        r.add("## Targets (SPEC §12)")
+        r.add("## Targets")
         r.add()
         r.add("`others`: cores used by other processes on the machine during the measurements "
               "behind the figure (max); above ~0.2 the figure is disturbed.")

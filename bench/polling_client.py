@@ -60,7 +60,7 @@ EPOCH_DATE = datetime.date(1970, 1, 1)
 ONE_US = datetime.timedelta(microseconds=1)
 FDP = descriptor_pb2.FieldDescriptorProto
 
-# PostgreSQL type -> (proto field type, value converter) (SPEC 3.3)
+# PostgreSQL type -> (proto field type, value converter) (docs/DESIGN.md, "Records")
 TYPES = {
     "smallint": (FDP.TYPE_INT32, int),
     "integer": (FDP.TYPE_INT32, int),

@@ -1,4 +1,4 @@
-"""The control API for tests (``/emulator/...``): tables, raw SQL, faults, stats.
+"""The control API for tests (``/emulator/...``): tables, raw SQL, faults, stats, clients.
 
 No authentication; requests from addresses other than loopback are refused.
 """
@@ -36,6 +36,7 @@ class ControlApi:
             ("POST", r"/emulator/faults", self.set_faults),
             ("DELETE", r"/emulator/faults", self.clear_faults),
             ("GET", r"/emulator/stats", self.get_stats),
+            ("GET", r"/emulator/clients", self.get_clients),
             ("POST", r"/emulator/reset", self.reset),
             ("GET", r"/emulator/statements", self.statement_log),
             ("GET", r"/emulator/damaged", self.damage_log),
@@ -116,6 +117,9 @@ class ControlApi:
 
     def get_stats(self, request):
         return Response(200, self.stats.snapshot())
+
+    def get_clients(self, request):
+        return Response(200, self.stats.clients())
 
     def reset(self, request):
         body = _json_body(request)

@@ -64,6 +64,7 @@ class TokenRegistry:
     def handle_token_request(self, request):
         """``POST /oidc/v1/token``."""
         self.stats.incr("token_requests")
+        self.stats.client_seen("oauth", request.headers.get("User-Agent"))
         try:
             failure = self.faults.take_token_failure()
             if failure:

@@ -198,6 +198,7 @@ class StatementManager:
     def storage(self, request, token):
         """The emulated cloud storage behind EXTERNAL_LINKS: a pre-signed URL that must
         come without our Authorization header and with the link's http_headers."""
+        self.stats.client_seen("storage", request.headers.get("User-Agent"))
         with self._lock:
             entry = self._links.get(token)
         if entry is None:
@@ -248,6 +249,7 @@ class StatementManager:
     # ------------------------------------------------------------ request checks
 
     def _authorize(self, request):
+        self.stats.client_seen("sql", request.headers.get("User-Agent"))
         failure = self.faults.take_sql_http_failure()
         if failure:
             status, retry_after = failure

@@ -10,6 +10,8 @@ COUNTERS = (
     "requests_held",
 )
 MAX_STREAM_DETAILS = 1000
+MAX_CLIENTS = 100  # distinct client identifiers kept per API
+CLIENT_APIS = ("zerobus", "oauth", "sql", "storage")
 
 
 class Stats:
@@ -25,6 +27,22 @@ class Stats:
             self._counters = dict.fromkeys(COUNTERS, 0)
             self._counters["streams_active"] = active
             self._streams = {}
+            self._clients = {api: {} for api in CLIENT_APIS}
+
+    def client_seen(self, api, identifier):
+        """Count one request of ``api`` from the client that called itself ``identifier``
+        (the ``x-zerobus-sdk`` metadata of a ZeroBus stream, the ``User-Agent`` of an
+        HTTP request; None if it sent none)."""
+        identifier = "" if identifier is None else identifier
+        with self._lock:
+            seen = self._clients[api]
+            if identifier in seen or len(seen) < MAX_CLIENTS:
+                seen[identifier] = seen.get(identifier, 0) + 1
+
+    def clients(self):
+        """{api: {identifier: requests}} since the last reset."""
+        with self._lock:
+            return {api: dict(seen) for api, seen in self._clients.items()}
 
     def incr(self, name, amount=1):
         with self._lock:

@@ -21,6 +21,7 @@ log = logging.getLogger("zerobus_emulator.zerobus")
 SERVICE = "databricks.zerobus.Zerobus"
 METHOD = "EphemeralStream"
 TABLE_HEADER = "x-databricks-zerobus-table-name"
+SDK_HEADER = "x-zerobus-sdk"  # the client identifier, recorded (GET /emulator/clients)
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 TIMEOUT_MESSAGE = "Stream timeout reached. Please create a new stream. 6002"
 
@@ -105,6 +106,7 @@ class StreamSession:
     def _serve(self):
         service, messages = self.service, self.service.messages
         metadata = dict(self.context.invocation_metadata())
+        service.stats.client_seen("zerobus", metadata.get(SDK_HEADER))
         authorization = metadata.get("authorization", "")
         token = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
         if token is None or service.tokens.lookup(token) is None:

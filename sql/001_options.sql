@@ -78,6 +78,16 @@ CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (ca_file 'certs/ca.pe
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (catalog 'my-catalog');
 CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (warehouse_id '');
 CREATE USER MAPPING FOR PUBLIC SERVER lakehouse OPTIONS (client_id '');
+-- user_agent: words appended to the client identifier of every request,
+-- which travels in HTTP headers: printable ASCII, 1 to 200 characters.
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (user_agent '');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (user_agent E'acme\r\nauthorization: Bearer x');
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (user_agent 'café/1.0');
+SELECT repeat('x', 201) AS long_agent \gset
+CREATE SERVER bad FOREIGN DATA WRAPPER zerobus_fdw OPTIONS (user_agent :'long_agent');
+CREATE USER MAPPING FOR PUBLIC SERVER lakehouse OPTIONS (user_agent 'acme/1');
+ALTER SERVER lakehouse OPTIONS (ADD user_agent 'acme-ingest/2.1 (team data-platform)');
+ALTER SERVER lakehouse OPTIONS (DROP user_agent);
 -- ALTER is validated the same way, and a failed ALTER changes nothing.
 ALTER SERVER lakehouse OPTIONS (SET connect_timeout 'never');
 ALTER SERVER lakehouse OPTIONS (ADD zerobus_endpoint 'https://x.example.com');

@@ -1,8 +1,10 @@
 /*-------------------------------------------------------------------------
  * check.c
- *	  zerobus.check_connection(): the first thing to run when setting up.
+ *	  Trying a server from SQL: zerobus.check_connection(), the first thing
+ *	  to run when setting up, and zerobus.bench_transport(), which measures
+ *	  the network path alone.
  *
- * Fetches a ZeroBus token for the target table, opens an EphemeralStream
+ * check_connection fetches a ZeroBus token for the target table, opens an EphemeralStream
  * to it, measures the round trip of the stream creation, and closes the
  * stream.  Remote failures come back as a row (error class, message and a
  * hint saying what to fix) rather than an ERROR, so that a user sees every
@@ -21,7 +23,7 @@
 #include "google/protobuf/descriptor.pb-c.h"
 #include "option.h"
 #include "pbwire.h"
-#include "zerobus.h"
+#include "session.h"
 
 #define CHECK_NCOLS 7
 
@@ -81,10 +83,8 @@ zerobus_check_connection(PG_FUNCTION_ARGS)
 	Datum		values[CHECK_NCOLS];
 	bool		nulls[CHECK_NCOLS];
 	Oid			serverid;
-	ZbServerConfig *cfg;
-	ZbCredentials cred;
+	ZbSession  *session;
 	ZbError		err;
-	const char *token;
 	long		timeout_ms;
 	bool		token_ok = false;
 	bool		ok = false;
@@ -104,34 +104,27 @@ zerobus_check_connection(PG_FUNCTION_ARGS)
 	zb_check_server_usage(serverid, servername);
 
 	zb_check_table_name(target, "target table");
-	cfg = zb_server_config(serverid, GetUserId(), true);
-	zb_require_endpoint(cfg);
-	zb_credentials(cfg, &cred);
-	cred.request_timeout_ms = Min(cred.request_timeout_ms, timeout_ms);
-	cred.connect_timeout_ms = Min(cred.connect_timeout_ms, timeout_ms);
+	session = zb_session_get(serverid, GetUserId());
+	zb_session_require(session, ZB_NEED_ZEROBUS);
 
 	memset(nulls, true, sizeof(nulls));
 
-	token = zb_oauth_token(&cred, ZB_TOKEN_ZEROBUS, target, &err);
-	if (token == NULL)
+	/*
+	 * The token first, so that the round trip measured below is the stream
+	 * creation's alone (the open reuses the token unless it is refused).
+	 */
+	if (zb_session_token(session, ZB_TOKEN_ZEROBUS, target,
+						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms),
+						 &err) == NULL)
 		hint = check_hint(&err, true);
 	else
 	{
-		ZbStreamConfig scfg;
 		ZbStream   *stream;
 		TimestampTz start = GetCurrentTimestamp();
 
 		token_ok = true;
-		memset(&scfg, 0, sizeof(scfg));
-		scfg.endpoint = cfg->zerobus_endpoint;
-		scfg.ca_file = cfg->ca_file;
-		scfg.connect_timeout_ms = cred.connect_timeout_ms;
-		scfg.token = token;
-		scfg.table_name = target;
-		scfg.record_type = ZB_RECORD_JSON;
-
-		stream = zb_stream_open(&scfg, CurrentMemoryContext);
-		if (zb_stream_wait_created(stream, timeout_ms, &err))
+		stream = zb_session_open_stream(session, target, ZB_RECORD_JSON, NULL, timeout_ms, &err);
+		if (stream)
 		{
 			long		secs;
 			int			usecs;
@@ -146,8 +139,9 @@ zerobus_check_connection(PG_FUNCTION_ARGS)
 		}
 		else
 		{
-			hint = check_hint(&err, false);
-			zb_stream_free(stream);
+			/* a refused token's replacement can fail too */
+			token_ok = !err.at_token;
+			hint = check_hint(&err, err.at_token);
 		}
 	}
 
@@ -225,13 +219,11 @@ zerobus_bench_transport(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	Datum		values[BENCH_NCOLS];
 	bool		nulls[BENCH_NCOLS] = {0};
-	ZbServerConfig *cfg;
-	ZbCredentials cred;
-	ZbStreamConfig scfg;
+	ZbSession  *session;
+	const ZbServerConfig *cfg;
+	ProtobufCBinaryData descriptor;
 	ZbStream   *stream;
 	ZbError		err;
-	const char *token;
-	size_t		desc_len;
 	ProtobufCBinaryData *recs;
 	uint8	   *arena;
 	char	   *payload;
@@ -253,7 +245,7 @@ zerobus_bench_transport(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("benchmark parameters out of range"),
-				 errhint("records >= 1, batch_size 1..100000, record_bytes 16..1048576, max_inflight 1..10000.")));
+				 errhint("Use records >= 1, batch_size 1 to 100000, record_bytes 16 to 1048576 and max_inflight 1 to 10000.")));
 	if ((int64) batch_size * record_bytes > ZB_MAX_REQUEST_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -263,26 +255,11 @@ zerobus_bench_transport(PG_FUNCTION_ARGS)
 	/* the caller connects with its user mapping: it needs USAGE, as postgres_fdw requires */
 	serverid = zb_server_oid(servername);
 	zb_check_server_usage(serverid, servername);
-	cfg = zb_server_config(serverid, GetUserId(), true);
-	zb_require_endpoint(cfg);
+	session = zb_session_get(serverid, GetUserId());
+	zb_session_require(session, ZB_NEED_ZEROBUS);
+	cfg = zb_session_config(session);
 	zb_check_table_name(target, "target table");
-	zb_credentials(cfg, &cred);
-	token = zb_oauth_token(&cred, ZB_TOKEN_ZEROBUS, target, &err);
-	if (token == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-				 errmsg("could not get a ZeroBus token"),
-				 errdetail("%s", err.message)));
-
-	memset(&scfg, 0, sizeof(scfg));
-	scfg.endpoint = cfg->zerobus_endpoint;
-	scfg.ca_file = cfg->ca_file;
-	scfg.connect_timeout_ms = cfg->connect_timeout_ms;
-	scfg.token = token;
-	scfg.table_name = target;
-	scfg.record_type = ZB_RECORD_PROTO;
-	scfg.descriptor = bench_descriptor(&desc_len);
-	scfg.descriptor_len = desc_len;
+	descriptor.data = bench_descriptor(&descriptor.len);
 
 	/* record = id (tag + up to 10 bytes) + payload (tag + length + bytes) */
 	payload_len = record_bytes - 12;
@@ -294,12 +271,14 @@ zerobus_bench_transport(PG_FUNCTION_ARGS)
 
 	start = GetCurrentTimestamp();
 	deadline = TimestampTzPlusMilliseconds(start, cfg->request_timeout_ms);
-	stream = zb_stream_open(&scfg, CurrentMemoryContext);
-	if (!zb_stream_wait_created(stream, cfg->request_timeout_ms, &err))
+	stream = zb_session_open_stream(session, target, ZB_RECORD_PROTO, &descriptor, 0, &err);
+	if (stream == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-				 errmsg("could not open a ZeroBus stream to \"%s\"", target),
-				 errdetail("%s", err.message)));
+				 err.at_token
+				 ? errmsg("could not get a ZeroBus token for \"%s\"", target)
+				 : errmsg("could not open a ZeroBus stream to \"%s\"", target),
+				 errdetail_internal("%s", err.message)));
 
 	while (sent < total || zb_stream_acked(stream) < zb_stream_last_sent(stream))
 	{
@@ -331,7 +310,7 @@ zerobus_bench_transport(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_ERROR),
 					 errmsg("ZeroBus stream failed after " INT64_FORMAT " records", sent),
-					 errdetail("%s", err.message)));
+					 errdetail_internal("%s", err.message)));
 		if (zb_stream_acked(stream) > acked_before)
 			deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), cfg->request_timeout_ms);
 		else if (wake & ZB_WAKE_TIMEOUT)

@@ -1,12 +1,14 @@
 /*-------------------------------------------------------------------------
  * deparse.h
  *	  Databricks SQL for the history foreign-data wrapper: which expressions
- *	  can run remotely, and the statements that run them.
+ *	  can run remotely (shippable.c), and the statements that run them
+ *	  (deparse.c).
  *-------------------------------------------------------------------------
  */
 #ifndef ZB_DEPARSE_H
 #define ZB_DEPARSE_H
 
+#include "catalog/pg_operator.h"
 #include "foreign/foreign.h"
 #include "lib/stringinfo.h"
 #include "nodes/pathnodes.h"
@@ -63,6 +65,13 @@ extern bool zb_is_foreign_pathkey(PlannerInfo *root, RelOptInfo *rel, PathKey *p
 extern Expr *zb_find_em_expr(PlannerInfo *root, RelOptInfo *rel, EquivalenceClass *ec);
 extern bool zb_agg_needs_split(Expr *expr);
 extern bool zb_transmittable_type(Oid type);
+
+/* shippable.c's decisions that deparse.c writes out */
+extern bool zb_is_param_expr(Node *node);
+extern Form_pg_operator zb_operator_form(Oid opno, HeapTuple *tup);
+extern const char *zb_function_remote_name(FuncExpr *fe);
+extern bool zb_cast_ok(FuncExpr *fe);
+extern const char *zb_cast_type(Oid source, Oid target);
 
 extern void zb_classify_conditions(PlannerInfo *root, RelOptInfo *baserel, List *input_conds,
 								   List **remote_conds, List **local_conds);

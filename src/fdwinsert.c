@@ -32,10 +32,8 @@
 #include "compat.h"
 #include "deparse.h"
 #include "fdwinsert.h"
-#include "oauth.h"
-#include "option.h"
 #include "record.h"
-#include "zerobus.h"
+#include "session.h"
 
 /* A batch is sent at this many rows or bytes, whichever comes first. */
 #define INSERT_BATCH_ROWS 5000
@@ -48,8 +46,8 @@ typedef struct ZbInsert
 	MemoryContext cxt;
 	Relation	rel;
 	char	   *target;			/* catalog.schema.table */
-	ZbServerConfig *cfg;
-	ZbCredentials cred;
+	ZbSession  *session;
+	const ZbServerConfig *cfg;	/* the session's */
 	ZbRecordSchema *schema;
 	TupleDesc	remote_desc;	/* the table's columns under their remote names */
 	ZbStream   *stream;
@@ -105,51 +103,32 @@ insert_fail(ZbInsert *ins, const char *what, const ZbError *err)
 			 hint ? errhint("%s", hint) : 0));
 }
 
-/* Open a stream, fetching a fresh token once if the first is refused. */
+/* Open a stream (session.c fetches a fresh token once if the first is refused). */
 static void
 insert_connect(ZbInsert *ins)
 {
-	int			attempt;
 	ZbError		err;
+	ProtobufCBinaryData descriptor;
+	MemoryContext old = MemoryContextSwitchTo(ins->cxt);
 
-	for (attempt = 0; attempt < 2; attempt++)
+	descriptor.data = (uint8 *) ins->schema->descriptor;
+	descriptor.len = ins->schema->descriptor_len;
+	ins->stream = zb_session_open_stream(ins->session, ins->target, ZB_RECORD_PROTO,
+										 &descriptor, 0, &err);
+	MemoryContextSwitchTo(old);
+	if (ins->stream)
 	{
-		const char *token = zb_oauth_token(&ins->cred, ZB_TOKEN_ZEROBUS, ins->target, &err);
-		ZbStreamConfig scfg;
-
-		if (token == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-					 errmsg("could not get a ZeroBus token for %s", ins->target),
-					 errdetail("%s", err.message),
-					 err.kind == ZB_ERR_AUTH
-					 ? errhint("Check client_id and client_secret in the user mapping.") : 0));
-		memset(&scfg, 0, sizeof(scfg));
-		scfg.endpoint = ins->cfg->zerobus_endpoint;
-		scfg.ca_file = ins->cfg->ca_file;
-		scfg.connect_timeout_ms = ins->cfg->connect_timeout_ms;
-		scfg.token = token;
-		scfg.table_name = ins->target;
-		scfg.record_type = ZB_RECORD_PROTO;
-		scfg.descriptor = ins->schema->descriptor;
-		scfg.descriptor_len = ins->schema->descriptor_len;
-		ins->stream = zb_stream_open(&scfg, ins->cxt);
-		if (zb_stream_wait_created(ins->stream, ins->cfg->connect_timeout_ms +
-								   ins->cfg->request_timeout_ms, &err))
-		{
-			ins->last_sent = -1;
-			ins->streams++;
-			return;
-		}
-		zb_stream_free(ins->stream);
-		ins->stream = NULL;
-		if (err.kind == ZB_ERR_GRPC && err.grpc_code == GRPC_UNAUTHENTICATED && attempt == 0)
-		{
-			zb_oauth_invalidate(&ins->cred, ZB_TOKEN_ZEROBUS, ins->target);
-			continue;
-		}
-		break;
+		ins->last_sent = -1;
+		ins->streams++;
+		return;
 	}
+	if (err.at_token)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+				 errmsg("could not get a ZeroBus token for %s", ins->target),
+				 errdetail_internal("%s", err.message),
+				 err.kind == ZB_ERR_AUTH
+				 ? errhint("Check client_id and client_secret in the user mapping.") : 0));
 	insert_fail(ins, "opening a", &err);
 }
 
@@ -268,9 +247,9 @@ insert_begin(EState *estate, ResultRelInfo *rinfo)
 				 errdetail("Rows go through ZeroBus to a Delta table named by the option \"table\", which this foreign table lacks."),
 				 errhint("ALTER FOREIGN TABLE %s OPTIONS (ADD table 'catalog.schema.table');",
 						 RelationGetRelationName(rel))));
-	ins->cfg = zb_server_config(ft->serverid, GetUserId(), true);
-	zb_require_endpoint(ins->cfg);
-	zb_credentials(ins->cfg, &ins->cred);
+	ins->session = zb_session_get(ft->serverid, GetUserId());
+	zb_session_require(ins->session, ZB_NEED_ZEROBUS);
+	ins->cfg = zb_session_config(ins->session);
 
 	/* the record's fields are the remote column names */
 	ins->remote_desc = CreateTupleDescCopy(desc);
@@ -290,7 +269,7 @@ insert_begin(EState *estate, ResultRelInfo *rinfo)
 							NameStr(TupleDescAttr(desc, i)->attname),
 							RelationGetRelationName(rel), remote),
 					 errdetail("ZeroBus record fields are ASCII letters, digits and underscores, not starting with a digit."),
-					 errhint("Map the column to its Delta name: ALTER FOREIGN TABLE %s ALTER COLUMN %s OPTIONS (ADD column_name '…');",
+					 errhint("Map the column to its Delta name: ALTER FOREIGN TABLE %s ALTER COLUMN %s OPTIONS (ADD column_name '<Delta column>');",
 							 quote_identifier(RelationGetRelationName(rel)),
 							 quote_identifier(NameStr(TupleDescAttr(desc, i)->attname)))));
 		namestrcpy(&att->attname, remote);

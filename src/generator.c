@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  * generator.c
- *	  The built-in traffic generator (SPEC section 6): SQL functions and the
- *	  background worker that fills a stream's queue at a steady rate.
+ *	  The built-in traffic generator: SQL functions and the background
+ *	  worker that fills a stream's queue at a steady rate (docs/DESIGN.md,
+ *	  "Generator").
  *
  * A generator is a row of zerobus.generators (profile, rate, on/off),
  * brought into shared memory like streams are.  The launcher keeps one

@@ -357,7 +357,8 @@ grpc_start(const ZbGrpcTarget *target, const char *const *metadata, int nmetadat
 	else
 		curl_easy_setopt(call->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) -1);
 	curl_easy_setopt(call->easy, CURLOPT_HTTPHEADER, call->headers);
-	curl_easy_setopt(call->easy, CURLOPT_USERAGENT, "zerobus_fdw/" ZEROBUS_FDW_VERSION);
+	curl_easy_setopt(call->easy, CURLOPT_USERAGENT,
+					 target->user_agent ? target->user_agent : "zerobus_fdw/" ZEROBUS_FDW_VERSION);
 	curl_easy_setopt(call->easy, CURLOPT_READFUNCTION, grpc_read_cb);
 	curl_easy_setopt(call->easy, CURLOPT_READDATA, call);
 	curl_easy_setopt(call->easy, CURLOPT_WRITEFUNCTION, grpc_write_cb);

@@ -24,6 +24,7 @@ typedef struct ZbGrpcTarget
 	const char *ca_file;		/* NULL: the system's trust store */
 	long		connect_timeout_ms;
 	size_t		max_message_bytes;	/* largest message accepted from the peer */
+	const char *user_agent;		/* NULL: zerobus_fdw/<version> */
 } ZbGrpcTarget;
 
 extern ZbGrpcCall *zb_grpc_start(const ZbGrpcTarget *target,

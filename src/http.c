@@ -2,9 +2,10 @@
  * http.c
  *	  One-shot HTTP requests over libcurl, driven by zb_multi_wait().
  *
- * A process keeps one multi handle for REST calls, so its connection cache
- * keeps TLS connections to the workspace alive between calls (OAuth, SQL
- * statements, polls, chunk fetches).  Each request gets a fresh easy handle;
+ * Requests run on the caller's multi handle (a session's REST handle,
+ * session.c), whose connection cache keeps TLS connections to the
+ * workspace alive between calls (OAuth, SQL statements, polls, chunk
+ * fetches).  Each request gets a fresh easy handle;
  * if an interrupt raises an ERROR while we wait, the handle is detached and
  * freed on the way out (which closes its connection).  A caller holding
  * interrupts may give a request a grace period instead (see
@@ -29,8 +30,6 @@ typedef struct HttpExchange
 	long		retry_after_s;
 } HttpExchange;
 
-static ZbMulti *http_multi = NULL;
-
 /*
  * The request in flight.  An ERROR detaches it on the way out; a FATAL
  * (terminate) does not unwind: proc_exit runs the transaction abort, whose
@@ -39,6 +38,7 @@ static ZbMulti *http_multi = NULL;
  * detached here first.
  */
 static CURL *http_inflight = NULL;
+static ZbMulti *http_inflight_multi = NULL;
 static struct curl_slist *http_inflight_headers = NULL;
 
 static void
@@ -46,12 +46,24 @@ http_detach_inflight(void)
 {
 	if (http_inflight)
 	{
-		zb_multi_remove(http_multi, http_inflight);
+		zb_multi_remove(http_inflight_multi, http_inflight);
 		curl_easy_cleanup(http_inflight);
 		curl_slist_free_all(http_inflight_headers);
 		http_inflight = NULL;
+		http_inflight_multi = NULL;
 		http_inflight_headers = NULL;
 	}
+}
+
+/*
+ * A REST handle is about to be freed: a request left attached to it (see
+ * above) is detached first.
+ */
+void
+zb_http_forget_multi(ZbMulti *multi)
+{
+	if (http_inflight && http_inflight_multi == multi)
+		http_detach_inflight();
 }
 
 static size_t
@@ -141,8 +153,7 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 	x.max_body = req->max_response_bytes ? req->max_response_bytes : 64 * 1024 * 1024;
 	x.retry_after_s = -1;
 
-	if (http_multi == NULL)
-		http_multi = zb_multi_create(TopMemoryContext);
+	Assert(req->multi != NULL);
 	http_detach_inflight();
 
 	easy = curl_easy_init();
@@ -158,7 +169,8 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 	zb_curl_set_common(easy, req->ca_file, req->connect_timeout_ms, errbuf);
 	zb_curl_set_url(easy, req->url, &peer);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, "zerobus_fdw/" ZEROBUS_FDW_VERSION);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT,
+					 req->user_agent ? req->user_agent : "zerobus_fdw/" ZEROBUS_FDW_VERSION);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, http_write_cb);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &x);
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, http_header_cb);
@@ -190,10 +202,11 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 		TimestampTz grace_end = 0;
 
 		Assert(req->interrupt_grace_ms == 0 || InterruptHoldoffCount > 0);
-		zb_multi_add(http_multi, easy);
+		zb_multi_add(req->multi, easy);
 		http_inflight = easy;
+		http_inflight_multi = req->multi;
 		http_inflight_headers = headers;
-		while (!zb_multi_done(http_multi, easy, &result))
+		while (!zb_multi_done(req->multi, easy, &result))
 		{
 			long		wait_ms = deadline ? zb_ms_until(deadline) : -1;
 
@@ -217,26 +230,28 @@ zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err)
 				}
 				wait_ms = wait_ms < 0 ? left : Min(wait_ms, left);
 			}
-			zb_multi_wait(http_multi, wait_ms, req->wait_event_info);
+			zb_multi_wait(req->multi, wait_ms, req->wait_event_info);
 		}
 	}
 	PG_CATCH();
 	{
 		http_inflight = NULL;
-		zb_multi_remove(http_multi, easy);
+		http_inflight_multi = NULL;
+		zb_multi_remove(req->multi, easy);
 		curl_easy_cleanup(easy);
 		curl_slist_free_all(headers);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	http_inflight = NULL;
+	http_inflight_multi = NULL;
 
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &resp->status);
 	curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);
 	curl_easy_getinfo(easy, CURLINFO_SIZE_UPLOAD_T, &uploaded);
 	resp->request_sent = request_size > 0 &&
 		uploaded >= (curl_off_t) (req->body ? req->body_len : 0);
-	zb_multi_remove(http_multi, easy);
+	zb_multi_remove(req->multi, easy);
 	curl_easy_cleanup(easy);
 	curl_slist_free_all(headers);
 

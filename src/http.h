@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  * http.h
  *	  One-shot HTTP requests (OAuth, SQL Statement API) through libcurl,
- *	  waited for in the PostgreSQL wait loop and reusing connections.
+ *	  waited for in the PostgreSQL wait loop and reusing the connections of
+ *	  the caller's REST handle (one per session: session.c).
  *-------------------------------------------------------------------------
  */
 #ifndef ZB_HTTP_H
@@ -11,6 +12,8 @@
 
 typedef struct ZbHttpRequest
 {
+	ZbMulti    *multi;			/* the REST handle: its connections are reused */
+	const char *user_agent;		/* the client identifier (User-Agent) */
 	const char *method;			/* "GET", "POST" */
 	const char *url;
 	const char *ca_file;
@@ -48,6 +51,7 @@ typedef struct ZbHttpResponse
 } ZbHttpResponse;
 
 extern bool zb_http_request(const ZbHttpRequest *req, ZbHttpResponse *resp, ZbError *err);
+extern void zb_http_forget_multi(ZbMulti *multi);
 extern char *zb_http_form_escape(const char *s);
 
 #endif							/* ZB_HTTP_H */

@@ -1,6 +1,7 @@
 /*-------------------------------------------------------------------------
  * oauth.c
- *	  OAuth M2M client-credentials tokens (SPEC section 5).
+ *	  OAuth M2M client-credentials tokens (docs/DESIGN.md, "OAuth M2M
+ *	  tokens").
  *
  * POST {workspace_url}/oidc/v1/token with HTTP Basic client_id:secret.
  * ZeroBus tokens are scoped with a resource naming the workspace's
@@ -8,10 +9,11 @@
  * USE SCHEMA and SELECT+MODIFY on the one target table; SQL API tokens are
  * plain all-apis tokens.
  *
- * Tokens are cached per process, keyed by (user mapping, purpose, table),
- * and checked against a fingerprint of the credentials so that ALTER USER
- * MAPPING takes effect at the next request.  A token is refreshed when 80%
- * of its lifetime has passed, and on demand after UNAUTHENTICATED.
+ * Tokens are cached per session (session.c: one server and user mapping),
+ * keyed by purpose and table; the session, and so its tokens, is replaced
+ * when its server or user mapping changes.  A token is refreshed when 80%
+ * of its lifetime has passed, and on demand after UNAUTHENTICATED.  Tokens
+ * are wiped from memory when they are replaced and when the cache goes.
  *
  * 4xx answers are final (bad credentials, bad request); 5xx and network
  * errors are retried a few times here, then reported as retryable.
@@ -23,11 +25,10 @@
  */
 #include "postgres.h"
 
-#include "common/hashfn.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
 #include "storage/latch.h"
-#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
@@ -40,61 +41,96 @@
 #define OAUTH_ATTEMPTS 3
 #define OAUTH_FIRST_BACKOFF_MS 250
 
-typedef struct TokenKey
-{
-	Oid			umid;
-	int			purpose;
-	char		table[OAUTH_KEY_LEN];
-} TokenKey;
-
+/*
+ * One cached token.  A session holds a handful (one for the SQL API, one per
+ * ZeroBus table it writes to), so a list searched in order does.
+ */
 typedef struct TokenEntry
 {
-	TokenKey	key;			/* hash key, must be first */
-	uint32		fingerprint;
-	char	   *token;			/* in TopMemoryContext */
+	ZbTokenPurpose purpose;
+	char	   *table;			/* ZeroBus tokens: the table; else NULL */
+	char	   *token;			/* NULL until fetched, and after a refusal */
 	TimestampTz refresh_at;
 	TimestampTz expires_at;
 } TokenEntry;
 
-static HTAB *token_cache = NULL;
-
-static uint32
-oauth_fingerprint(const ZbCredentials *cred)
+struct ZbTokenCache
 {
-	StringInfoData s;
-	uint32		h;
+	MemoryContext cxt;			/* the cache's own: entries and tokens */
+	List	   *entries;		/* TokenEntry * */
+	MemoryContextCallback wipe;
+};
 
-	initStringInfo(&s);
-	appendStringInfo(&s, "%s\n%s\n%s\n%s", cred->workspace_url,
-					 cred->workspace_id ? cred->workspace_id : "",
-					 cred->client_id, cred->client_secret);
-	h = hash_bytes((unsigned char *) s.data, s.len);
-	/* do not leave the secret lying around in freed memory */
-	memset(s.data, 0, s.len);
-	pfree(s.data);
-	return h;
+static void
+oauth_forget(TokenEntry *entry)
+{
+	if (entry->token)
+	{
+		/* a bearer token is a credential: do not leave it in freed memory */
+		explicit_bzero(entry->token, strlen(entry->token));
+		pfree(entry->token);
+		entry->token = NULL;
+	}
 }
 
-static TokenEntry *
-oauth_lookup(const ZbCredentials *cred, ZbTokenPurpose purpose, const char *table,
-			 bool *found)
+/*
+ * The cache's context is going away: wipe every token first.  The context
+ * has no children, so everything the entries point to is still there when
+ * its reset callbacks run.
+ */
+static void
+oauth_wipe_cache(void *arg)
 {
-	TokenKey	key;
+	ZbTokenCache *cache = (ZbTokenCache *) arg;
+	ListCell   *lc;
 
-	if (token_cache == NULL)
+	foreach(lc, cache->entries)
 	{
-		HASHCTL		ctl;
+		TokenEntry *entry = (TokenEntry *) lfirst(lc);
 
-		ctl.keysize = sizeof(TokenKey);
-		ctl.entrysize = sizeof(TokenEntry);
-		token_cache = hash_create("zerobus OAuth tokens", 16, &ctl, HASH_ELEM | HASH_BLOBS);
+		if (entry->token)
+			explicit_bzero(entry->token, strlen(entry->token));
 	}
-	memset(&key, 0, sizeof(key));
-	key.umid = cred->umid;
-	key.purpose = purpose;
-	if (table)
-		strlcpy(key.table, table, sizeof(key.table));
-	return hash_search(token_cache, &key, HASH_ENTER, found);
+}
+
+/* An empty token cache, in a context of its own under 'parent'. */
+ZbTokenCache *
+zb_oauth_cache_create(MemoryContext parent)
+{
+	MemoryContext cxt = AllocSetContextCreate(parent, "zerobus OAuth tokens",
+											  ALLOCSET_SMALL_SIZES);
+	ZbTokenCache *cache = MemoryContextAllocZero(cxt, sizeof(ZbTokenCache));
+
+	cache->cxt = cxt;
+	cache->wipe.func = oauth_wipe_cache;
+	cache->wipe.arg = cache;
+	MemoryContextRegisterResetCallback(cxt, &cache->wipe);
+	return cache;
+}
+
+/* The entry of (purpose, table), created empty if there is none. */
+static TokenEntry *
+oauth_lookup(ZbTokenCache *cache, ZbTokenPurpose purpose, const char *table)
+{
+	ListCell   *lc;
+	TokenEntry *entry;
+	MemoryContext old;
+
+	foreach(lc, cache->entries)
+	{
+		entry = (TokenEntry *) lfirst(lc);
+		if (entry->purpose == purpose &&
+			(table == NULL ? entry->table == NULL
+			 : entry->table != NULL && strcmp(entry->table, table) == 0))
+			return entry;
+	}
+	old = MemoryContextSwitchTo(cache->cxt);
+	entry = palloc0(sizeof(TokenEntry));
+	entry->purpose = purpose;
+	entry->table = table ? pstrdup(table) : NULL;
+	cache->entries = lappend(cache->entries, entry);
+	MemoryContextSwitchTo(old);
+	return entry;
 }
 
 /* Split "cat.sch.tbl" into its parts; false if it is not three parts. */
@@ -154,8 +190,8 @@ oauth_request_body(const ZbCredentials *cred, ZbTokenPurpose purpose, const char
 
 /* One POST to the token endpoint.  Fills the entry on success. */
 static bool
-oauth_fetch(const ZbCredentials *cred, ZbTokenPurpose purpose, const char *table,
-			TokenEntry *entry, ZbError *err)
+oauth_fetch(ZbTokenCache *cache, const ZbCredentials *cred, ZbTokenPurpose purpose,
+			const char *table, TokenEntry *entry, ZbError *err)
 {
 	static const char *const fields[] = {
 		"access_token", "expires_in", "error", "error_description", "token_type"
@@ -172,6 +208,8 @@ oauth_fetch(const ZbCredentials *cred, ZbTokenPurpose purpose, const char *table
 	TimestampTz now;
 
 	memset(&req, 0, sizeof(req));
+	req.multi = cred->rest;
+	req.user_agent = cred->user_agent;
 	req.method = "POST";
 	req.url = url;
 	req.ca_file = cred->ca_file;
@@ -237,28 +275,22 @@ oauth_fetch(const ZbCredentials *cred, ZbTokenPurpose purpose, const char *table
 	if (expires_in <= 0)
 		expires_in = 60;
 	now = GetCurrentTimestamp();
-	if (entry->token)
-	{
-		memset(entry->token, 0, strlen(entry->token));
-		pfree(entry->token);
-	}
-	entry->token = MemoryContextStrdup(TopMemoryContext, values[0]);
-	entry->fingerprint = oauth_fingerprint(cred);
+	oauth_forget(entry);
+	entry->token = MemoryContextStrdup(cache->cxt, values[0]);
 	entry->expires_at = TimestampTzPlusMilliseconds(now, expires_in * 1000L);
 	entry->refresh_at = TimestampTzPlusMilliseconds(now, expires_in * 800L);
 	return true;
 }
 
 /*
- * A valid token for (credentials, purpose, table), fetching one if needed.
- * Returns NULL with err filled on failure.  The string stays valid until
- * the next call for the same key.
+ * A valid token for (purpose, table) of the cache's credentials, fetching
+ * one if needed.  Returns NULL with err filled on failure.  The string stays
+ * valid until the next call for the same key.
  */
 const char *
-zb_oauth_token(const ZbCredentials *cred, ZbTokenPurpose purpose, const char *table,
-			   ZbError *err)
+zb_oauth_token(ZbTokenCache *cache, const ZbCredentials *cred, ZbTokenPurpose purpose,
+			   const char *table, ZbError *err)
 {
-	bool		found;
 	TokenEntry *entry;
 	int			attempt;
 	long		backoff_ms = OAUTH_FIRST_BACKOFF_MS;
@@ -269,19 +301,13 @@ zb_oauth_token(const ZbCredentials *cred, ZbTokenPurpose purpose, const char *ta
 		zb_error_set(err, ZB_ERR_CONFIG, false, "invalid target table name");
 		return NULL;
 	}
-	entry = oauth_lookup(cred, purpose, purpose == ZB_TOKEN_ZEROBUS ? table : NULL, &found);
-	if (!found)
-	{
-		entry->token = NULL;
-		entry->fingerprint = 0;
-	}
-	if (entry->token && entry->fingerprint == oauth_fingerprint(cred) &&
-		GetCurrentTimestamp() < entry->refresh_at)
+	entry = oauth_lookup(cache, purpose, purpose == ZB_TOKEN_ZEROBUS ? table : NULL);
+	if (entry->token && GetCurrentTimestamp() < entry->refresh_at)
 		return entry->token;
 
 	for (attempt = 1;; attempt++)
 	{
-		if (oauth_fetch(cred, purpose, table, entry, err))
+		if (oauth_fetch(cache, cred, purpose, table, entry, err))
 			return entry->token;
 		if (!err->retryable || attempt >= OAUTH_ATTEMPTS)
 			break;
@@ -299,8 +325,7 @@ zb_oauth_token(const ZbCredentials *cred, ZbTokenPurpose purpose, const char *ta
 	}
 
 	/* A still-valid older token is better than none while the endpoint is down. */
-	if (err->retryable && entry->token && entry->fingerprint == oauth_fingerprint(cred) &&
-		GetCurrentTimestamp() < entry->expires_at)
+	if (err->retryable && entry->token && GetCurrentTimestamp() < entry->expires_at)
 	{
 		zb_error_clear(err);
 		return entry->token;
@@ -310,18 +335,12 @@ zb_oauth_token(const ZbCredentials *cred, ZbTokenPurpose purpose, const char *ta
 
 /* Forget a token the server refused (UNAUTHENTICATED), so the next call refetches. */
 void
-zb_oauth_invalidate(const ZbCredentials *cred, ZbTokenPurpose purpose, const char *table)
+zb_oauth_invalidate(ZbTokenCache *cache, ZbTokenPurpose purpose, const char *table)
 {
-	bool		found;
 	TokenEntry *entry;
 
 	if (purpose == ZB_TOKEN_ZEROBUS && (table == NULL || strlen(table) >= OAUTH_KEY_LEN))
 		return;
-	entry = oauth_lookup(cred, purpose, purpose == ZB_TOKEN_ZEROBUS ? table : NULL, &found);
-	if (found && entry->token)
-	{
-		memset(entry->token, 0, strlen(entry->token));
-		pfree(entry->token);
-	}
-	entry->token = NULL;
+	entry = oauth_lookup(cache, purpose, purpose == ZB_TOKEN_ZEROBUS ? table : NULL);
+	oauth_forget(entry);
 }

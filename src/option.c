@@ -15,6 +15,7 @@
 
 #include <curl/curl.h>
 
+#include "access/htup_details.h"
 #include "access/reloptions.h"
 #include "catalog/pg_foreign_data_wrapper.h"
 #include "catalog/pg_foreign_server.h"
@@ -47,39 +48,52 @@ typedef enum OptKind
 	OPT_SECRET,
 	OPT_WAIT,					/* SQL API wait_timeout: 0s, or 5s to 50s */
 	OPT_DISPOSITION,			/* SQL API result disposition */
-	OPT_COST					/* a non-negative planner cost */
+	OPT_COST,					/* a non-negative planner cost */
+	OPT_AGENT					/* words for a User-Agent header: printable ASCII */
 } OptKind;
 
+/*
+ * One option: where it may be set, what it holds, and for server and user
+ * mapping options the field of ZbServerConfig that zb_server_config()
+ * resolves it into (the field's C type follows from the kind: char * for
+ * text, URLs, names, paths and agents; long for durations; bool for
+ * disposition; double for costs).  Foreign table and column options are
+ * read where they are used, and have no field.
+ */
 typedef struct ZbOption
 {
 	const char *name;
 	Oid			context;		/* catalog of the object it belongs to */
 	OptKind		kind;
+	int			field;			/* offsetof(ZbServerConfig, ...), or -1 */
 } ZbOption;
 
+#define CFG(f) ((int) offsetof(ZbServerConfig, f))
+
 static const ZbOption zb_options[] = {
-	{"workspace_url", ForeignServerRelationId, OPT_URL},
-	{"zerobus_endpoint", ForeignServerRelationId, OPT_URL},
-	{"workspace_id", ForeignServerRelationId, OPT_TEXT},
-	{"warehouse_id", ForeignServerRelationId, OPT_TEXT},
-	{"catalog", ForeignServerRelationId, OPT_IDENT},
-	{"schema", ForeignServerRelationId, OPT_IDENT},
-	{"ca_file", ForeignServerRelationId, OPT_PATH},
-	{"connect_timeout", ForeignServerRelationId, OPT_MS},
-	{"request_timeout", ForeignServerRelationId, OPT_MS},
+	{"workspace_url", ForeignServerRelationId, OPT_URL, CFG(workspace_url)},
+	{"zerobus_endpoint", ForeignServerRelationId, OPT_URL, CFG(zerobus_endpoint)},
+	{"workspace_id", ForeignServerRelationId, OPT_TEXT, CFG(workspace_id)},
+	{"warehouse_id", ForeignServerRelationId, OPT_TEXT, CFG(warehouse_id)},
+	{"catalog", ForeignServerRelationId, OPT_IDENT, CFG(catalog)},
+	{"schema", ForeignServerRelationId, OPT_IDENT, CFG(schema)},
+	{"ca_file", ForeignServerRelationId, OPT_PATH, CFG(ca_file)},
+	{"connect_timeout", ForeignServerRelationId, OPT_MS, CFG(connect_timeout_ms)},
+	{"request_timeout", ForeignServerRelationId, OPT_MS, CFG(request_timeout_ms)},
+	{"user_agent", ForeignServerRelationId, OPT_AGENT, CFG(user_agent)},
 	/* history FDW (SQL Statement Execution API) */
-	{"wait_timeout", ForeignServerRelationId, OPT_WAIT},
-	{"statement_timeout", ForeignServerRelationId, OPT_MS},
-	{"disposition", ForeignServerRelationId, OPT_DISPOSITION},
-	{"fdw_startup_cost", ForeignServerRelationId, OPT_COST},
-	{"fdw_tuple_cost", ForeignServerRelationId, OPT_COST},
-	{"client_id", UserMappingRelationId, OPT_TEXT},
-	{"client_secret", UserMappingRelationId, OPT_SECRET},
-	{"table", ForeignTableRelationId, OPT_NAME3},
-	{"query", ForeignTableRelationId, OPT_TEXT},
-	{"disposition", ForeignTableRelationId, OPT_DISPOSITION},
-	{"column_name", AttributeRelationId, OPT_TEXT},
-	{NULL, InvalidOid, 0}
+	{"wait_timeout", ForeignServerRelationId, OPT_WAIT, CFG(wait_timeout_s)},
+	{"statement_timeout", ForeignServerRelationId, OPT_MS, CFG(statement_timeout_ms)},
+	{"disposition", ForeignServerRelationId, OPT_DISPOSITION, CFG(external_links)},
+	{"fdw_startup_cost", ForeignServerRelationId, OPT_COST, CFG(fdw_startup_cost)},
+	{"fdw_tuple_cost", ForeignServerRelationId, OPT_COST, CFG(fdw_tuple_cost)},
+	{"client_id", UserMappingRelationId, OPT_TEXT, CFG(client_id)},
+	{"client_secret", UserMappingRelationId, OPT_SECRET, CFG(client_secret)},
+	{"table", ForeignTableRelationId, OPT_NAME3, -1},
+	{"query", ForeignTableRelationId, OPT_TEXT, -1},
+	{"disposition", ForeignTableRelationId, OPT_DISPOSITION, -1},
+	{"column_name", AttributeRelationId, OPT_TEXT, -1},
+	{NULL, InvalidOid, 0, -1}
 };
 
 static const char *
@@ -160,7 +174,7 @@ zb_check_table_name(const char *table, const char *what)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid %s: \"%s\"", what, table),
 				 errdetail("A Databricks table is named catalog.schema.table, each part made of ASCII letters, digits and underscores."),
-				 errhint("For example: main.default.events")));
+				 errhint("For example: 'main.default.events'.")));
 	pfree(copy);
 }
 
@@ -222,7 +236,7 @@ opt_check_url(const char *name, const char *value)
 				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 				 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
 				 errdetail("The URL is not usable: %s.", problem),
-				 errhint("For example: https://dbc-1234.cloud.databricks.com")));
+				 errhint("For example: 'https://dbc-1234.cloud.databricks.com'.")));
 }
 
 /*
@@ -322,6 +336,30 @@ opt_parse_cost(const char *name, const char *value)
 	return v;
 }
 
+/*
+ * Words appended to the client identifier that every request carries
+ * (User-Agent, x-zerobus-sdk): printable ASCII only, so that no value can
+ * end a header line or start another.
+ */
+static void
+opt_check_agent(const char *name, const char *value)
+{
+	const char *p;
+
+	if (value[0] == '\0' || strlen(value) > ZB_MAX_USER_AGENT_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\"", name),
+				 errdetail("It must be 1 to %d characters long.", ZB_MAX_USER_AGENT_LEN)));
+	for (p = value; *p; p++)
+		if ((unsigned char) *p < 0x20 || (unsigned char) *p > 0x7e)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"%s\"", name),
+					 errdetail("It is sent in HTTP headers, so it may hold printable ASCII characters only."),
+					 errhint("For example: 'acme-ingest/2.1 (team data-platform)'.")));
+}
+
 bool
 zb_parse_disposition(const char *value)
 {
@@ -369,6 +407,9 @@ opt_check_value(const ZbOption *opt, const char *value)
 						 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
 						 errhint("Give an absolute path to a PEM file of CA certificates.")));
 			break;
+		case OPT_AGENT:
+			opt_check_agent(opt->name, value);
+			break;
 		case OPT_TEXT:
 		case OPT_SECRET:
 			if (value[0] == '\0')
@@ -400,7 +441,7 @@ opt_reject_unknown(const char *name, Oid context)
 				 errmsg("option \"%s\" belongs on a %s, not on a %s",
 						name, owner, opt_context_name(context)),
 				 strcmp(name, "client_secret") == 0 || strcmp(name, "client_id") == 0
-				 ? errhint("Credentials go in a user mapping: CREATE USER MAPPING FOR CURRENT_USER SERVER … OPTIONS (client_id '…', client_secret '…').")
+				 ? errhint("Credentials go in a user mapping: CREATE USER MAPPING FOR CURRENT_USER SERVER <server> OPTIONS (client_id '<client id>', client_secret '<secret>');")
 				 : errhint("Valid options here: %s.", valid.len ? valid.data : "none")));
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
@@ -480,16 +521,108 @@ zb_server_oid(const char *servername)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" does not use the zerobus_fdw foreign-data wrapper",
 						servername),
-				 errhint("Create it with CREATE SERVER … FOREIGN DATA WRAPPER zerobus_fdw.")));
+				 errhint("Create it with CREATE SERVER <name> FOREIGN DATA WRAPPER zerobus_fdw.")));
 	return server->serverid;
 }
 
+/*
+ * The user mapping 'userid' uses on a server: its own, or PUBLIC's.  An
+ * ERROR with the statement that creates one when there is none.
+ */
+Oid
+zb_user_mapping_oid(Oid serverid, Oid userid)
+{
+	HeapTuple	tup;
+	Oid			umid;
+
+	tup = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(userid),
+						  ObjectIdGetDatum(serverid));
+	if (!HeapTupleIsValid(tup))
+		tup = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+							  ObjectIdGetDatum(serverid));
+	if (!HeapTupleIsValid(tup))
+	{
+		ForeignServer *server = GetForeignServer(serverid);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("no user mapping for user \"%s\" on server \"%s\"",
+						GetUserNameFromId(userid, false), server->servername),
+				 errhint("CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (client_id '<client id>', client_secret '<secret>');",
+						 quote_identifier(server->servername))));
+	}
+	umid = ((Form_pg_user_mapping) GETSTRUCT(tup))->oid;
+	ReleaseSysCache(tup);
+	return umid;
+}
+
+/* Store one option's value into its field of the configuration. */
+static void
+opt_resolve(ZbServerConfig *cfg, const ZbOption *opt, const char *value)
+{
+	char	   *field = (char *) cfg + opt->field;
+
+	switch (opt->kind)
+	{
+		case OPT_URL:
+			*(char **) field = opt_strip_slash(value);
+			break;
+		case OPT_TEXT:
+		case OPT_NAME3:
+		case OPT_IDENT:
+		case OPT_PATH:
+		case OPT_SECRET:
+		case OPT_AGENT:
+			*(char **) field = pstrdup(value);
+			break;
+		case OPT_MS:
+			*(long *) field = opt_parse_ms(opt->name, value);
+			break;
+		case OPT_WAIT:
+			*(long *) field = opt_parse_wait(opt->name, value);
+			break;
+		case OPT_DISPOSITION:
+			*(bool *) field = opt_parse_disposition(opt->name, value);
+			break;
+		case OPT_COST:
+			*(double *) field = opt_parse_cost(opt->name, value);
+			break;
+	}
+}
+
+/* Resolve the options of one object (a server, or a user mapping). */
+static void
+opt_resolve_all(ZbServerConfig *cfg, Oid context, List *options)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		const ZbOption *o;
+
+		for (o = zb_options; o->name; o++)
+			if (o->context == context && o->field >= 0 &&
+				strcmp(o->name, def->defname) == 0)
+			{
+				opt_resolve(cfg, o, defGetString(def));
+				break;
+			}
+	}
+}
+
+/*
+ * A server's options, and with need_mapping those of the user mapping of
+ * 'userid' (its own or PUBLIC's), resolved into one configuration with
+ * defaults filled in.  Callers that connect use the session layer
+ * (session.c), which keeps one resolved configuration per server and user
+ * mapping.
+ */
 ZbServerConfig *
 zb_server_config(Oid serverid, Oid userid, bool need_mapping)
 {
 	ForeignServer *server = GetForeignServer(serverid);
 	ZbServerConfig *cfg = palloc0(sizeof(ZbServerConfig));
-	ListCell   *lc;
 
 	cfg->serverid = serverid;
 	cfg->servername = pstrdup(server->servername);
@@ -501,40 +634,7 @@ zb_server_config(Oid serverid, Oid userid, bool need_mapping)
 	cfg->fdw_startup_cost = ZB_DEFAULT_FDW_STARTUP_COST;
 	cfg->fdw_tuple_cost = ZB_DEFAULT_FDW_TUPLE_COST;
 
-	foreach(lc, server->options)
-	{
-		DefElem    *def = (DefElem *) lfirst(lc);
-		const char *v = defGetString(def);
-
-		if (strcmp(def->defname, "workspace_url") == 0)
-			cfg->workspace_url = opt_strip_slash(v);
-		else if (strcmp(def->defname, "zerobus_endpoint") == 0)
-			cfg->zerobus_endpoint = opt_strip_slash(v);
-		else if (strcmp(def->defname, "workspace_id") == 0)
-			cfg->workspace_id = pstrdup(v);
-		else if (strcmp(def->defname, "warehouse_id") == 0)
-			cfg->warehouse_id = pstrdup(v);
-		else if (strcmp(def->defname, "catalog") == 0)
-			cfg->catalog = pstrdup(v);
-		else if (strcmp(def->defname, "schema") == 0)
-			cfg->schema = pstrdup(v);
-		else if (strcmp(def->defname, "ca_file") == 0)
-			cfg->ca_file = pstrdup(v);
-		else if (strcmp(def->defname, "connect_timeout") == 0)
-			cfg->connect_timeout_ms = opt_parse_ms(def->defname, v);
-		else if (strcmp(def->defname, "request_timeout") == 0)
-			cfg->request_timeout_ms = opt_parse_ms(def->defname, v);
-		else if (strcmp(def->defname, "wait_timeout") == 0)
-			cfg->wait_timeout_s = opt_parse_wait(def->defname, v);
-		else if (strcmp(def->defname, "statement_timeout") == 0)
-			cfg->statement_timeout_ms = opt_parse_ms(def->defname, v);
-		else if (strcmp(def->defname, "disposition") == 0)
-			cfg->external_links = opt_parse_disposition(def->defname, v);
-		else if (strcmp(def->defname, "fdw_startup_cost") == 0)
-			cfg->fdw_startup_cost = opt_parse_cost(def->defname, v);
-		else if (strcmp(def->defname, "fdw_tuple_cost") == 0)
-			cfg->fdw_tuple_cost = opt_parse_cost(def->defname, v);
-	}
+	opt_resolve_all(cfg, ForeignServerRelationId, server->options);
 	if (cfg->workspace_id == NULL && cfg->zerobus_endpoint)
 		cfg->workspace_id = zb_workspace_id_from_endpoint(cfg->zerobus_endpoint);
 
@@ -542,59 +642,34 @@ zb_server_config(Oid serverid, Oid userid, bool need_mapping)
 	{
 		UserMapping *um;
 
-		if (!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(userid),
-								   ObjectIdGetDatum(serverid)) &&
-			!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
-								   ObjectIdGetDatum(serverid)))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("no user mapping for user \"%s\" on server \"%s\"",
-							GetUserNameFromId(userid, false), server->servername),
-					 errhint("CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (client_id '…', client_secret '…');",
-							 quote_identifier(server->servername))));
+		(void) zb_user_mapping_oid(serverid, userid);
 		um = GetUserMapping(userid, serverid);
 		cfg->umid = um->umid;
-		foreach(lc, um->options)
-		{
-			DefElem    *def = (DefElem *) lfirst(lc);
-
-			if (strcmp(def->defname, "client_id") == 0)
-				cfg->client_id = pstrdup(defGetString(def));
-			else if (strcmp(def->defname, "client_secret") == 0)
-				cfg->client_secret = pstrdup(defGetString(def));
-		}
+		opt_resolve_all(cfg, UserMappingRelationId, um->options);
 		if (cfg->client_id == NULL || cfg->client_secret == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 					 errmsg("user mapping for server \"%s\" lacks %s",
 							server->servername,
 							cfg->client_id == NULL ? "client_id" : "client_secret"),
-					 errhint("ALTER USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (ADD %s '…');",
+					 errhint("ALTER USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (ADD %s);",
 							 quote_identifier(server->servername),
-							 cfg->client_id == NULL ? "client_id" : "client_secret")));
+							 cfg->client_id == NULL ? "client_id '<client id>'"
+							 : "client_secret '<secret>'")));
 	}
 	return cfg;
 }
 
-/* The OAuth credentials of a resolved configuration. */
+/* ERROR unless the server names the workspace that issues tokens. */
 void
-zb_credentials(const ZbServerConfig *cfg, ZbCredentials *cred)
+zb_require_workspace(const ZbServerConfig *cfg)
 {
 	if (cfg->workspace_url == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 				 errmsg("server \"%s\" has no workspace_url", cfg->servername),
-				 errhint("ALTER SERVER %s OPTIONS (ADD workspace_url 'https://…cloud.databricks.com');",
+				 errhint("ALTER SERVER %s OPTIONS (ADD workspace_url 'https://<deployment>.cloud.databricks.com');",
 						 quote_identifier(cfg->servername))));
-	memset(cred, 0, sizeof(ZbCredentials));
-	cred->umid = cfg->umid;
-	cred->workspace_url = cfg->workspace_url;
-	cred->workspace_id = cfg->workspace_id;
-	cred->client_id = cfg->client_id;
-	cred->client_secret = cfg->client_secret;
-	cred->ca_file = cfg->ca_file;
-	cred->connect_timeout_ms = cfg->connect_timeout_ms;
-	cred->request_timeout_ms = cfg->request_timeout_ms;
 }
 
 void

@@ -9,7 +9,6 @@
 
 #include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
-#include "oauth.h"
 
 typedef struct ZbServerConfig
 {
@@ -24,6 +23,7 @@ typedef struct ZbServerConfig
 	char	   *ca_file;
 	long		connect_timeout_ms;
 	long		request_timeout_ms;
+	char	   *user_agent;		/* appended to the client identifier; NULL if unset */
 	/* history FDW (SQL Statement Execution API) */
 	long		wait_timeout_s; /* 0, or 5..50 */
 	long		statement_timeout_ms;	/* 0 = no limit of our own */
@@ -41,12 +41,14 @@ typedef struct ZbServerConfig
 /* maxima: see opt_parse_ms() and docs/fdw.md */
 #define ZB_MAX_CONNECT_TIMEOUT_MS 60000
 #define ZB_MAX_REQUEST_TIMEOUT_MS 600000
+#define ZB_MAX_USER_AGENT_LEN 200
 #define ZB_DEFAULT_FDW_STARTUP_COST 100.0
 #define ZB_DEFAULT_FDW_TUPLE_COST 0.05
 
 extern ZbServerConfig *zb_server_config(Oid serverid, Oid userid, bool need_mapping);
 extern Oid	zb_server_oid(const char *servername);
-extern void zb_credentials(const ZbServerConfig *cfg, ZbCredentials *cred);
+extern Oid	zb_user_mapping_oid(Oid serverid, Oid userid);
+extern void zb_require_workspace(const ZbServerConfig *cfg);
 extern void zb_require_endpoint(const ZbServerConfig *cfg);
 extern bool zb_valid_name(const char *name);
 extern bool zb_parse_disposition(const char *value);

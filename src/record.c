@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  * record.c
- *	  Rows as ZeroBus records (SPEC section 3.3).
+ *	  Rows as ZeroBus records (docs/DESIGN.md, "Records").
  *
  * PROTO mode: a proto2 DescriptorProto is built from the table's columns
  * (field numbers 1, 2, 3… in column order, skipping protobuf's reserved
@@ -188,7 +188,7 @@ zb_record_columns_problem(TupleDesc tupdesc, const char *relname, char **hint, i
 		if (!record_valid_field_name(NameStr(att->attname)))
 		{
 			*sqlstate = ERRCODE_INVALID_NAME;
-			*hint = psprintf("Rename the column, for example: ALTER TABLE %s RENAME COLUMN %s TO …;",
+			*hint = psprintf("Rename the column, for example: ALTER TABLE %s RENAME COLUMN %s TO <new name>;",
 							 relname, quote_identifier(NameStr(att->attname)));
 			return psprintf("column \"%s\" of table \"%s\" has a name ZeroBus cannot use",
 							NameStr(att->attname), relname);

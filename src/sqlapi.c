@@ -1,14 +1,12 @@
 /*-------------------------------------------------------------------------
  * sqlapi.c
- *	  Client of the Databricks SQL Statement Execution API (SPEC section 7).
+ *	  Client of the Databricks SQL Statement Execution API (docs/DESIGN.md,
+ *	  "The SQL Statement Execution API"): a statement's life, from submit
+ *	  to a terminal state, and its requests, retries, errors and cancels.
  *
  * A statement is POSTed with a bounded wait_timeout, then polled while
- * PENDING or RUNNING.  Its result is read chunk by chunk: one chunk's bytes
- * are held at a time, and rows are pulled out of them one by one with
- * jscan, so a million-row result costs one chunk of memory.  Chunks come
- * INLINE (in the API responses) or as EXTERNAL_LINKS (pre-signed URLs,
- * fetched without our Authorization header but with the headers the link
- * lists; neither is ever logged).
+ * PENDING or RUNNING.  Its responses are parsed by sqlparse.c, and its
+ * result is read chunk by chunk, one row at a time, by sqlresult.c.
  *
  * No statement is left running remotely: from the moment a submit returns
  * a statement id until the statement reaches a terminal state, it is listed
@@ -32,23 +30,18 @@
  */
 #include "postgres.h"
 
-#include "access/attnum.h"
 #include "access/xact.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
-#include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "http.h"
-#include "jscan.h"
-#include "sqlapi.h"
+#include "sqlapi_int.h"
 
-#define STATEMENTS_PATH "/api/2.0/sql/statements"
 #define SQLAPI_MAX_ATTEMPTS 5		/* 429/503: the server asked us to come back */
 #define SQLAPI_TRANSPORT_ATTEMPTS 3 /* network errors: brief outages only */
 #define SQLAPI_MAX_RETRY_AFTER_S 30
@@ -61,88 +54,18 @@
 #define SQLAPI_MAX_EXTERNAL_CHUNK ((size_t) 256 * 1024 * 1024)
 #define SQLAPI_ID_LEN 128
 
-typedef enum SqlReq
-{
-	REQ_SUBMIT,
-	REQ_POLL,
-	REQ_CHUNK,
-	REQ_CANCEL,
-	REQ_EXTERNAL
-} SqlReq;
-
-/* One ResultData object: a chunk's position and where its rows are. */
-typedef struct ResultData
-{
-	bool		present;
-	int			chunk_index;
-	int			next_chunk_index;	/* -1: none */
-	char	   *next_link;		/* next_chunk_internal_link, or NULL */
-	bool		has_data;
-	size_t		data_start;		/* data_array span in the body */
-	size_t		data_end;
-	char	   *ext_url;		/* EXTERNAL_LINKS: the first link */
-	List	   *ext_headers;	/* "Name: value" strings */
-} ResultData;
-
-/* What we read of a StatementResponse (or an error body). */
-typedef struct StatementResponse
-{
-	char	   *statement_id;
-	char	   *state;
-	char	   *error_code;
-	char	   *error_message;
-	char	   *message;		/* top-level message of a refused request */
-	bool		has_manifest;
-	int			column_count;
-	List	   *columns;		/* ZbSqlColumn * */
-	int64		total_row_count;
-	int			total_chunk_count;
-	bool		truncated;
-	char	   *format;
-	ResultData	result;
-} StatementResponse;
-
-struct ZbSqlStatement
-{
-	MemoryContext cxt;
-	MemoryContext chunk_cxt;	/* reset for each chunk: holds its bytes */
-	ZbSqlConn  *conn;
-	const char *sql;
-	char	   *id;
-	bool		external;
-	int			ncols;
-	ZbSqlColumn *cols;
-	int64		total_rows;		/* -1 if the manifest did not say */
-	int			total_chunks;
-	int64		rows_read;		/* since the first chunk (a rewind restarts it) */
-
-	/* the chunk being read */
-	int			chunk_index;	/* -1 before the first */
-	char	   *body;
-	size_t		body_len;
-	JScan		rows;
-	size_t		rows_start;		/* where the data_array starts in body */
-	bool		rows_first;
-	bool		in_rows;
-	int			next_chunk;		/* -1: no more */
-	char	   *next_link;
-
-	/* the row being handed out */
-	StringInfoData rowbuf;
-	int		   *offsets;
-	bool		convert;		/* server encoding is not UTF-8 */
-
-	ZbSqlStats	stats;
-};
-
-/* Statements submitted and not yet known to be finished. */
+/*
+ * Statements submitted and not yet known to be finished.  Each holds its
+ * session (session.c), so that the abort's cancel can still use it after
+ * its scan's memory is gone, and even if ALTER SERVER made it stale.
+ */
 typedef struct InFlight
 {
 	struct InFlight *next;
-	MemoryContext cxt;
+	MemoryContext cxt;			/* the entry's; its deletion releases the hold */
 	char		id[SQLAPI_ID_LEN];
 	int			nest_level;
-	ZbSqlConn	conn;			/* a copy, in cxt */
+	ZbSession  *session;
 } InFlight;
 
 static InFlight *inflight = NULL;
@@ -156,7 +79,7 @@ typedef struct SqlSubmit
 	InFlight   *f;				/* registered for cancellation, or NULL */
 } SqlSubmit;
 
-static InFlight *sqlapi_register(ZbSqlConn *conn, const char *id);
+static InFlight *sqlapi_register(ZbSession *conn, const char *id);
 
 static void sqlapi_xact_callback(XactEvent event, void *arg);
 static void sqlapi_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
@@ -242,522 +165,6 @@ sqlapi_origin(const char *url)
 	return pnstrdup(url, end - url);
 }
 
-/* ---------------------------------------------------------------- parsing */
-
-static bool
-sqlapi_read_text(JScan *js, StringInfo tmp, char **out)
-{
-	JScanKind	kind;
-
-	resetStringInfo(tmp);
-	if (!jscan_scalar(js, tmp, &kind))
-		return false;
-	*out = (kind == JS_NULL) ? NULL : pstrdup(tmp->data);
-	return true;
-}
-
-static bool
-sqlapi_read_int(JScan *js, StringInfo tmp, int64 *out)
-{
-	JScanKind	kind;
-	char	   *end;
-
-	resetStringInfo(tmp);
-	if (!jscan_scalar(js, tmp, &kind))
-		return false;
-	if (kind == JS_NULL)
-		return true;
-	if (kind != JS_NUMBER && kind != JS_STRING)
-	{
-		js->err = "expected a number";
-		return false;
-	}
-	errno = 0;
-	*out = strtoll(tmp->data, &end, 10);
-	if (errno != 0 || end == tmp->data || *end != '\0')
-	{
-		js->err = "expected an integer";
-		return false;
-	}
-	return true;
-}
-
-static bool
-sqlapi_read_bool(JScan *js, StringInfo tmp, bool *out)
-{
-	JScanKind	kind;
-
-	resetStringInfo(tmp);
-	if (!jscan_scalar(js, tmp, &kind))
-		return false;
-	*out = (kind == JS_TRUE);
-	return true;
-}
-
-static bool
-sqlapi_parse_headers(JScan *js, StringInfo key, StringInfo tmp, List **headers)
-{
-	bool		first = true;
-	bool		more;
-	JScanKind	kind;
-
-	if (!jscan_peek_kind(js, &kind))
-		return false;
-	if (kind == JS_NULL)
-		return jscan_skip(js);
-	if (!jscan_begin(js, '{'))
-		return false;
-	while (jscan_next(js, '}', &first, &more) && more)
-	{
-		char	   *value;
-		char	   *name;
-
-		if (!jscan_key(js, key) || !sqlapi_read_text(js, tmp, &value))
-			return false;
-		name = pstrdup(key->data);
-		if (value == NULL || strpbrk(name, "\r\n:") || strpbrk(value, "\r\n") || name[0] == '\0')
-		{
-			js->err = "invalid header in an external link";
-			return false;
-		}
-		*headers = lappend(*headers, psprintf("%s: %s", name, value));
-	}
-	return js->err == NULL;
-}
-
-/* One element of external_links. */
-/* Where a chunk sits and what follows it: members of both links and results. */
-static bool
-sqlapi_chunk_field(const char *key)
-{
-	return strcmp(key, "chunk_index") == 0 || strcmp(key, "next_chunk_index") == 0 ||
-		strcmp(key, "next_chunk_internal_link") == 0;
-}
-
-static bool
-sqlapi_parse_chunk_field(JScan *js, const char *key, StringInfo tmp, ResultData *rd)
-{
-	int64		v;
-
-	if (strcmp(key, "next_chunk_internal_link") == 0)
-		return sqlapi_read_text(js, tmp, &rd->next_link);
-	v = strcmp(key, "chunk_index") == 0 ? 0 : -1;
-	if (!sqlapi_read_int(js, tmp, &v))
-		return false;
-	if (strcmp(key, "chunk_index") == 0)
-		rd->chunk_index = (int) v;
-	else
-		rd->next_chunk_index = (int) v;
-	return true;
-}
-
-static bool
-sqlapi_parse_link(JScan *js, StringInfo key, StringInfo tmp, ResultData *rd, bool keep)
-{
-	bool		first = true;
-	bool		more;
-
-	if (!jscan_begin(js, '{'))
-		return false;
-	while (jscan_next(js, '}', &first, &more) && more)
-	{
-		if (!jscan_key(js, key))
-			return false;
-		if (!keep)
-		{
-			if (!jscan_skip(js))
-				return false;
-		}
-		else if (strcmp(key->data, "external_link") == 0)
-		{
-			if (!sqlapi_read_text(js, tmp, &rd->ext_url))
-				return false;
-		}
-		else if (strcmp(key->data, "http_headers") == 0)
-		{
-			if (!sqlapi_parse_headers(js, key, tmp, &rd->ext_headers))
-				return false;
-		}
-		else if (sqlapi_chunk_field(key->data))
-		{
-			if (!sqlapi_parse_chunk_field(js, key->data, tmp, rd))
-				return false;
-		}
-		else if (!jscan_skip(js))
-			return false;
-	}
-	return js->err == NULL;
-}
-
-/* A ResultData object (the "result" member, or a chunk response). */
-static bool
-sqlapi_parse_result(JScan *js, StringInfo key, StringInfo tmp, ResultData *rd)
-{
-	bool		first = true;
-	bool		more;
-	JScanKind	kind;
-
-	rd->present = true;
-	rd->next_chunk_index = -1;
-	if (!jscan_peek_kind(js, &kind))
-		return false;
-	if (kind == JS_NULL)
-	{
-		rd->present = false;
-		return jscan_skip(js);
-	}
-	if (!jscan_begin(js, '{'))
-		return false;
-	while (jscan_next(js, '}', &first, &more) && more)
-	{
-		if (!jscan_key(js, key))
-			return false;
-		if (strcmp(key->data, "data_array") == 0)
-		{
-			if (!jscan_peek_kind(js, &kind))
-				return false;
-			if (kind == JS_NULL)
-			{
-				if (!jscan_skip(js))
-					return false;
-				continue;
-			}
-			if (kind != JS_ARRAY)
-			{
-				js->err = "data_array is not an array";
-				return false;
-			}
-			rd->has_data = true;
-			rd->data_start = js->pos;
-			if (!jscan_skip(js))
-				return false;
-			rd->data_end = js->pos;
-		}
-		else if (strcmp(key->data, "external_links") == 0)
-		{
-			bool		lfirst = true;
-			bool		lmore;
-			int			n = 0;
-
-			if (!jscan_peek_kind(js, &kind))
-				return false;
-			if (kind == JS_NULL)
-			{
-				if (!jscan_skip(js))
-					return false;
-				continue;
-			}
-			if (!jscan_begin(js, '['))
-				return false;
-			while (jscan_next(js, ']', &lfirst, &lmore) && lmore)
-			{
-				if (!sqlapi_parse_link(js, key, tmp, rd, n++ == 0))
-					return false;
-			}
-			if (js->err)
-				return false;
-		}
-		else if (sqlapi_chunk_field(key->data))
-		{
-			if (!sqlapi_parse_chunk_field(js, key->data, tmp, rd))
-				return false;
-		}
-		else if (!jscan_skip(js))
-			return false;
-	}
-	return js->err == NULL;
-}
-
-static bool
-sqlapi_parse_columns(JScan *js, StringInfo key, StringInfo tmp, List **columns)
-{
-	bool		first = true;
-	bool		more;
-
-	if (!jscan_begin(js, '['))
-		return false;
-	while (jscan_next(js, ']', &first, &more) && more)
-	{
-		ZbSqlColumn *col = palloc0(sizeof(ZbSqlColumn));
-		bool		cfirst = true;
-		bool		cmore;
-
-		if (!jscan_begin(js, '{'))
-			return false;
-		while (jscan_next(js, '}', &cfirst, &cmore) && cmore)
-		{
-			if (!jscan_key(js, key))
-				return false;
-			if (strcmp(key->data, "name") == 0)
-			{
-				if (!sqlapi_read_text(js, tmp, &col->name))
-					return false;
-			}
-			else if (strcmp(key->data, "type_name") == 0)
-			{
-				if (!sqlapi_read_text(js, tmp, &col->type_name))
-					return false;
-			}
-			else if (strcmp(key->data, "type_text") == 0)
-			{
-				if (!sqlapi_read_text(js, tmp, &col->type_text))
-					return false;
-			}
-			else if (!jscan_skip(js))
-				return false;
-		}
-		if (js->err)
-			return false;
-		if (col->name == NULL)
-			col->name = pstrdup("?");
-		if (col->type_name == NULL)
-			col->type_name = pstrdup("STRING");
-		if (col->type_text == NULL)
-			col->type_text = pstrdup(col->type_name);
-		*columns = lappend(*columns, col);
-	}
-	return js->err == NULL;
-}
-
-static bool
-sqlapi_parse_manifest(JScan *js, StringInfo key, StringInfo tmp, StatementResponse *r)
-{
-	bool		first = true;
-	bool		more;
-	JScanKind	kind;
-
-	if (!jscan_peek_kind(js, &kind))
-		return false;
-	if (kind == JS_NULL)
-		return jscan_skip(js);
-	r->has_manifest = true;
-	if (!jscan_begin(js, '{'))
-		return false;
-	while (jscan_next(js, '}', &first, &more) && more)
-	{
-		int64		v;
-
-		if (!jscan_key(js, key))
-			return false;
-		if (strcmp(key->data, "schema") == 0)
-		{
-			bool		sfirst = true;
-			bool		smore;
-
-			if (!jscan_begin(js, '{'))
-				return false;
-			while (jscan_next(js, '}', &sfirst, &smore) && smore)
-			{
-				if (!jscan_key(js, key))
-					return false;
-				if (strcmp(key->data, "column_count") == 0)
-				{
-					v = 0;
-					if (!sqlapi_read_int(js, tmp, &v))
-						return false;
-					if (v < 0 || v > MaxAttrNumber)
-					{
-						js->err = "invalid column_count";
-						return false;
-					}
-					r->column_count = (int) v;
-				}
-				else if (strcmp(key->data, "columns") == 0)
-				{
-					if (!jscan_peek_kind(js, &kind))
-						return false;
-					if (kind == JS_NULL)
-					{
-						if (!jscan_skip(js))
-							return false;
-					}
-					else if (!sqlapi_parse_columns(js, key, tmp, &r->columns))
-						return false;
-				}
-				else if (!jscan_skip(js))
-					return false;
-			}
-			if (js->err)
-				return false;
-		}
-		else if (strcmp(key->data, "total_row_count") == 0)
-		{
-			if (!sqlapi_read_int(js, tmp, &r->total_row_count))
-				return false;
-		}
-		else if (strcmp(key->data, "total_chunk_count") == 0)
-		{
-			v = 0;
-			if (!sqlapi_read_int(js, tmp, &v))
-				return false;
-			if (v < 0 || v > INT_MAX)
-			{
-				js->err = "invalid total_chunk_count";
-				return false;
-			}
-			r->total_chunk_count = (int) v;
-		}
-		else if (strcmp(key->data, "truncated") == 0)
-		{
-			if (!sqlapi_read_bool(js, tmp, &r->truncated))
-				return false;
-		}
-		else if (strcmp(key->data, "format") == 0)
-		{
-			if (!sqlapi_read_text(js, tmp, &r->format))
-				return false;
-		}
-		else if (!jscan_skip(js))
-			return false;
-	}
-	return js->err == NULL;
-}
-
-static bool
-sqlapi_parse_status(JScan *js, StringInfo key, StringInfo tmp, StatementResponse *r)
-{
-	bool		first = true;
-	bool		more;
-
-	if (!jscan_begin(js, '{'))
-		return false;
-	while (jscan_next(js, '}', &first, &more) && more)
-	{
-		if (!jscan_key(js, key))
-			return false;
-		if (strcmp(key->data, "state") == 0)
-		{
-			if (!sqlapi_read_text(js, tmp, &r->state))
-				return false;
-		}
-		else if (strcmp(key->data, "error") == 0)
-		{
-			bool		efirst = true;
-			bool		emore;
-			JScanKind	kind;
-
-			if (!jscan_peek_kind(js, &kind))
-				return false;
-			if (kind == JS_NULL)
-			{
-				if (!jscan_skip(js))
-					return false;
-				continue;
-			}
-			if (!jscan_begin(js, '{'))
-				return false;
-			while (jscan_next(js, '}', &efirst, &emore) && emore)
-			{
-				if (!jscan_key(js, key))
-					return false;
-				if (strcmp(key->data, "error_code") == 0)
-				{
-					if (!sqlapi_read_text(js, tmp, &r->error_code))
-						return false;
-				}
-				else if (strcmp(key->data, "message") == 0)
-				{
-					if (!sqlapi_read_text(js, tmp, &r->error_message))
-						return false;
-				}
-				else if (!jscan_skip(js))
-					return false;
-			}
-			if (js->err)
-				return false;
-		}
-		else if (!jscan_skip(js))
-			return false;
-	}
-	return js->err == NULL;
-}
-
-/*
- * Parse a StatementResponse, a refused request's {error_code, message}, or
- * (top_is_result) a chunk's ResultData.  Returns NULL with *err set when
- * the body is not what the API sends.
- */
-static StatementResponse *
-sqlapi_parse(const char *body, size_t len, bool top_is_result, const char **err)
-{
-	StatementResponse *r = palloc0(sizeof(StatementResponse));
-	StringInfoData key;
-	StringInfoData tmp;
-	JScan		js;
-	bool		first = true;
-	bool		more;
-
-	r->result.next_chunk_index = -1;
-	r->total_row_count = -1;	/* not stated */
-	if (!pg_verify_mbstr(PG_UTF8, body, len, true))
-	{
-		*err = "the response is not valid UTF-8";
-		return NULL;
-	}
-	initStringInfo(&key);
-	initStringInfo(&tmp);
-	jscan_init(&js, body, len);
-	if (top_is_result)
-	{
-		if (!sqlapi_parse_result(&js, &key, &tmp, &r->result))
-			goto fail;
-	}
-	else
-	{
-		if (!jscan_begin(&js, '{'))
-			goto fail;
-		while (jscan_next(&js, '}', &first, &more) && more)
-		{
-			if (!jscan_key(&js, &key))
-				goto fail;
-			if (strcmp(key.data, "statement_id") == 0)
-			{
-				if (!sqlapi_read_text(&js, &tmp, &r->statement_id))
-					goto fail;
-			}
-			else if (strcmp(key.data, "status") == 0)
-			{
-				if (!sqlapi_parse_status(&js, &key, &tmp, r))
-					goto fail;
-			}
-			else if (strcmp(key.data, "manifest") == 0)
-			{
-				if (!sqlapi_parse_manifest(&js, &key, &tmp, r))
-					goto fail;
-			}
-			else if (strcmp(key.data, "result") == 0)
-			{
-				if (!sqlapi_parse_result(&js, &key, &tmp, &r->result))
-					goto fail;
-			}
-			else if (strcmp(key.data, "error_code") == 0)
-			{
-				if (!sqlapi_read_text(&js, &tmp, &r->error_code))
-					goto fail;
-			}
-			else if (strcmp(key.data, "message") == 0)
-			{
-				if (!sqlapi_read_text(&js, &tmp, &r->message))
-					goto fail;
-			}
-			else if (!jscan_skip(&js))
-				goto fail;
-		}
-		if (js.err)
-			goto fail;
-	}
-	if (!jscan_at_end(&js))
-	{
-		js.err = "unexpected data after the JSON document";
-		goto fail;
-	}
-	return r;
-
-fail:
-	*err = js.err ? js.err : "malformed JSON";
-	return NULL;
-}
-
 /* ---------------------------------------------------------------- errors */
 
 static int
@@ -787,7 +194,7 @@ sqlapi_hint_for_class(const char *message)
 }
 
 static void
-sqlapi_report_failed(ZbSqlConn *conn, const char *sql, StatementResponse *r)
+sqlapi_report_failed(ZbSession *conn, const char *sql, StatementResponse *r)
 {
 	char	   *code = sqlapi_remote_text(r->error_code ? r->error_code : "UNKNOWN");
 	char	   *msg = sqlapi_remote_text(r->error_message ? r->error_message
@@ -797,17 +204,18 @@ sqlapi_report_failed(ZbSqlConn *conn, const char *sql, StatementResponse *r)
 	ereport(ERROR,
 			(errcode(sqlapi_errcode_for_class(msg)),
 			 errmsg("remote statement failed: %s", sqlapi_first_line(msg)),
-			 errdetail("Databricks error_code %s: %s", code, msg),
+			 errdetail_internal("Databricks error_code %s: %s", code, msg),
 			 hint ? errhint("%s", hint) : 0,
 			 sql ? errcontext("remote SQL: %s", sql) : 0));
 }
 
 /* A refused request (HTTP status other than 200). */
-static void
-sqlapi_report_http(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbHttpResponse *resp)
+void
+zb_sql_report_http(ZbSession *conn, SqlReq kind, const char *sql, ZbHttpResponse *resp)
 {
+	const ZbServerConfig *cfg = zb_session_config(conn);
 	const char *perr = NULL;
-	StatementResponse *r = sqlapi_parse(resp->body, resp->body_len, false, &perr);
+	StatementResponse *r = zb_sql_parse_response(resp->body, resp->body_len, false, &perr);
 	char	   *code = r && r->error_code ? sqlapi_remote_text(r->error_code) : NULL;
 	char	   *msg = r && r->message ? sqlapi_remote_text(r->message) : NULL;
 	const char *what;
@@ -844,7 +252,7 @@ sqlapi_report_http(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbHttpResponse
 	{
 		sqlstate = ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE;
 		hint = psprintf("Check the server option \"warehouse_id\" (now \"%s\").",
-						conn->cfg->warehouse_id);
+						cfg->warehouse_id);
 	}
 	else if (resp->status == 429 || resp->status >= 500)
 	{
@@ -859,7 +267,7 @@ sqlapi_report_http(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbHttpResponse
 				(errcode(sqlstate),
 				 errmsg("Databricks SQL API refused %s: %s", what,
 						msg ? sqlapi_first_line(msg) : code),
-				 errdetail("HTTP %ld, error_code %s: %s", resp->status,
+				 errdetail_internal("HTTP %ld, error_code %s: %s", resp->status,
 						   code ? code : "(none)", msg ? msg : "(no message)"),
 				 hint ? errhint("%s", hint) : 0,
 				 sql ? errcontext("remote SQL: %s", sql) : 0));
@@ -872,13 +280,13 @@ sqlapi_report_http(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbHttpResponse
 			 sql ? errcontext("remote SQL: %s", sql) : 0));
 }
 
-static void
-sqlapi_report_malformed(const char *sql, const char *what, const char *perr)
+void
+zb_sql_report_malformed(const char *sql, const char *what, const char *perr)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_REPLY_HANDLE),
 			 errmsg("invalid response from the Databricks SQL API while %s", what),
-			 errdetail("%s.", perr),
+			 errdetail_internal("%s", perr),
 			 sql ? errcontext("remote SQL: %s", sql) : 0));
 }
 
@@ -889,9 +297,9 @@ sqlapi_report_malformed(const char *sql, const char *what, const char *perr)
  * running, register the id for cancellation.  Runs with interrupts held.
  */
 static void
-sqlapi_note_submitted(ZbSqlConn *conn, ZbHttpResponse *resp, SqlSubmit *submit)
+sqlapi_note_submitted(ZbSession *conn, ZbHttpResponse *resp, SqlSubmit *submit)
 {
-	StatementResponse *r = sqlapi_parse(resp->body, resp->body_len, false, &submit->perr);
+	StatementResponse *r = zb_sql_parse_response(resp->body, resp->body_len, false, &submit->perr);
 
 	submit->r = r;
 	if (r && r->statement_id && !sqlapi_terminal(r->state))
@@ -915,18 +323,19 @@ sqlapi_note_submitted(ZbSqlConn *conn, ZbHttpResponse *resp, SqlSubmit *submit)
  * registers the statement id of a 200 answer before it services them.
  */
 static bool
-sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
-		   const char *body, long timeout_ms, List *extra_headers,
+sqlapi_try(ZbSession *conn, SqlReq kind, const char *method, const char *url,
+		   const char *body, long timeout_ms, TimestampTz deadline, List *extra_headers,
 		   ZbHttpResponse *resp, ZbError *err, ZbSqlStats *stats, SqlSubmit *submit)
 {
+	const ZbServerConfig *cfg = zb_session_config(conn);
 	bool		auth = (kind != REQ_EXTERNAL);
 	bool		refreshed = false;
 	long		backoff_ms = 250;
 	int			attempt;
 	char	   *origin = NULL;
 
-	if (kind == REQ_EXTERNAL && conn->cfg->ca_file)
-		origin = sqlapi_origin(conn->cfg->workspace_url);
+	if (kind == REQ_EXTERNAL && cfg->ca_file)
+		origin = sqlapi_origin(cfg->workspace_url);
 
 	for (attempt = 1;; attempt++)
 	{
@@ -940,7 +349,7 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 
 		if (auth)
 		{
-			const char *token = zb_oauth_token(&conn->cred, ZB_TOKEN_SQL, NULL, err);
+			const char *token = zb_session_token(conn, ZB_TOKEN_SQL, NULL, deadline, err);
 
 			if (token == NULL)
 				return false;
@@ -956,14 +365,13 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 				hdrs[nh++] = (const char *) lfirst(lc);
 		}
 
-		memset(&req, 0, sizeof(req));
+		zb_session_init_request(conn, &req);
 		req.method = method;
 		req.url = url;
 		/* a private CA is for the workspace; cloud storage has public ones */
-		req.ca_file = (kind != REQ_EXTERNAL ||
-					   (origin && strcmp(sqlapi_origin(url), origin) == 0))
-			? conn->cfg->ca_file : NULL;
-		req.connect_timeout_ms = conn->cfg->connect_timeout_ms;
+		if (kind == REQ_EXTERNAL && (origin == NULL || strcmp(sqlapi_origin(url), origin) != 0))
+			req.ca_file = NULL;
+		req.connect_timeout_ms = Min(req.connect_timeout_ms, timeout_ms);
 		req.timeout_ms = timeout_ms;
 		req.headers = hdrs;
 		req.nheaders = nh;
@@ -971,7 +379,6 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 		req.body_len = body ? strlen(body) : 0;
 		req.max_response_bytes = kind == REQ_EXTERNAL ? SQLAPI_MAX_EXTERNAL_CHUNK
 			: SQLAPI_MAX_RESPONSE;
-		req.wait_event_info = PG_WAIT_EXTENSION;
 
 		if (submit)
 		{
@@ -1001,7 +408,7 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 						 errmsg("the remote statement may still run on the warehouse"),
 						 errdetail("The query was interrupted while its statement was being submitted, and the statement id did not arrive within %d ms, so the statement could not be cancelled.",
 								   SQLAPI_SUBMIT_GRACE_MS),
-						 conn->cfg->wait_timeout_s > 0
+						 cfg->wait_timeout_s > 0
 						 ? errhint("With the server option wait_timeout above 0s the submit waits for the statement; with '0s' it answers at once.")
 						 : 0));
 			RESUME_INTERRUPTS();
@@ -1030,7 +437,7 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 		else if (resp->status == 401 && auth && !refreshed)
 		{
 			/* an expired or revoked token: fetch a new one, once */
-			zb_oauth_invalidate(&conn->cred, ZB_TOKEN_SQL, NULL);
+			zb_session_token_refused(conn, ZB_TOKEN_SQL, NULL);
 			refreshed = true;
 			continue;
 		}
@@ -1051,8 +458,10 @@ sqlapi_try(ZbSqlConn *conn, SqlReq kind, const char *method, const char *url,
 
 /* Turn a token or transport failure into an ERROR. */
 static void
-sqlapi_report_error(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbError *err)
+sqlapi_report_error(ZbSession *conn, SqlReq kind, const char *sql, ZbError *err)
 {
+	const ZbServerConfig *cfg = zb_session_config(conn);
+
 	if (kind == REQ_EXTERNAL)
 	{
 		/* the URL is a credential: name the failure, not the link */
@@ -1070,8 +479,8 @@ sqlapi_report_error(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbError *err)
 									 strstr(err->message, "token endpoint")))
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-				 errmsg("could not get an OAuth token for server \"%s\"", conn->cfg->servername),
-				 errdetail("%s", err->message),
+				 errmsg("could not get an OAuth token for server \"%s\"", cfg->servername),
+				 errdetail_internal("%s", err->message),
 				 err->kind == ZB_ERR_AUTH
 				 ? errhint("Check client_id and client_secret in the user mapping.") : 0));
 	ereport(ERROR,
@@ -1079,8 +488,8 @@ sqlapi_report_error(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbError *err)
 					 : err->kind == ZB_ERR_PROTOCOL ? ERRCODE_FDW_REPLY_HANDLE
 					 : ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 			 errmsg("could not reach the Databricks SQL API of server \"%s\"",
-					conn->cfg->servername),
-			 errdetail("%s", err->message),
+					cfg->servername),
+			 errdetail_internal("%s", err->message),
 			 err->kind == ZB_ERR_TLS
 			 ? errhint("Check the server option ca_file, or the workspace_url host name.")
 			 : err->kind == ZB_ERR_CONFIG
@@ -1089,15 +498,15 @@ sqlapi_report_error(ZbSqlConn *conn, SqlReq kind, const char *sql, ZbError *err)
 			 sql ? errcontext("remote SQL: %s", sql) : 0));
 }
 
-static void
-sqlapi_request(ZbSqlConn *conn, SqlReq kind, const char *sql, const char *method,
+void
+zb_sql_request(ZbSession *conn, SqlReq kind, const char *sql, const char *method,
 			   const char *url, const char *body, List *extra_headers,
 			   ZbHttpResponse *resp, ZbSqlStats *stats)
 {
 	ZbError		err;
 
-	if (!sqlapi_try(conn, kind, method, url, body, conn->cfg->request_timeout_ms,
-					extra_headers, resp, &err, stats, NULL))
+	if (!sqlapi_try(conn, kind, method, url, body, zb_session_config(conn)->request_timeout_ms,
+					0, extra_headers, resp, &err, stats, NULL))
 		sqlapi_report_error(conn, kind, sql, &err);
 }
 
@@ -1114,47 +523,19 @@ sqlapi_register_callbacks(void)
 	}
 }
 
-static char *
-sqlapi_strdup_in(MemoryContext cxt, const char *s)
-{
-	return s ? MemoryContextStrdup(cxt, s) : NULL;
-}
-
 static InFlight *
-sqlapi_register(ZbSqlConn *conn, const char *id)
+sqlapi_register(ZbSession *conn, const char *id)
 {
 	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "zerobus in-flight statement",
 											  ALLOCSET_SMALL_SIZES);
 	InFlight   *f = MemoryContextAllocZero(cxt, sizeof(InFlight));
-	ZbServerConfig *cfg = MemoryContextAllocZero(cxt, sizeof(ZbServerConfig));
 
 	sqlapi_register_callbacks();
 	f->cxt = cxt;
 	strlcpy(f->id, id, sizeof(f->id));
 	f->nest_level = GetCurrentTransactionNestLevel();
-	memcpy(cfg, conn->cfg, sizeof(ZbServerConfig));
-	cfg->servername = sqlapi_strdup_in(cxt, conn->cfg->servername);
-	cfg->workspace_url = sqlapi_strdup_in(cxt, conn->cfg->workspace_url);
-	cfg->warehouse_id = sqlapi_strdup_in(cxt, conn->cfg->warehouse_id);
-	cfg->ca_file = sqlapi_strdup_in(cxt, conn->cfg->ca_file);
-	cfg->zerobus_endpoint = NULL;
-	cfg->workspace_id = sqlapi_strdup_in(cxt, conn->cfg->workspace_id);
-	cfg->catalog = NULL;
-	cfg->schema = NULL;
-	cfg->client_id = sqlapi_strdup_in(cxt, conn->cfg->client_id);
-	cfg->client_secret = sqlapi_strdup_in(cxt, conn->cfg->client_secret);
-	f->conn.cfg = cfg;
-	f->conn.cred = conn->cred;
-	f->conn.cred.workspace_url = cfg->workspace_url;
-	f->conn.cred.workspace_id = cfg->workspace_id;
-	f->conn.cred.client_id = cfg->client_id;
-	f->conn.cred.client_secret = cfg->client_secret;
-	f->conn.cred.ca_file = cfg->ca_file;
-	/* a cancel (possibly during abort) must not wait long on anything */
-	cfg->connect_timeout_ms = Min(cfg->connect_timeout_ms, SQLAPI_CANCEL_BUDGET_MS);
-	cfg->request_timeout_ms = Min(cfg->request_timeout_ms, SQLAPI_CANCEL_BUDGET_MS);
-	f->conn.cred.connect_timeout_ms = cfg->connect_timeout_ms;
-	f->conn.cred.request_timeout_ms = cfg->request_timeout_ms;
+	f->session = conn;
+	zb_session_hold(conn, cxt);
 	f->next = inflight;
 	inflight = f;
 	return f;
@@ -1170,8 +551,6 @@ sqlapi_unregister(InFlight *f)
 		if (*p == f)
 		{
 			*p = f->next;
-			if (f->conn.cfg->client_secret)
-				memset(f->conn.cfg->client_secret, 0, strlen(f->conn.cfg->client_secret));
 			MemoryContextDelete(f->cxt);
 			return;
 		}
@@ -1186,20 +565,19 @@ sqlapi_unregister(InFlight *f)
  * false if the cancel could not be confirmed.
  */
 static bool
-sqlapi_cancel(ZbSqlConn *live, const char *id, TimestampTz deadline)
+sqlapi_cancel(ZbSession *conn, const char *id, TimestampTz deadline)
 {
-	ZbSqlConn	conn = *live;
-	char	   *base = psprintf("%s%s/%s", conn.cfg->workspace_url, STATEMENTS_PATH, id);
+	char	   *base = psprintf("%s%s/%s", zb_session_config(conn)->workspace_url,
+								STATEMENTS_PATH, id);
 	char	   *url = psprintf("%s/cancel", base);
 	ZbHttpResponse resp;
 	ZbError		err;
 	long		sleep_ms = 20;
 
-	conn.cred.deadline = deadline;
 	if (zb_ms_until(deadline) == 0)
 		zb_error_set(&err, ZB_ERR_TIMEOUT, false, "no time was left to send the cancel");
-	else if (sqlapi_try(&conn, REQ_CANCEL, "POST", url, "{}", zb_ms_until(deadline), NIL,
-						&resp, &err, NULL, NULL))
+	else if (sqlapi_try(conn, REQ_CANCEL, "POST", url, "{}", zb_ms_until(deadline), deadline,
+						NIL, &resp, &err, NULL, NULL))
 	{
 		if (resp.status != 200)
 			zb_error_set(&err, ZB_ERR_HTTP, false, "HTTP %ld", resp.status);
@@ -1218,12 +596,12 @@ sqlapi_cancel(ZbSqlConn *live, const char *id, TimestampTz deadline)
 		const char *perr;
 		StatementResponse *r;
 
-		if (!sqlapi_try(&conn, REQ_CANCEL, "GET", base, NULL, zb_ms_until(deadline) + 1, NIL,
-						&resp, &err, NULL, NULL))
+		if (!sqlapi_try(conn, REQ_CANCEL, "GET", base, NULL, zb_ms_until(deadline) + 1,
+						deadline, NIL, &resp, &err, NULL, NULL))
 			break;
 		if (resp.status != 200)
 			break;
-		r = sqlapi_parse(resp.body, resp.body_len, false, &perr);
+		r = zb_sql_parse_response(resp.body, resp.body_len, false, &perr);
 		if (r == NULL || sqlapi_terminal(r->state))
 			return true;
 		sqlapi_sleep(Min(sleep_ms, zb_ms_until(deadline)));
@@ -1260,7 +638,7 @@ sqlapi_cancel_inflight(int level)
 			continue;
 		PG_TRY();
 		{
-			(void) sqlapi_cancel(&f->conn, f->id, deadline);
+			(void) sqlapi_cancel(f->session, f->id, deadline);
 		}
 		PG_CATCH();
 		{
@@ -1303,41 +681,39 @@ sqlapi_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 
 /* ---------------------------------------------------------------- connect */
 
-ZbSqlConn *
+/*
+ * The session statements of 'userid' on a server run in (held until the
+ * current memory context goes), with the options the SQL API needs.
+ */
+ZbSession *
 zb_sql_connect(Oid serverid, Oid userid)
 {
-	ZbSqlConn  *conn = palloc0(sizeof(ZbSqlConn));
+	ZbSession  *conn = zb_session_get(serverid, userid);
 
-	conn->cfg = zb_server_config(serverid, userid, true);
-	zb_credentials(conn->cfg, &conn->cred);
-	if (conn->cfg->warehouse_id == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
-				 errmsg("server \"%s\" has no warehouse_id", conn->cfg->servername),
-				 errhint("ALTER SERVER %s OPTIONS (ADD warehouse_id '…'); the id is in the SQL warehouse's connection details.",
-						 quote_identifier(conn->cfg->servername))));
+	zb_session_require(conn, ZB_NEED_SQL);
 	return conn;
 }
 
 /* ---------------------------------------------------------------- execute */
 
 static char *
-sqlapi_submit_body(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *params,
+sqlapi_submit_body(ZbSession *conn, const char *sql, int nparams, const ZbSqlParam *params,
 				   bool external_links)
 {
+	const ZbServerConfig *cfg = zb_session_config(conn);
 	StringInfoData b;
 	int			i;
 
 	initStringInfo(&b);
 	appendStringInfoChar(&b, '{');
 	sqlapi_append_json(&b, "statement", sql);
-	sqlapi_append_json(&b, "warehouse_id", conn->cfg->warehouse_id);
-	if (conn->cfg->catalog)
-		sqlapi_append_json(&b, "catalog", conn->cfg->catalog);
-	if (conn->cfg->schema)
-		sqlapi_append_json(&b, "schema", conn->cfg->schema);
+	sqlapi_append_json(&b, "warehouse_id", cfg->warehouse_id);
+	if (cfg->catalog)
+		sqlapi_append_json(&b, "catalog", cfg->catalog);
+	if (cfg->schema)
+		sqlapi_append_json(&b, "schema", cfg->schema);
 	appendStringInfo(&b, ",\"wait_timeout\":\"%lds\",\"on_wait_timeout\":\"CONTINUE\"",
-					 conn->cfg->wait_timeout_s);
+					 cfg->wait_timeout_s);
 	appendStringInfo(&b, ",\"disposition\":\"%s\",\"format\":\"JSON_ARRAY\"",
 					 external_links ? "EXTERNAL_LINKS" : "INLINE");
 	if (nparams > 0)
@@ -1360,129 +736,16 @@ sqlapi_submit_body(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlPar
 	return b.data;
 }
 
-/* Set up reading rows from body[start..end) (a data_array or a bare array). */
-static void
-sqlapi_start_rows(ZbSqlStatement *st, size_t start, size_t end)
-{
-	jscan_init(&st->rows, st->body, end);
-	st->rows.pos = start;
-	st->rows_start = start;
-	if (!jscan_begin(&st->rows, '['))
-		sqlapi_report_malformed(st->sql, "reading a result chunk", st->rows.err);
-	st->rows_first = true;
-	st->in_rows = true;
-}
-
-/*
- * Load a chunk's rows from a ResultData: inline data, or the external link
- * (fetched now).  The ResultData and the body live in chunk_cxt.
- */
-static void sqlapi_fetch_chunk(ZbSqlStatement *st, int n, const char *link, bool refreshing);
-
-static void
-sqlapi_refetch_link(ZbSqlStatement *st, int n)
-{
-	sqlapi_fetch_chunk(st, n, NULL, true);
-}
-
-static void
-sqlapi_load_result(ZbSqlStatement *st, ResultData *rd, bool refreshing)
-{
-	st->chunk_index = rd->chunk_index;
-	st->next_chunk = rd->next_chunk_index;
-	st->next_link = rd->next_link;
-	st->in_rows = false;
-
-	if (st->external)
-	{
-		ZbHttpResponse resp;
-		const char *perr;
-
-		if (rd->ext_url == NULL)
-		{
-			if (st->total_chunks == 0)
-				return;
-			sqlapi_report_malformed(st->sql, "reading a result chunk",
-									"an EXTERNAL_LINKS result without a link");
-		}
-		sqlapi_request(st->conn, REQ_EXTERNAL, st->sql, "GET", rd->ext_url, NULL,
-					   rd->ext_headers, &resp, &st->stats);
-		if ((resp.status == 403 || resp.status == 404 || resp.status == 410) && !refreshing)
-		{
-			/* an expired pre-signed link: ask for a fresh one, once */
-			sqlapi_refetch_link(st, rd->chunk_index);
-			return;
-		}
-		if (resp.status != 200)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-					 errmsg("could not fetch result chunk %d from cloud storage: HTTP %ld",
-							rd->chunk_index, resp.status),
-					 resp.status == 403 ? errhint("The pre-signed link may have expired (links live about 15 minutes); run the query again.") : 0,
-					 errcontext("remote SQL: %s", st->sql)));
-		if (!pg_verify_mbstr(PG_UTF8, resp.body, resp.body_len, true))
-		{
-			perr = "the chunk is not valid UTF-8";
-			sqlapi_report_malformed(st->sql, "reading a result chunk", perr);
-		}
-		st->body = resp.body;
-		st->body_len = resp.body_len;
-		sqlapi_start_rows(st, 0, resp.body_len);
-	}
-	else
-	{
-		if (!rd->has_data)
-			return;
-		sqlapi_start_rows(st, rd->data_start, rd->data_end);
-	}
-	st->stats.chunks++;
-}
-
-/* Fetch chunk n (through its internal link if we have one). */
-static void
-sqlapi_fetch_chunk(ZbSqlStatement *st, int n, const char *link, bool refreshing)
-{
-	MemoryContext old;
-	ZbHttpResponse resp;
-	StatementResponse *r;
-	const char *perr = NULL;
-	char	   *url;
-
-	MemoryContextReset(st->chunk_cxt);
-	st->body = NULL;
-	st->in_rows = false;
-	old = MemoryContextSwitchTo(st->chunk_cxt);
-	/* internal links are paths on the workspace: never another host */
-	if (link && link[0] == '/' && strncmp(link, STATEMENTS_PATH "/", strlen(STATEMENTS_PATH) + 1) == 0)
-		url = psprintf("%s%s", st->conn->cfg->workspace_url, link);
-	else
-		url = psprintf("%s%s/%s/result/chunks/%d", st->conn->cfg->workspace_url,
-					   STATEMENTS_PATH, st->id, n);
-	sqlapi_request(st->conn, REQ_CHUNK, st->sql, "GET", url, NULL, NIL, &resp, &st->stats);
-	if (resp.status != 200)
-		sqlapi_report_http(st->conn, REQ_CHUNK, st->sql, &resp);
-	r = sqlapi_parse(resp.body, resp.body_len, true, &perr);
-	if (r == NULL)
-		sqlapi_report_malformed(st->sql, "reading a result chunk", perr);
-	if (r->result.chunk_index != n)
-		sqlapi_report_malformed(st->sql, "reading a result chunk",
-								psprintf("asked for chunk %d, got chunk %d", n,
-										 r->result.chunk_index));
-	st->body = resp.body;
-	st->body_len = resp.body_len;
-	sqlapi_load_result(st, &r->result, refreshing);
-	MemoryContextSwitchTo(old);
-}
-
 /*
  * Run a statement to completion and position at its first row.  FAILED and
  * CANCELED statements, refused requests and unreachable services raise an
  * ERROR.  The statement's memory is a child of the current context.
  */
 ZbSqlStatement *
-zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *params,
+zb_sql_execute(ZbSession *conn, const char *sql, int nparams, const ZbSqlParam *params,
 			   bool external_links)
 {
+	const ZbServerConfig *cfg = zb_session_config(conn);
 	ZbSqlStatement *st;
 	MemoryContext cxt;
 	MemoryContext old;
@@ -1514,9 +777,9 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 
 	old = MemoryContextSwitchTo(st->chunk_cxt);
 	body = sqlapi_submit_body(conn, sql, nparams, params, external_links);
-	if (conn->cfg->statement_timeout_ms > 0)
+	if (cfg->statement_timeout_ms > 0)
 		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-											   conn->cfg->statement_timeout_ms);
+											   cfg->statement_timeout_ms);
 
 	/*
 	 * The submit: its exchange runs with interrupts held and registers the
@@ -1526,9 +789,9 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 	memset(&submit, 0, sizeof(submit));
 	memset(&resp, 0, sizeof(resp));
 	if (!sqlapi_try(conn, REQ_SUBMIT, "POST",
-					psprintf("%s%s", conn->cfg->workspace_url, STATEMENTS_PATH),
-					body, conn->cfg->request_timeout_ms + conn->cfg->wait_timeout_s * 1000L,
-					NIL, &resp, &err, &st->stats, &submit))
+					psprintf("%s%s", cfg->workspace_url, STATEMENTS_PATH),
+					body, cfg->request_timeout_ms + cfg->wait_timeout_s * 1000L,
+					0, NIL, &resp, &err, &st->stats, &submit))
 	{
 		if (resp.interrupted)
 			ereport(ERROR,
@@ -1542,11 +805,11 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 	perr = submit.perr;
 
 	if (resp.status != 200)
-		sqlapi_report_http(conn, REQ_SUBMIT, sql, &resp);
+		zb_sql_report_http(conn, REQ_SUBMIT, sql, &resp);
 	if (r == NULL || perr)
-		sqlapi_report_malformed(sql, "submitting the statement", perr ? perr : "no statement");
+		zb_sql_report_malformed(sql, "submitting the statement", perr ? perr : "no statement");
 	if (r->statement_id == NULL)
-		sqlapi_report_malformed(sql, "submitting the statement", "no statement_id");
+		zb_sql_report_malformed(sql, "submitting the statement", "no statement_id");
 	st->id = MemoryContextStrdup(cxt, r->statement_id);
 
 	/* poll while PENDING or RUNNING */
@@ -1565,7 +828,7 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 			ereport(ERROR,
 					(errcode(ERRCODE_QUERY_CANCELED),
 					 errmsg("remote statement cancelled after the server's statement_timeout of %ld ms",
-							conn->cfg->statement_timeout_ms),
+							cfg->statement_timeout_ms),
 					 errcontext("remote SQL: %s", sql)));
 		}
 		sqlapi_sleep(deadline ? Min(sleep_ms, zb_ms_until(deadline)) : sleep_ms);
@@ -1574,13 +837,13 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(st->chunk_cxt);
 		MemoryContextSwitchTo(st->chunk_cxt);
-		poll_url = psprintf("%s%s/%s", conn->cfg->workspace_url, STATEMENTS_PATH, st->id);
-		sqlapi_request(conn, REQ_POLL, sql, "GET", poll_url, NULL, NIL, &resp, &st->stats);
+		poll_url = psprintf("%s%s/%s", cfg->workspace_url, STATEMENTS_PATH, st->id);
+		zb_sql_request(conn, REQ_POLL, sql, "GET", poll_url, NULL, NIL, &resp, &st->stats);
 		if (resp.status != 200)
-			sqlapi_report_http(conn, REQ_POLL, sql, &resp);
-		r = sqlapi_parse(resp.body, resp.body_len, false, &perr);
+			zb_sql_report_http(conn, REQ_POLL, sql, &resp);
+		r = zb_sql_parse_response(resp.body, resp.body_len, false, &perr);
 		if (r == NULL)
-			sqlapi_report_malformed(sql, "polling the statement", perr);
+			zb_sql_report_malformed(sql, "polling the statement", perr);
 	}
 	if (f)
 	{
@@ -1602,12 +865,12 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 
 	/* the manifest: columns and chunk counts, kept for the statement's life */
 	if (!r->has_manifest)
-		sqlapi_report_malformed(sql, "reading the result", "a SUCCEEDED statement without a manifest");
+		zb_sql_report_malformed(sql, "reading the result", "a SUCCEEDED statement without a manifest");
 	if (r->format && strcmp(r->format, "JSON_ARRAY") != 0)
-		sqlapi_report_malformed(sql, "reading the result",
+		zb_sql_report_malformed(sql, "reading the result",
 								psprintf("unexpected result format \"%s\"", r->format));
 	if (list_length(r->columns) != r->column_count)
-		sqlapi_report_malformed(sql, "reading the result",
+		zb_sql_report_malformed(sql, "reading the result",
 								psprintf("column_count is %d but %d columns are described",
 										 r->column_count, list_length(r->columns)));
 	st->ncols = r->column_count;
@@ -1633,187 +896,9 @@ zb_sql_execute(ZbSqlConn *conn, const char *sql, int nparams, const ZbSqlParam *
 	st->body = resp.body;
 	st->body_len = resp.body_len;
 	if (r->result.present && st->total_chunks > 0)
-		sqlapi_load_result(st, &r->result, false);
+		zb_sql_load_result(st, &r->result, false);
 	else if (st->total_chunks > 0)
 		st->next_chunk = 0;
 	MemoryContextSwitchTo(old);
 	return st;
-}
-
-int
-zb_sql_ncolumns(ZbSqlStatement *st)
-{
-	return st->ncols;
-}
-
-const ZbSqlColumn *
-zb_sql_column(ZbSqlStatement *st, int i)
-{
-	Assert(i >= 0 && i < st->ncols);
-	return &st->cols[i];
-}
-
-int64
-zb_sql_total_rows(ZbSqlStatement *st)
-{
-	return st->total_rows;
-}
-
-const char *
-zb_sql_statement_id(ZbSqlStatement *st)
-{
-	return st->id;
-}
-
-const ZbSqlStats *
-zb_sql_stats(ZbSqlStatement *st)
-{
-	return &st->stats;
-}
-
-/* Parse the next row of the current chunk into st->rowbuf. */
-static bool
-sqlapi_parse_row(ZbSqlStatement *st, char **values)
-{
-	JScan	   *js = &st->rows;
-	bool		first = true;
-	bool		more;
-	int			n = 0;
-	int			i;
-
-	resetStringInfo(&st->rowbuf);
-	if (!jscan_begin(js, '['))
-		return false;
-	while (jscan_next(js, ']', &first, &more) && more)
-	{
-		JScanKind	kind;
-		int			start = st->rowbuf.len;
-
-		if (n >= st->ncols)
-		{
-			js->err = "a row has more values than the result has columns";
-			return false;
-		}
-		if (!jscan_scalar(js, &st->rowbuf, &kind))
-			return false;
-		if (kind == JS_NULL)
-			st->offsets[n] = -1;
-		else
-		{
-			appendStringInfoChar(&st->rowbuf, '\0');
-			st->offsets[n] = start;
-		}
-		n++;
-	}
-	if (js->err)
-		return false;
-	if (n != st->ncols)
-	{
-		js->err = "a row has fewer values than the result has columns";
-		return false;
-	}
-	for (i = 0; i < n; i++)
-	{
-		if (st->offsets[i] < 0)
-			values[i] = NULL;
-		else if (st->convert)
-			values[i] = pg_any_to_server(st->rowbuf.data + st->offsets[i],
-										 strlen(st->rowbuf.data + st->offsets[i]), PG_UTF8);
-		else
-			values[i] = st->rowbuf.data + st->offsets[i];
-	}
-	return true;
-}
-
-/*
- * The result ended: it must have ended where the manifest said it would.  A
- * chunk whose link to the next one was lost would otherwise end the scan
- * early and silently return part of the rows.
- */
-static void
-sqlapi_check_complete(ZbSqlStatement *st)
-{
-	if (st->total_chunks > 0 && st->chunk_index != st->total_chunks - 1)
-		sqlapi_report_malformed(st->sql, "reading the result",
-								psprintf("the result ended after chunk %d, but the manifest announced %d chunks",
-										 st->chunk_index, st->total_chunks));
-	if (st->total_rows >= 0 && st->rows_read != st->total_rows)
-		sqlapi_report_malformed(st->sql, "reading the result",
-								psprintf("the result ended after " INT64_FORMAT " rows, but the manifest announced " INT64_FORMAT,
-										 st->rows_read, st->total_rows));
-}
-
-/*
- * The next row: values[i] points at column i's text (NULL for SQL NULL),
- * valid until the next call.  Returns false after the last row.
- */
-bool
-zb_sql_next_row(ZbSqlStatement *st, char **values)
-{
-	for (;;)
-	{
-		if (st->in_rows)
-		{
-			bool		more;
-
-			if (!jscan_next(&st->rows, ']', &st->rows_first, &more))
-				sqlapi_report_malformed(st->sql, "reading a result chunk", st->rows.err);
-			if (more)
-			{
-				if (!sqlapi_parse_row(st, values))
-					sqlapi_report_malformed(st->sql,
-											psprintf("reading row %lld of the result",
-													 (long long) st->stats.rows + 1),
-											st->rows.err);
-				st->stats.rows++;
-				st->rows_read++;
-				return true;
-			}
-			st->in_rows = false;
-		}
-		if (st->next_chunk < 0)
-		{
-			sqlapi_check_complete(st);
-			return false;
-		}
-		if (st->next_chunk >= st->total_chunks)
-			sqlapi_report_malformed(st->sql, "reading a result chunk",
-									psprintf("chunk %d points to chunk %d, but the result has %d chunks",
-											 st->chunk_index, st->next_chunk, st->total_chunks));
-		CHECK_FOR_INTERRUPTS();
-		sqlapi_fetch_chunk(st, st->next_chunk, st->next_link, false);
-	}
-}
-
-/* Read the result again from its first row (a rescan with the same parameters). */
-void
-zb_sql_rewind(ZbSqlStatement *st)
-{
-	if (st->total_chunks == 0)
-		return;
-	st->rows_read = 0;
-	if (st->chunk_index == 0 && st->body != NULL && !st->external)
-	{
-		/* still holding chunk 0: no need to fetch it again */
-		JScan		js = st->rows;
-
-		jscan_init(&st->rows, st->body, js.end);
-		st->rows.pos = st->rows_start;
-		if (!jscan_begin(&st->rows, '['))
-			sqlapi_report_malformed(st->sql, "reading a result chunk", st->rows.err);
-		st->rows_first = true;
-		st->in_rows = true;
-		st->next_chunk = st->total_chunks > 1 ? 1 : -1;
-		st->next_link = NULL;
-		return;
-	}
-	st->in_rows = false;
-	st->next_chunk = 0;
-	st->next_link = NULL;
-}
-
-void
-zb_sql_release(ZbSqlStatement *st)
-{
-	MemoryContextDelete(st->cxt);
 }

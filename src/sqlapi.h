@@ -1,13 +1,14 @@
 /*-------------------------------------------------------------------------
  * sqlapi.h
- *	  Client of the Databricks SQL Statement Execution API (SPEC section 7):
- *	  submit, poll, stream result chunks, cancel.
+ *	  Client of the Databricks SQL Statement Execution API (docs/DESIGN.md,
+ *	  "The SQL Statement Execution API"): submit, poll, stream result chunks,
+ *	  cancel.
  *-------------------------------------------------------------------------
  */
 #ifndef ZB_SQLAPI_H
 #define ZB_SQLAPI_H
 
-#include "option.h"
+#include "session.h"
 
 /* A named statement parameter, referenced as :name in the SQL text. */
 typedef struct ZbSqlParam
@@ -25,13 +26,6 @@ typedef struct ZbSqlColumn
 	char	   *type_text;		/* DECIMAL(12,2), TIMESTAMP_NTZ, ARRAY<INT>, ... */
 } ZbSqlColumn;
 
-/* Where to run statements: a server plus the current user's mapping. */
-typedef struct ZbSqlConn
-{
-	ZbServerConfig *cfg;
-	ZbCredentials cred;
-} ZbSqlConn;
-
 /* What one statement cost, for EXPLAIN ANALYZE and tests. */
 typedef struct ZbSqlStats
 {
@@ -43,8 +37,8 @@ typedef struct ZbSqlStats
 
 typedef struct ZbSqlStatement ZbSqlStatement;
 
-extern ZbSqlConn *zb_sql_connect(Oid serverid, Oid userid);
-extern ZbSqlStatement *zb_sql_execute(ZbSqlConn *conn, const char *sql,
+extern ZbSession *zb_sql_connect(Oid serverid, Oid userid);
+extern ZbSqlStatement *zb_sql_execute(ZbSession *conn, const char *sql,
 									  int nparams, const ZbSqlParam *params,
 									  bool external_links);
 extern int	zb_sql_ncolumns(ZbSqlStatement *st);

@@ -61,6 +61,7 @@
 #include "option.h"
 #include "record.h"
 #include "runas.h"
+#include "session.h"
 #include "shmem.h"
 #include "stream.h"
 
@@ -300,8 +301,6 @@ static void
 stream_check_server(const char *server, Oid owner)
 {
 	Oid			serverid = zb_server_oid(server);
-	ZbServerConfig *cfg;
-	ZbCredentials cred;
 
 	zb_check_server_usage(serverid, server);
 	if (owner != GetUserId() && !zb_role_has_server_usage(owner, serverid))
@@ -312,9 +311,8 @@ stream_check_server(const char *server, Oid owner)
 				 errdetail("A stream's workers connect as the owner of its queue table."),
 				 errhint("GRANT USAGE ON FOREIGN SERVER %s TO %s;", quote_identifier(server),
 						 quote_identifier(GetUserNameFromId(owner, false)))));
-	cfg = zb_server_config(serverid, owner, true);
-	zb_require_endpoint(cfg);
-	zb_credentials(cfg, &cred);
+	/* the owner's session: its mapping and the options a stream needs */
+	zb_session_require(zb_session_get(serverid, owner), ZB_NEED_ZEROBUS);
 }
 
 static void
@@ -454,7 +452,7 @@ zb_stream_problem(const ZbStreamRow *row, AclMode need, bool need_server, Oid *o
 		return NULL;
 	server = GetForeignServerByName(row->server, true);
 	if (server == NULL)
-		return psprintf("server %s does not exist: SELECT zerobus.alter_stream('%s', server => '…');",
+		return psprintf("server %s does not exist: SELECT zerobus.alter_stream('%s', server => '<server>');",
 						quote_identifier(row->server), row->name);
 	if (!zb_role_has_server_usage(*owner, server->serverid))
 		return psprintf("role %s, the owner of the queue, has no USAGE on server %s: GRANT USAGE ON FOREIGN SERVER %s TO %s;",
@@ -464,7 +462,7 @@ zb_stream_problem(const ZbStreamRow *row, AclMode need, bool need_server, Oid *o
 							   ObjectIdGetDatum(server->serverid)) &&
 		!SearchSysCacheExists2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
 							   ObjectIdGetDatum(server->serverid)))
-		return psprintf("role %s, the owner of the queue, has no user mapping for server %s: CREATE USER MAPPING FOR %s SERVER %s OPTIONS (client_id '…', client_secret '…');",
+		return psprintf("role %s, the owner of the queue, has no user mapping for server %s: CREATE USER MAPPING FOR %s SERVER %s OPTIONS (client_id '<client id>', client_secret '<secret>');",
 						quote_identifier(rolename), quote_identifier(row->server),
 						quote_identifier(rolename), quote_identifier(row->server));
 	return NULL;

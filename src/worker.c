@@ -77,7 +77,7 @@
 #include "utils/wait_event.h"
 
 #include "compat.h"
-#include "oauth.h"
+#include "session.h"
 #include "option.h"
 #include "record.h"
 #include "runas.h"
@@ -871,8 +871,7 @@ typedef struct Worker
 	Oid			owner;			/* the queue's owner: queue work runs as this role */
 	char	   *problem;		/* why the queue cannot be worked on, or NULL */
 	ZbStreamRow row;
-	ZbServerConfig *server;
-	ZbCredentials cred;
+	ZbSession  *session;		/* the owner's on the stream's server, held by cfg_cxt */
 	ZbRecordSchema *schema;
 	bool		json;
 	SPIPlanPtr	plan;
@@ -925,11 +924,6 @@ typedef struct Worker
 
 static Worker W;
 
-/* Our server's or user mapping's options changed: reload before the next attempt. */
-static volatile bool options_changed = false;
-static uint32 server_hash;
-static uint32 mapping_hash;
-
 /*
  * A catalog row that can decide whether the queue may be worked on changed
  * (a role, a schema, a server, a user mapping, the queue table itself): a
@@ -937,14 +931,15 @@ static uint32 mapping_hash;
  */
 static volatile bool catalog_changed = false;
 
-static void
-worker_options_changed(Datum arg, int cacheid, uint32 hashvalue)
+/*
+ * Our session (server, user mapping) is stale: its options changed, so the
+ * stream is reopened with the new ones.  session.c's own syscache callbacks
+ * mark it; invalidations are processed at transaction start.
+ */
+static bool
+worker_session_stale(void)
 {
-	catalog_changed = true;
-	if (hashvalue == 0 ||
-		(cacheid == FOREIGNSERVEROID && hashvalue == server_hash) ||
-		(cacheid == USERMAPPINGOID && hashvalue == mapping_hash))
-		options_changed = true;
+	return W.session != NULL && !zb_session_is_current(W.session);
 }
 
 static void
@@ -1059,8 +1054,7 @@ worker_unload(void)
 	}
 	MemoryContextReset(W.cfg_cxt);
 	memset(&W.row, 0, sizeof(W.row));
-	memset(&W.cred, 0, sizeof(W.cred));
-	W.server = NULL;
+	W.session = NULL;			/* its hold went with cfg_cxt */
 	W.schema = NULL;
 	W.json = false;
 	W.paused = false;
@@ -1107,11 +1101,8 @@ worker_load(void)
 		result = LOAD_PROBLEM;
 	else
 	{
-		W.server = zb_server_config(zb_server_oid(W.row.server), W.owner, true);
-		server_hash = GetSysCacheHashValue1(FOREIGNSERVEROID, ObjectIdGetDatum(W.server->serverid));
-		mapping_hash = GetSysCacheHashValue1(USERMAPPINGOID, ObjectIdGetDatum(W.server->umid));
-		zb_require_endpoint(W.server);
-		zb_credentials(W.server, &W.cred);
+		W.session = zb_session_get(zb_server_oid(W.row.server), W.owner);
+		zb_session_require(W.session, ZB_NEED_ZEROBUS);
 		W.json = strcmp(W.row.record_format, "json") == 0;
 
 		rel = table_open(W.row.queue, AccessShareLock);
@@ -1186,59 +1177,37 @@ static bool
 worker_connect(void)
 {
 	ZbError		err;
-	int			attempt;
+	ProtobufCBinaryData descriptor = {0};
+	MemoryContext old;
 
-	for (attempt = 0; attempt < 2; attempt++)
+	worker_state(ZB_STATE_CONNECTING);
+	if (!W.json)
 	{
-		const char *token;
-		ZbStreamConfig cfg;
-		MemoryContext old;
-
-		worker_state(ZB_STATE_CONNECTING);
-		old = MemoryContextSwitchTo(W.stream_cxt);
-		token = zb_oauth_token(&W.cred, ZB_TOKEN_ZEROBUS, W.row.target, &err);
-		if (token == NULL)
-		{
-			MemoryContextSwitchTo(old);
-			worker_error(psprintf("could not get a ZeroBus token: %s", err.message));
-			worker_backoff(err.retryable);
-			return false;
-		}
-		memset(&cfg, 0, sizeof(cfg));
-		cfg.endpoint = W.server->zerobus_endpoint;
-		cfg.ca_file = W.server->ca_file;
-		cfg.connect_timeout_ms = W.server->connect_timeout_ms;
-		cfg.token = token;
-		cfg.table_name = W.row.target;
-		cfg.record_type = W.json ? ZB_RECORD_JSON : ZB_RECORD_PROTO;
-		cfg.descriptor = W.schema->descriptor;
-		cfg.descriptor_len = W.schema->descriptor_len;
-		W.stream = zb_stream_open(&cfg, W.stream_cxt);
-		MemoryContextSwitchTo(old);
-
-		if (zb_stream_wait_created(W.stream, W.server->connect_timeout_ms +
-								   W.server->request_timeout_ms, &err))
-		{
-			SpinLockAcquire(&W.s->mutex);
-			W.s->c.streams_opened++;
-			if (W.ever_connected)
-				W.s->c.reconnects++;
-			SpinLockRelease(&W.s->mutex);
-			W.ever_connected = true;
-			W.failures = 0;
-			worker_state(ZB_STATE_IDLE);
-			return true;
-		}
-		worker_close_stream();
-		/* a refused token may just be stale: fetch a new one once */
-		if (err.kind == ZB_ERR_GRPC && err.grpc_code == GRPC_UNAUTHENTICATED && attempt == 0)
-		{
-			zb_oauth_invalidate(&W.cred, ZB_TOKEN_ZEROBUS, W.row.target);
-			continue;
-		}
-		break;
+		descriptor.data = (uint8 *) W.schema->descriptor;
+		descriptor.len = W.schema->descriptor_len;
 	}
-	worker_error(psprintf("could not open a ZeroBus stream to %s: %s", W.row.target, err.message));
+	old = MemoryContextSwitchTo(W.stream_cxt);
+	W.stream = zb_session_open_stream(W.session, W.row.target,
+									  W.json ? ZB_RECORD_JSON : ZB_RECORD_PROTO,
+									  W.json ? NULL : &descriptor, 0, &err);
+	MemoryContextSwitchTo(old);
+	if (W.stream)
+	{
+		SpinLockAcquire(&W.s->mutex);
+		W.s->c.streams_opened++;
+		if (W.ever_connected)
+			W.s->c.reconnects++;
+		SpinLockRelease(&W.s->mutex);
+		W.ever_connected = true;
+		W.failures = 0;
+		worker_state(ZB_STATE_IDLE);
+		return true;
+	}
+	worker_close_stream();
+	if (err.at_token)
+		worker_error(psprintf("could not get a ZeroBus token: %s", err.message));
+	else
+		worker_error(psprintf("could not open a ZeroBus stream to %s: %s", W.row.target, err.message));
 	worker_backoff(err.retryable);
 	return false;
 }
@@ -1911,7 +1880,7 @@ worker_await_acks(void)
 			continue;
 		}
 		if (err.kind == ZB_ERR_GRPC && err.grpc_code == GRPC_UNAUTHENTICATED)
-			zb_oauth_invalidate(&W.cred, ZB_TOKEN_ZEROBUS, W.row.target);
+			zb_session_token_refused(W.session, ZB_TOKEN_ZEROBUS, W.row.target);
 		worker_error(err.message);
 		/* a stream that made progress before failing earns another try */
 		if (acked_requests > acked_at_failure)
@@ -2247,8 +2216,8 @@ zerobus_stream_main(Datum arg)
 										ALLOCSET_DEFAULT_SIZES);
 	W.keep_cxt = AllocSetContextCreate(TopMemoryContext, "zerobus worker buffers",
 									   ALLOCSET_DEFAULT_SIZES);
-	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, worker_options_changed, (Datum) 0);
-	CacheRegisterSyscacheCallback(USERMAPPINGOID, worker_options_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(FOREIGNSERVEROID, worker_catalog_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(USERMAPPINGOID, worker_catalog_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(NAMESPACEOID, worker_catalog_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, worker_catalog_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, worker_catalog_changed, (Datum) 0);
@@ -2310,17 +2279,14 @@ zerobus_stream_main(Datum arg)
 									 W.row.workers);
 			CommitTransactionCommand();
 			/* a grant, a new object, changed options: look again now */
-			if (options_changed ||
+			if (worker_session_stale() ||
 				(catalog_changed && W.s->workers[W.widx].state == ZB_STATE_ERROR))
 				W.retry_at = 0;
 			catalog_changed = false;
 			continue;
 		}
-		if (options_changed)
-		{
-			options_changed = false;
+		if (worker_session_stale())
 			W.loaded = false;
-		}
 		if (!W.loaded)
 		{
 			catalog_changed = false;

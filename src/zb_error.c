@@ -40,7 +40,7 @@ zb_grpc_code_name(int code)
 	return "UNKNOWN";
 }
 
-/* SPEC section 4: everything is retryable but these. */
+/* Everything is retryable but these (docs/DESIGN.md, "ZeroBus Ingest"). */
 bool
 zb_grpc_code_retryable(int code)
 {

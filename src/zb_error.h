@@ -54,6 +54,7 @@ typedef struct ZbError
 	long		http_status;	/* ZB_ERR_HTTP, ZB_ERR_AUTH, ZB_ERR_PROTOCOL */
 	int			curl_code;		/* the libcurl result behind a transport error */
 	bool		retryable;
+	bool		at_token;		/* failed getting the OAuth token (session.c) */
 	char		message[ZB_ERROR_MSG_LEN];
 } ZbError;
 

@@ -109,7 +109,9 @@ zb_stream_open(const ZbStreamConfig *cfg, MemoryContext parent)
 	s->target.max_message_bytes = ZEROBUS_MAX_RESPONSE;
 	s->metadata[0] = psprintf("authorization: Bearer %s", cfg->token);
 	s->metadata[1] = psprintf("x-databricks-zerobus-table-name: %s", cfg->table_name);
-	s->metadata[2] = "x-zerobus-sdk: zerobus_fdw/" ZEROBUS_FDW_VERSION;
+	s->target.user_agent = cfg->user_agent ? pstrdup(cfg->user_agent)
+		: "zerobus_fdw/" ZEROBUS_FDW_VERSION;
+	s->metadata[2] = psprintf("x-zerobus-sdk: %s", s->target.user_agent);
 
 	create.table_name = s->table;
 	create.has_record_type = true;

@@ -1,6 +1,7 @@
 /*-------------------------------------------------------------------------
  * zerobus.h
- *	  The ZeroBus EphemeralStream protocol (SPEC section 4).
+ *	  The ZeroBus EphemeralStream protocol (docs/DESIGN.md, "ZeroBus Ingest:
+ *	  the EphemeralStream protocol").
  *-------------------------------------------------------------------------
  */
 #ifndef ZB_ZEROBUS_H
@@ -22,6 +23,8 @@ typedef struct ZbStreamConfig
 	const char *ca_file;
 	long		connect_timeout_ms;
 	const char *token;
+	const char *user_agent;		/* the client identifier (x-zerobus-sdk,
+								 * User-Agent); NULL: zerobus_fdw/<version> */
 	const char *table_name;		/* catalog.schema.table */
 	int			record_type;	/* ZB_RECORD_PROTO or ZB_RECORD_JSON */
 	const uint8 *descriptor;	/* serialized DescriptorProto (PROTO only) */

@@ -1,4 +1,4 @@
-# The type map (SPEC 3.3) end to end: every supported PostgreSQL type, at
+# The type map (docs/DESIGN.md, "Records") end to end: every supported PostgreSQL type, at
 # its extremes and as NULL, in PROTO and JSON records, decoded by the
 # emulator with the descriptor the worker sent and compared with what
 # PostgreSQL says the values are.  Values no record can carry (NaN and

@@ -1,4 +1,4 @@
-# The fault matrix (SPEC 13).  Each case inserts rows, breaks something
+# The fault matrix.  Each case inserts rows, breaks something
 # while they are being delivered, repairs it, and ends with: every row
 # inserted is in the emulator's table, the queue is empty, and duplicates
 # (at-least-once) are no more than one worker transaction's rows.

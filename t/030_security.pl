@@ -18,7 +18,7 @@
 # Each case makes its path run (a row delivered, dead-lettered, generated,
 # a stream registered by the scan worker) and then checks that mallory is
 # not superuser and that no attacker code ran as any role but mallory.
-# Refusals follow CONTRACT-8 (C1, C6, C7): SQLSTATE 42501.
+# Refusals are SQLSTATE 42501 (docs/DESIGN.md, "Security model", "Checks").
 use strict;
 use warnings;
 
@@ -460,7 +460,7 @@ check_case('repro 3: database search_path, scan/stream/generator workers');
 
 # ------------------------------------------------------------------
 # 5. the wake-up and rescan trigger functions attached to mallory's own
-# tables (CONTRACT C6: refused with 42501), here and in mdb
+# tables (refused with 42501: docs/DESIGN.md, "Checks"), here and in mdb
 # ------------------------------------------------------------------
 for my $db ('postgres', 'mdb')
 {
@@ -613,7 +613,8 @@ ok_as('victim', q{SELECT zerobus.generator_stop('vgen'); SELECT zerobus.alter_st
 check_case('public arithmetic traps, another role\'s workers and calls');
 
 # ------------------------------------------------------------------
-# 8. other roles' streams (CONTRACT C7: reset_metrics; ownership checks)
+# 8. other roles' streams (reset_metrics; ownership checks: docs/DESIGN.md,
+# "Who owns a stream", "Checks")
 # ------------------------------------------------------------------
 my $victim_acked = su(q{SELECT rows_acked FROM public.zb_metrics WHERE stream = 'vs'});
 cmp_ok($victim_acked, '>', 0, 'the victim\'s stream has counters');
@@ -645,7 +646,7 @@ check_case('other roles\' streams');
 
 # ------------------------------------------------------------------
 # 9. a server mallory has no USAGE on (a PUBLIC user mapping exists):
-# bench_transport (CONTRACT C7), check_connection, execute_remote,
+# bench_transport, check_connection, execute_remote (docs/DESIGN.md, "Checks"),
 # streams, foreign tables
 # ------------------------------------------------------------------
 my $bench_before = $emu->count('main.default.bench');
@@ -661,6 +662,59 @@ for my $call (q{SELECT * FROM zerobus.bench_transport('emu2', 'main.default.benc
 }
 is($emu->count('main.default.bench'), $bench_before, 'nothing was written through emu2');
 check_case('no USAGE on the server');
+
+# ------------------------------------------------------------------
+# 9b. sessions (src/session.c) are cached per backend, by server and user
+# mapping: one that a superuser cached in a backend serves mallory nothing
+# there, and losing USAGE or the user mapping takes effect at once in a
+# backend that cached the role's session
+# ------------------------------------------------------------------
+sub in_one_backend
+{
+	my ($sql) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', "\\set VERBOSITY verbose\n" . $PIN . $sql);
+	return ($out, $err // '');
+}
+su(qq{
+	CREATE ROLE carol LOGIN;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA zerobus TO carol;
+	GRANT USAGE ON FOREIGN SERVER emu TO carol;
+	CREATE USER MAPPING FOR carol SERVER emu OPTIONS ($creds);
+});
+my ($out9, $err9) = in_one_backend(q{
+	SELECT ok FROM zerobus.check_connection('emu2', 'main.default.bench');
+	SET ROLE mallory;
+	SELECT ok FROM zerobus.check_connection('emu2', 'main.default.bench');
+});
+is($out9, 't', 'the superuser used emu2 (PUBLIC mapping) in this backend');
+like($err9, qr/ERROR:  42501: permission denied for foreign server emu2/,
+	'then mallory in the same backend is refused all the same');
+($out9, $err9) = in_one_backend(q{
+	SET ROLE carol;
+	SELECT ok FROM zerobus.check_connection('emu', 'main.default.victim');
+	RESET ROLE;
+	DROP USER MAPPING FOR carol SERVER emu;
+	SET ROLE carol;
+	SELECT ok FROM zerobus.check_connection('emu', 'main.default.victim');
+});
+is($out9, 't', 'carol connected through her user mapping');
+like($err9, qr/ERROR:  42704: no user mapping for user "carol" on server "emu"/,
+	'after DROP USER MAPPING, her cached session is not used');
+su(qq{CREATE USER MAPPING FOR carol SERVER emu OPTIONS ($creds)});
+($out9, $err9) = in_one_backend(q{
+	SET ROLE carol;
+	SELECT ok FROM zerobus.check_connection('emu', 'main.default.victim');
+	RESET ROLE;
+	REVOKE USAGE ON FOREIGN SERVER emu FROM carol;
+	SET ROLE carol;
+	SELECT ok FROM zerobus.check_connection('emu', 'main.default.victim');
+});
+is($out9, 't', 'carol connected again');
+like($err9, qr/ERROR:  42501: permission denied for foreign server emu/,
+	'after REVOKE USAGE, she is refused in the backend that cached her session');
+su(q{DROP USER MAPPING FOR carol SERVER emu; REVOKE ALL ON ALL FUNCTIONS IN SCHEMA zerobus FROM carol;
+	DROP ROLE carol});
+check_case('sessions cached in a backend');
 
 # ------------------------------------------------------------------
 # 10. the catalog tables: no writes but through the functions; dead

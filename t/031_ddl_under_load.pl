@@ -1,5 +1,5 @@
-# DDL under load (issue 8, repros 4 and 5 and their neighbours; CONTRACT-8
-# C1, C2, C4, C5): two streams (three and two workers) and a generator
+# DDL under load (issue 8, repros 4 and 5 and their neighbours; docs/DESIGN.md,
+# "Workers: errors, states and recovery"): two streams (three and two workers) and a generator
 # deliver while the test alters, renames and drops their queues, renames
 # their schema and revokes USAGE on it, revokes USAGE on the server, drops
 # the user mapping, breaks and drops the server, reassigns and drops the

@@ -1,7 +1,7 @@
-# The whole loop of SPEC section 1: rows inserted into a queue table reach
+# The whole loop the extension is for: rows inserted into a queue table reach
 # the Delta table through a stream's workers, and after zerobus.flush the
 # history foreign table (IMPORT FOREIGN SCHEMA) shows exactly them; the
-# spec's history queries run remotely and agree with the same queries on a
+# dashboards' history queries run remotely and agree with the same queries on a
 # local copy; DELETE clears the table.
 use strict;
 use warnings;
@@ -45,7 +45,7 @@ is(sql('SELECT count(*) FROM tx_queue'), '0', 'after flush the queue is empty');
 is(sql('SELECT count(*), sum(amount) FROM history.financial_transactions'),
 	sql('SELECT count(*), sum(amount) FROM sent'), 'every row is in the Delta table, read through the FDW');
 
-# the spec's history queries, remote, against the same queries on the local copy
+# the dashboards' history queries, remote, against the same queries on the local copy
 my $q1 = q{SELECT currency, count(*), sum(amount) FROM %s
 	WHERE ts > now() - interval '1 day' GROUP BY currency ORDER BY currency};
 like(sql('EXPLAIN (VERBOSE, COSTS OFF) ' . sprintf($q1, 'history.financial_transactions')),

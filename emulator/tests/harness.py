@@ -218,9 +218,10 @@ def single_request(offset, record):
 class Stream:
     """A bidirectional EphemeralStream call fed from a queue."""
 
-    def __init__(self, channel, token, table, header_table=None):
+    def __init__(self, channel, token, table, header_table=None, extra_metadata=()):
         self._queue = queue.Queue()
         metadata = [("x-databricks-zerobus-table-name", header_table or table)]
+        metadata.extend(extra_metadata)
         if token is not None:
             metadata.append(("authorization", "Bearer " + token))
         call = channel.stream_stream(
