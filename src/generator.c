@@ -190,7 +190,7 @@ gen_lifecycle_problem(Oid relid, Oid owner, const char *stream)
 	int			i;
 
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
-		return psprintf("the lifecycle table (OID %u) no longer exists: SELECT zerobus.generator_start('%s', 'orders', lifecycle_table => '…');",
+		return psprintf("the lifecycle table (OID %u) no longer exists: SELECT zerobus.generator_start('%s', 'orders', lifecycle_table => '<table>');",
 						relid, stream);
 	rolename = GetUserNameFromId(owner, true);
 	if (rolename == NULL)
