@@ -18,10 +18,12 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER emu
 SELECT profile, lifecycle_columns IS NOT NULL AS has_lifecycle FROM zerobus.generator_profiles();
 SELECT lifecycle_columns, changes_delta_columns FROM zerobus.generator_profiles() WHERE profile = 'orders';
 
--- A table for the lifecycle: the key is an identity column, the index finds
--- due orders by status and age.
+-- A table for the lifecycle: the key is an identity column, the short text
+-- and numeric columns are kept inline (an UPDATE that leaves one unchanged can
+-- be captured without REPLICA IDENTITY FULL), the index finds due orders by
+-- status and age.
 SELECT zerobus.generator_create_table('orders', 'shop_orders');
-SELECT attname, format_type(atttypid, atttypmod), attnotnull, attidentity, pg_get_expr(d.adbin, d.adrelid) AS "default"
+SELECT attname, format_type(atttypid, atttypmod), attnotnull, attidentity, attstorage, pg_get_expr(d.adbin, d.adrelid) AS "default"
   FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
  WHERE attrelid = 'shop_orders'::regclass AND attnum > 0 ORDER BY attnum;
 SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'shop_orders'::regclass ORDER BY 1;

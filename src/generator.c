@@ -595,8 +595,10 @@ zerobus_generator_create_queue(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(zerobus_generator_create_table);
 
 /*
- * CREATE TABLE <table> (<the profile's lifecycle columns>) and the index
- * that finds its due rows, as the caller, like generator_create_queue.
+ * CREATE TABLE <table> (<the profile's lifecycle columns>), its short
+ * varlena columns kept inline (STORAGE PLAIN, in an ALTER TABLE: CREATE
+ * TABLE takes STORAGE only from 16 on) and the index that finds its due
+ * rows, as the caller, like generator_create_queue.
  */
 Datum
 zerobus_generator_create_table(PG_FUNCTION_ARGS)
@@ -613,6 +615,23 @@ zerobus_generator_create_table(PG_FUNCTION_ARGS)
 	SPI_connect();
 	(void) zb_spi_as(InvalidOid, psprintf("CREATE TABLE %s (%s)", qualified, lc->columns),
 					 0, NULL, NULL, NULL, false, 0);
+	if (lc->plain_columns)
+	{
+		StringInfoData alter;
+		List	   *cols;
+		ListCell   *cell;
+		char	   *copy = pstrdup(lc->plain_columns);
+
+		if (!SplitIdentifierString(copy, ',', &cols))
+			elog(ERROR, "bad column list of a lifecycle");
+		initStringInfo(&alter);
+		appendStringInfo(&alter, "ALTER TABLE %s", qualified);
+		foreach(cell, cols)
+			appendStringInfo(&alter, "%s ALTER COLUMN %s SET STORAGE PLAIN",
+							 cell == list_head(cols) ? "" : ",",
+							 quote_identifier((const char *) lfirst(cell)));
+		(void) zb_spi_as(InvalidOid, alter.data, 0, NULL, NULL, NULL, false, 0);
+	}
 	(void) zb_spi_as(InvalidOid, psprintf("CREATE INDEX ON %s (%s)", qualified, lc->index_columns),
 					 0, NULL, NULL, NULL, false, 0);
 	SPI_finish();

@@ -55,8 +55,13 @@ static const ZbLifecycle orders_lifecycle = {
 	"region text NOT NULL, ordered_at timestamptz NOT NULL DEFAULT now(), "
 	"updated_at timestamptz NOT NULL DEFAULT now()",
 	"status, updated_at",
-	/* a delete carries the key only: the other columns are nullable */
-	"order_id BIGINT NOT NULL, customer_id STRING, product STRING, quantity INT, "
+	/*
+	 * short values, never out of line: an UPDATE that leaves one unchanged
+	 * is capturable without REPLICA IDENTITY FULL (docs/DESIGN.md)
+	 */
+	"customer_id, product, unit_price, total, status, region",
+	/* a delete carries the key only, a truncate record no column: all nullable */
+	"order_id BIGINT, customer_id STRING, product STRING, quantity INT, "
 	"unit_price DECIMAL(10,2), total DECIMAL(12,2), status STRING, region STRING, "
 	"ordered_at TIMESTAMP, updated_at TIMESTAMP, "
 	"_change_type STRING NOT NULL, _commit_lsn BIGINT NOT NULL, "

@@ -31,6 +31,7 @@ typedef struct ZbLifecycle
 {
 	const char *columns;		/* CREATE TABLE body (PostgreSQL) */
 	const char *index_columns;	/* an index that finds due rows: (status, updated_at) */
+	const char *plain_columns;	/* varlena columns kept inline (STORAGE PLAIN) */
 	const char *changes_delta_columns;	/* the Delta table of its change stream */
 	const char *key_column;		/* filled by the table */
 	const char *required_columns;	/* every column the generator names */
