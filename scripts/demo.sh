@@ -370,10 +370,15 @@ if [ "$CDC" = t ]; then
 IMPORT FOREIGN SCHEMA "main.default" LIMIT TO (orders_changes) FROM SERVER lakehouse INTO history;
 GRANT SELECT ON history.orders_changes TO grafana_reader;
 -- What an AUTO CDC pipeline keeps in Databricks (README, "AUTO CDC"): per key the
--- latest change by _seq, unless it is a delete.
+-- latest change by _seq after the last truncate record (an initial copy starts
+-- with one), unless it is a delete.
 CREATE OR REPLACE VIEW history.orders_mirror AS
   SELECT order_id, customer_id, product, quantity, unit_price, total, status, region, ordered_at, updated_at
-    FROM (SELECT DISTINCT ON (order_id) * FROM history.orders_changes ORDER BY order_id, _seq DESC) latest
+    FROM (SELECT DISTINCT ON (order_id) * FROM history.orders_changes
+           WHERE _change_type IN ('insert', 'update_postimage', 'delete')
+             AND _seq > coalesce((SELECT max(_seq) FROM history.orders_changes
+                                   WHERE _change_type = 'truncate'), -1)
+           ORDER BY order_id, _seq DESC) latest
    WHERE _change_type <> 'delete';
 GRANT SELECT ON history.orders_mirror TO grafana_reader;
 SQL
