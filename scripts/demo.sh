@@ -382,7 +382,8 @@ CREATE OR REPLACE VIEW history.orders_mirror AS
    WHERE _change_type <> 'delete';
 GRANT SELECT ON history.orders_mirror TO grafana_reader;
 SQL
-  echo "-- the change log: one record per INSERT, UPDATE and DELETE (counted on the warehouse)"
+  echo "-- the change log: one record per INSERT, UPDATE and DELETE, after the truncate record that starts the"
+  echo "-- initial copy (counted on the warehouse)"
   psql_reader -c "SELECT _change_type, count(*) AS records, min(_seq) AS first_seq, max(_seq) AS last_seq
                     FROM history.orders_changes GROUP BY 1 ORDER BY 2 DESC"
   echo "-- an order's life, change by change"
