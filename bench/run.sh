@@ -5,7 +5,7 @@
 #
 #   quick (default)  smaller row counts, 20 s latency run, 60 s memory run: a few minutes
 #   full             1M-row drains, 30 s latency run, 10-minute memory run: ~20 minutes
-#   scenarios        fill drain concurrent latency polling acks150 rss (default: all)
+#   scenarios        verify fill drain concurrent latency polling acks150 rss cdc (default: all)
 #
 # It installs missing Debian packages (scripts/deps.sh), builds and installs the
 # extension into a private copy of the PostgreSQL tree (scripts/common.sh) under

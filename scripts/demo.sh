@@ -17,6 +17,15 @@
 # dashboard's data is. The weblogs profile gets an incident (a burst of slow
 # 503s) for its anomaly panel.
 #
+# Next to the queue streams it streams an ordinary table's own changes when
+# the build has change capture (create_stream takes a source): the orders
+# generator runs a shop in public.orders (orders placed, paid, shipped,
+# delivered, some cancelled, finished ones deleted), a change-capture stream
+# delivers every INSERT, UPDATE and DELETE of it to main.default.orders_changes,
+# and the demo rebuilds the table from that change log (what an AUTO CDC
+# pipeline does in Databricks, README "AUTO CDC") and compares it with the
+# table. Without change capture it says so and goes on without it.
+#
 # Without --keep, everything it started is stopped when it ends (also on
 # Ctrl-C or an error): the server with pg_ctl, the emulator by its process
 # group (it runs in its own session, so runuser and the emulator under it go
@@ -142,17 +151,20 @@ if [ ! -d "$DEMO_DIR/data" ]; then
 shared_preload_libraries = 'zerobus_fdw'
 max_worker_processes = 16
 track_commit_timestamp = on
+wal_level = logical
 listen_addresses = ''
 unix_socket_directories = '$DEMO_DIR'
 port = $PORT
 EOF
 fi
+# change capture reads the WAL: a server made by an earlier demo may lack this
+grep -q '^wal_level' "$DEMO_DIR/data/postgresql.conf" || echo "wal_level = logical" >> "$DEMO_DIR/data/postgresql.conf"
 as_user "$PG_BIN/pg_ctl" -D "$DEMO_DIR/data" -l "$DEMO_DIR/postgres.log" -w start >/dev/null
 
 say "CREATE EXTENSION, a server for the workspace, a user mapping, and a connection check"
 psql_demo -q <<EOF
 DROP EXTENSION IF EXISTS zerobus_fdw CASCADE;
-DROP TABLE IF EXISTS tx_queue, sensors_queue, orders_queue, weblogs_queue;
+DROP TABLE IF EXISTS tx_queue, sensors_queue, orders_queue, weblogs_queue, public.orders;
 DROP SCHEMA IF EXISTS history CASCADE;
 SELECT 'DROP OWNED BY grafana_reader' FROM pg_roles WHERE rolname = 'grafana_reader' \gexec
 DROP ROLE IF EXISTS grafana_reader;
@@ -178,6 +190,31 @@ SELECT zerobus.create_stream('${STREAM[$p]}', queue => '${STREAM[$p]}_queue', se
                              target => 'main.default.${DELTA[$p]}') \\g /dev/null
 EOF
 done
+# Change capture: is it in this build?  (create_stream takes a source)
+CDC=$(psql_demo -At -c "SELECT count(*) > 0 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                         WHERE n.nspname = 'zerobus' AND p.proname = 'create_stream' AND 'source' = ANY(p.proargnames)")
+if [ "$CDC" = t ]; then
+  say "Change capture: public.orders, an ordinary table, and a stream of its own changes"
+  # recent minor releases load only the output plugins output_plugin_libraries names
+  psql_demo -q -At <<'SQL'
+SELECT 'ALTER SYSTEM SET output_plugin_libraries = pgoutput, test_decoding, zerobus_fdw'
+  FROM pg_settings WHERE name = 'output_plugin_libraries' \gexec
+SELECT pg_reload_conf() \g /dev/null
+SQL
+  psql_demo -q -At <<'SQL'
+SELECT zerobus.generator_create_table('orders', 'public.orders') \g /dev/null
+SELECT 'main.default.orders_changes (' || changes_delta_columns || ')' FROM zerobus.generator_profiles() WHERE profile = 'orders';
+SELECT zerobus.execute_remote('lakehouse', 'DROP TABLE IF EXISTS main.default.orders_changes') \g /dev/null
+SELECT zerobus.execute_remote('lakehouse', 'CREATE TABLE main.default.orders_changes (' || changes_delta_columns || ') USING DELTA')
+  FROM zerobus.generator_profiles() WHERE profile = 'orders' \g /dev/null
+SELECT zerobus.create_stream('orders_changes', source => 'public.orders', server => 'lakehouse',
+                             target => 'main.default.orders_changes') \g /dev/null
+SQL
+  psql_demo -c "SELECT name, source, target, record_format, enabled FROM zerobus.streams WHERE source IS NOT NULL"
+else
+  say "Change capture: not in this build (zerobus.create_stream has no source parameter); the demo goes on with the queues"
+fi
+
 # a stream that had the same name in an earlier run (the server restarted with it, against
 # that run's emulator) may still show that run's last error: start from zero
 psql_demo -q -At -c "SELECT zerobus.reset_metrics()" >/dev/null
@@ -189,6 +226,14 @@ say "The generators: throttle $T1 (about $(rate $T1) rows/s each), then $T2 (abo
 for p in "${PROFILES[@]}"; do
   psql_demo -q -c "SELECT zerobus.generator_start('${STREAM[$p]}', profile => '$p', throttle => $T1)"
 done
+# the shop: the orders generator changes public.orders (changes/s at the same throttle)
+GEN_STREAMS=()
+for p in "${PROFILES[@]}"; do GEN_STREAMS+=("${STREAM[$p]}"); done
+if [ "$CDC" = t ]; then
+  psql_demo -q -c "SELECT zerobus.generator_start('orders_changes', profile => 'orders', throttle => $T1,
+                                                  lifecycle_table => 'public.orders')"
+  GEN_STREAMS+=(orders_changes)
+fi
 end=$((SECONDS + SECONDS_TO_RUN))
 half=$((SECONDS + SECONDS_TO_RUN / 2))
 incident=$((SECONDS + SECONDS_TO_RUN * 2 / 3))
@@ -197,8 +242,8 @@ incident_done=0
 while [ $SECONDS -lt $end ]; do
   sleep 2
   if [ $throttled -eq 0 ] && [ $SECONDS -ge $half ]; then
-    for p in "${PROFILES[@]}"; do
-      psql_demo -At -c "SELECT '${STREAM[$p]}: throttle $T2, ' || round(zerobus.generator_throttle('${STREAM[$p]}', $T2)) || ' rows/s'"
+    for st in "${GEN_STREAMS[@]}"; do
+      psql_demo -At -c "SELECT '$st: throttle $T2, ' || round(zerobus.generator_throttle('$st', $T2)) || ' rows/s'"
     done
     throttled=1
   fi
@@ -212,7 +257,7 @@ while [ $SECONDS -lt $end ]; do
   fi
   psql_demo -c "SELECT * FROM zb_dashboard"
 done
-for p in "${PROFILES[@]}"; do psql_demo -q -c "SELECT zerobus.generator_stop('${STREAM[$p]}')"; done
+for st in "${GEN_STREAMS[@]}"; do psql_demo -q -c "SELECT zerobus.generator_stop('$st')"; done
 psql_demo -c "SELECT stream, profile, round(target_rate) AS target_rate, round(actual_rate) AS actual_rate, rows_generated FROM zerobus.generator_status() ORDER BY stream"
 
 say "flush: wait until every committed row is durably acknowledged"
@@ -220,6 +265,13 @@ for p in "${PROFILES[@]}"; do
   psql_demo -c "SELECT '${STREAM[$p]}' AS stream, zerobus.flush('${STREAM[$p]}') AS rows_waited_for,
                        (SELECT count(*) FROM ${STREAM[$p]}_queue) AS still_queued"
 done
+if [ "$CDC" = t ]; then
+  if ! psql_demo -c "SELECT 'orders_changes' AS stream, zerobus.flush('orders_changes', '2 min') AS waited_for"; then
+    psql_demo -c "SELECT stream, state, last_error FROM zb_metrics WHERE stream = 'orders_changes'"
+    say "The change stream did not deliver everything (above); the demo goes on without its part"
+    CDC=f
+  fi
+fi
 
 say "The history: the Delta tables as foreign tables (SQL Statement Execution API), and the dashboards' role"
 # the sensors, orders and weblogs dashboards' foreign tables (with an epoch column for time
@@ -229,10 +281,10 @@ if [[ " ${PROFILES[*]} " == *" transactions "* ]]; then
   psql_demo -q -c 'IMPORT FOREIGN SCHEMA "main.default" LIMIT TO (financial_transactions) FROM SERVER lakehouse INTO history'
 fi
 psql_demo -c '\det history.*'
+# the planner learns each table's size (one remote count(*)); only the Delta
+# tables of the profiles run exist in the emulator
+for p in "${PROFILES[@]}"; do psql_demo -q -c "ANALYZE history.${DELTA[$p]}"; done
 psql_demo -q <<'SQL'
-ANALYZE history.sensor_readings;   -- the planner learns each table's size (one remote count(*))
-ANALYZE history.orders;
-ANALYZE history.web_logs;
 CREATE ROLE grafana_reader LOGIN;
 GRANT pg_monitor TO grafana_reader;
 GRANT USAGE ON SCHEMA history TO grafana_reader;
@@ -240,7 +292,6 @@ GRANT SELECT ON ALL TABLES IN SCHEMA history TO grafana_reader;
 CREATE USER MAPPING FOR grafana_reader SERVER lakehouse
     OPTIONS (client_id 'zb-test-client', client_secret 'zb-test-secret');
 SQL
-if [[ " ${PROFILES[*]} " == *" transactions "* ]]; then psql_demo -q -c 'ANALYZE history.financial_transactions'; fi
 
 for p in "${PROFILES[@]}"; do
   say "$p: what dashboards/${BOARD[$p]}.json shows, read as grafana_reader"
@@ -313,6 +364,46 @@ for p in "${PROFILES[@]}"; do
                        ORDER BY t" ;;
   esac
 done
+if [ "$CDC" = t ]; then
+  say "orders: the table's change log in the lakehouse, and the table rebuilt from it"
+  psql_demo -q <<'SQL'
+IMPORT FOREIGN SCHEMA "main.default" LIMIT TO (orders_changes) FROM SERVER lakehouse INTO history;
+GRANT SELECT ON history.orders_changes TO grafana_reader;
+-- What an AUTO CDC pipeline keeps in Databricks (README, "AUTO CDC"): per key the
+-- latest change by _seq after the last truncate record (an initial copy starts
+-- with one), unless it is a delete.
+CREATE OR REPLACE VIEW history.orders_mirror AS
+  SELECT order_id, customer_id, product, quantity, unit_price, total, status, region, ordered_at, updated_at
+    FROM (SELECT DISTINCT ON (order_id) * FROM history.orders_changes
+           WHERE _change_type IN ('insert', 'update_postimage', 'delete')
+             AND _seq > coalesce((SELECT max(_seq) FROM history.orders_changes
+                                   WHERE _change_type = 'truncate'), -1)
+           ORDER BY order_id, _seq DESC) latest
+   WHERE _change_type <> 'delete';
+GRANT SELECT ON history.orders_mirror TO grafana_reader;
+SQL
+  echo "-- the change log: one record per INSERT, UPDATE and DELETE, after the truncate record that starts the"
+  echo "-- initial copy (counted on the warehouse)"
+  psql_reader -c "SELECT _change_type, count(*) AS records, min(_seq) AS first_seq, max(_seq) AS last_seq
+                    FROM history.orders_changes GROUP BY 1 ORDER BY 2 DESC"
+  echo "-- an order's life, change by change"
+  psql_reader -c "SELECT _seq, _change_type, order_id, status, _commit_timestamp
+                    FROM history.orders_changes
+                   WHERE order_id = (SELECT order_id FROM history.orders_changes
+                                      WHERE _change_type = 'delete' ORDER BY _seq LIMIT 1)
+                   ORDER BY _seq"
+  echo "-- the mirror rebuilt from the change log next to public.orders, by status"
+  psql_demo -c "SELECT coalesce(m.status, t.status) AS status, m.orders AS in_the_mirror, t.orders AS in_public_orders
+                  FROM (SELECT status, count(*) AS orders FROM history.orders_mirror GROUP BY 1) m
+                  FULL JOIN (SELECT status, count(*) AS orders FROM public.orders GROUP BY 1) t USING (status)
+                 ORDER BY 1"
+  psql_demo -At -c "SELECT CASE WHEN NOT EXISTS (SELECT * FROM history.orders_mirror EXCEPT SELECT order_id, customer_id,
+                             product, quantity, unit_price, total, status, region, ordered_at, updated_at FROM public.orders)
+                         AND NOT EXISTS (SELECT order_id, customer_id, product, quantity, unit_price, total, status, region,
+                             ordered_at, updated_at FROM public.orders EXCEPT SELECT * FROM history.orders_mirror)
+                    THEN 'the mirror equals public.orders, row for row'
+                    ELSE 'the mirror differs from public.orders' END"
+fi
 psql_demo -c "SELECT stream, state, rows_acked, rows_failed, rows_dead_lettered, reconnects,
                      round(ack_latency_p50_ms::numeric, 1) AS ack_p50_ms, round(ack_latency_p99_ms::numeric, 1) AS ack_p99_ms
                 FROM zb_metrics ORDER BY stream"
@@ -325,6 +416,10 @@ for p in "${PROFILES[@]}"; do
   printf "$fmt" "dashboards/${BOARD[$p]}.json" "$uid" "${STREAM[$p]}" "${STREAM[$p]}_queue" \
     "main.default.${DELTA[$p]}" "history.${DELTA[$p]}"
 done
+if [ "$CDC" = t ]; then
+  printf "$fmt" "(psql: history.orders_mirror)" "-" orders_changes "public.orders (source)" \
+    "main.default.orders_changes" "history.orders_changes"
+fi
 cat <<EOF
 
 Live panels read zb_metrics and zb_metrics_history (the stream); the rest read the foreign

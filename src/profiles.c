@@ -15,7 +15,15 @@
  *     around a home point, with speed, battery draining in cycles, signal
  *     strength and temperature.
  *   orders: order events (placed/paid/shipped/delivered/cancelled) with
- *     customers, products, quantities and prices, by region.
+ *     customers, products, quantities and prices, by region.  With a
+ *     lifecycle table it runs a shop instead: the orders live in an ordinary
+ *     table, are placed (INSERT), move placed → paid → shipped → delivered
+ *     (UPDATEs; 8% of placed and 3% of paid orders are cancelled instead),
+ *     and are deleted once finished: cancelled ones after 5 s, delivered
+ *     ones after 30 s (archived).  A status is kept at least 1 s (placed),
+ *     2 s (paid), 3 s (shipped).  Per order that is one INSERT, 2.8 UPDATEs
+ *     and one DELETE on average: about 21% inserts, 58% updates and 21%
+ *     deletes once the table has filled (generator.c paces the mix).
  *   weblogs: HTTP access log lines: client address, method, path, status
  *     (mostly 200), response size, latency and user agent.
  *-------------------------------------------------------------------------
@@ -25,6 +33,65 @@
 #include "lib/stringinfo.h"
 
 #include "profiles.h"
+
+/*
+ * The orders' lifecycle.  Due rows are found through the (status,
+ * updated_at) index, one ordered range per status, merged oldest first,
+ * and changed by key (= ANY of an array: an index scan whatever the
+ * planner thinks of the LIMIT of a generic plan).
+ * Every operator and function is qualified: these statements are the
+ * generator's own, not a profile's fixed expressions (docs/DESIGN.md).
+ */
+#define DUE(status, age) \
+	"(SELECT order_id, updated_at FROM %1$s" \
+	" WHERE status OPERATOR(pg_catalog.=) '" status "'" \
+	" AND updated_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) '" age "'::pg_catalog.interval)" \
+	" ORDER BY updated_at LIMIT $1)"
+
+static const ZbLifecycle orders_lifecycle = {
+	"order_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+	"customer_id text NOT NULL, product text NOT NULL, quantity integer NOT NULL, "
+	"unit_price numeric(10,2) NOT NULL, total numeric(12,2) NOT NULL, status text NOT NULL, "
+	"region text NOT NULL, ordered_at timestamptz NOT NULL DEFAULT now(), "
+	"updated_at timestamptz NOT NULL DEFAULT now()",
+	"status, updated_at",
+	/*
+	 * short values, never out of line: an UPDATE that leaves one unchanged
+	 * is capturable without REPLICA IDENTITY FULL (docs/DESIGN.md)
+	 */
+	"customer_id, product, unit_price, total, status, region",
+	/* a delete carries the key only, a truncate record no column: all nullable */
+	"order_id BIGINT, customer_id STRING, product STRING, quantity INT, "
+	"unit_price DECIMAL(10,2), total DECIMAL(12,2), status STRING, region STRING, "
+	"ordered_at TIMESTAMP, updated_at TIMESTAMP, "
+	"_change_type STRING NOT NULL, _commit_lsn BIGINT NOT NULL, "
+	"_commit_timestamp TIMESTAMP NOT NULL, _seq BIGINT NOT NULL",
+	"order_id",
+	"order_id, customer_id, product, quantity, unit_price, total, status, region, ordered_at, updated_at",
+	"customer_id, product, quantity, unit_price, total, status, region, ordered_at, updated_at",
+	"'CUST-' || lpad(floor(s.r2 * 20000)::int::text, 5, '0'), "
+	"(ARRAY['laptop','phone','headphones','monitor','keyboard','mouse','tablet','camera','speaker','charger'])[1 + floor(s.r3 * 10)::int], "
+	"1 + floor(power(s.r4, 4) * 9)::int, "
+	"round((5 + power(s.r5, 2) * 1995)::numeric, 2), "
+	"(1 + floor(power(s.r4, 4) * 9)::int) * round((5 + power(s.r5, 2) * 1995)::numeric, 2), "
+	"'placed', "
+	"(ARRAY['us-east','us-west','eu-central','eu-west','ap-south','ap-northeast'])[1 + floor(s.r7 * 6)::int], "
+	"clock_timestamp(), clock_timestamp()",
+	"UPDATE %1$s AS o SET status = CASE"
+	" WHEN o.status OPERATOR(pg_catalog.=) 'placed' THEN CASE WHEN pg_catalog.random()"
+	" OPERATOR(pg_catalog.<) 0.08::pg_catalog.float8 THEN 'cancelled' ELSE 'paid' END"
+	" WHEN o.status OPERATOR(pg_catalog.=) 'paid' THEN CASE WHEN pg_catalog.random()"
+	" OPERATOR(pg_catalog.<) 0.03::pg_catalog.float8 THEN 'cancelled' ELSE 'shipped' END"
+	" WHEN o.status OPERATOR(pg_catalog.=) 'shipped' THEN 'delivered' ELSE o.status END,"
+	" updated_at = pg_catalog.clock_timestamp()"
+	" WHERE o.order_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT due.order_id FROM ("
+	DUE("placed", "1 s") " UNION ALL " DUE("paid", "2 s") " UNION ALL " DUE("shipped", "3 s")
+	") due ORDER BY due.updated_at LIMIT $1))",
+	"DELETE FROM %1$s AS o"
+	" WHERE o.order_id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT due.order_id FROM ("
+	DUE("cancelled", "5 s") " UNION ALL " DUE("delivered", "30 s")
+	") due ORDER BY due.updated_at LIMIT $1))"
+};
 
 const ZbProfile zb_profiles[] = {
 	{
@@ -95,7 +162,8 @@ const ZbProfile zb_profiles[] = {
 		"CASE WHEN s.r6 < 0.35 THEN 'placed' WHEN s.r6 < 0.65 THEN 'paid' WHEN s.r6 < 0.85 THEN 'shipped' "
 		"     WHEN s.r6 < 0.97 THEN 'delivered' ELSE 'cancelled' END, "
 		"(ARRAY['us-east','us-west','eu-central','eu-west','ap-south','ap-northeast'])[1 + floor(s.r7 * 6)::int], "
-		"clock_timestamp()"
+		"clock_timestamp()",
+		&orders_lifecycle
 	},
 	{
 		"weblogs",
@@ -116,7 +184,7 @@ const ZbProfile zb_profiles[] = {
 		"(ARRAY['Mozilla/5.0 (X11; Linux x86_64)','Mozilla/5.0 (Macintosh)','curl/7.88.1','python-requests/2.31'])[1 + floor(s.r4 * 4)::int], "
 		"clock_timestamp()"
 	},
-	{NULL, NULL, NULL, NULL, NULL, NULL}
+	{NULL, NULL, NULL, NULL, NULL, NULL, NULL}
 };
 
 const ZbProfile *

@@ -156,6 +156,7 @@ $emu->create_table('main.default.gen_tx',
 	delta_columns('transactions', { name => 'spy', type => 'STRING', nullable => JSON::PP::true },
 		{ name => 'g', type => 'STRING', nullable => JSON::PP::true }));
 $emu->create_table('main.default.victim_tx', delta_columns('transactions'));
+$emu->create_table('main.default.gen_orders', delta_columns('orders'));
 $emu->create_table('main.default.mdb_tx', delta_columns('transactions'));
 
 my $emu_opts = sprintf("workspace_url '%s', zerobus_endpoint '%s', warehouse_id 'emulator-wh'",
@@ -548,6 +549,50 @@ note('the rule\'s queue: ' . su(q{SELECT state || ' ' || coalesce(last_error, ''
 check_case('user code on the queue, generator and stream workers');
 
 # ------------------------------------------------------------------
+# 6b. the orders lifecycle (issue 11) in a table full of mallory's code:
+# the generator's INSERT, UPDATE and DELETE run it, and only as mallory; a
+# table mallory's stream may not change is refused
+# ------------------------------------------------------------------
+ok_as('mallory', q{
+	SELECT zerobus.generator_create_queue('orders', 'mallory.lq');
+	SELECT zerobus.generator_create_table('orders', 'mallory.lt');
+	ALTER TABLE mallory.lt ADD COLUMN spy text DEFAULT mallory.spy_text('lifecycle default');
+	ALTER TABLE mallory.lt ADD CONSTRAINT spy CHECK (mallory.spy_bool('lifecycle check'));
+	CREATE TRIGGER b_ins BEFORE INSERT ON mallory.lt FOR EACH ROW EXECUTE FUNCTION mallory.spy_trigger();
+	CREATE TRIGGER b_upd BEFORE UPDATE ON mallory.lt FOR EACH ROW EXECUTE FUNCTION mallory.spy_trigger();
+	CREATE TRIGGER a_upd AFTER UPDATE ON mallory.lt FOR EACH ROW EXECUTE FUNCTION mallory.spy_trigger();
+	CREATE TRIGGER s_upd AFTER UPDATE ON mallory.lt FOR EACH STATEMENT EXECUTE FUNCTION mallory.spy_trigger();
+	CREATE TRIGGER b_del BEFORE DELETE ON mallory.lt FOR EACH ROW EXECUTE FUNCTION mallory.spy_trigger();
+	CREATE TRIGGER s_del AFTER DELETE ON mallory.lt FOR EACH STATEMENT EXECUTE FUNCTION mallory.spy_trigger();
+	ALTER TABLE mallory.lt ENABLE ROW LEVEL SECURITY;
+	ALTER TABLE mallory.lt FORCE ROW LEVEL SECURITY;
+	CREATE POLICY spy ON mallory.lt USING (mallory.spy_bool('lifecycle policy using'))
+	  WITH CHECK (mallory.spy_bool('lifecycle policy check'));
+	SELECT zerobus.create_stream('ml', 'mallory.lq', 'emu', 'main.default.gen_orders');
+	SELECT zerobus.generator_start('ml', 'orders', rate => 100, lifecycle_table => 'mallory.lt');
+}, 'mallory: a lifecycle table full of its code');
+my @lifecycle_code = ('lifecycle default', 'lifecycle check', 'lifecycle policy using', 'lifecycle policy check',
+	'trigger BEFORE INSERT ROW on lt', 'trigger BEFORE UPDATE ROW on lt', 'trigger AFTER UPDATE ROW on lt',
+	'trigger AFTER UPDATE STATEMENT on lt', 'trigger BEFORE DELETE ROW on lt', 'trigger AFTER DELETE STATEMENT on lt');
+$kinds = join(', ', map { "'$_'" } @lifecycle_code);
+su_poll(qq{SELECT count(DISTINCT fn) = @{[ scalar @lifecycle_code ]} FROM mallory.sightings WHERE fn IN ($kinds)}, 90)
+  or diag('generator: ' . su(q{SELECT coalesce(last_error, '') || ' generated ' || rows_generated FROM zerobus.generator_status() WHERE stream = 'ml'}));
+for my $what (@lifecycle_code)
+{
+	# mallory's own sessions never change this table: these ran in the generator
+	ok(sighted($what), "lifecycle table code ran in the generator: $what");
+}
+is(su(q{SELECT count(*) FROM mallory.lq}), '0', 'the lifecycle generator wrote nothing to its queue');
+ok_as('victim', q{SELECT zerobus.generator_create_table('orders', 'victim.vt')}, 'victim: a table of orders');
+refused_as('mallory', q{SELECT zerobus.generator_start('ml', 'orders', lifecycle_table => 'victim.vt')}, '42501',
+	'mallory: a lifecycle in the victim\'s table');
+ok_as('mallory', q{SELECT zerobus.generator_stop('ml')});
+ok(su_poll(q{SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name = 'zerobus_fdw generator ml'}),
+	'the lifecycle generator stopped');
+is(su(q{SELECT count(*) FROM victim.vt}), '0', 'the victim\'s table was never changed');
+check_case('user code on a lifecycle table, generator worker');
+
+# ------------------------------------------------------------------
 # 7. traps in public that other roles' workers could resolve: arithmetic
 # operators with no exact match in pg_catalog (the generator's
 # double * integer, double < numeric; the catalog's numeric * integer)
@@ -581,6 +626,7 @@ for my $call (q{zerobus.alter_stream('vs', batch_rows => 1)}, q{zerobus.stop_str
 	q{zerobus.start_stream('vs2')}, q{zerobus.drop_stream('vs')}, q{zerobus.drop_stream('vs', if_exists => true)},
 	q{zerobus.flush('vs', '1s')}, q{zerobus.generator_start('vgen', 'transactions')},
 	q{zerobus.generator_throttle('vgen', 50)}, q{zerobus.generator_stop('vgen')},
+	q{zerobus.generator_start('vgen', 'orders', lifecycle_table => 'mallory.lt')},
 	q{zerobus.create_stream('mv', 'victim.vq2', 'emu', 'main.default.sec')},
 	q{zerobus.create_stream('mc', 'pg_catalog.pg_authid', 'emu', 'main.default.sec')})
 {
@@ -723,6 +769,15 @@ ok_as('mallory', qq{
 	SELECT zerobus.flush('mw', '60s');
 }, 'a stream whose queue\'s names carry SQL');
 is($emu->count('main.default.weird'), 1, 'its row was delivered');
+ok_as('mallory', qq{
+	SELECT zerobus.generator_create_table('orders', '$evil."t''); ALTER ROLE mallory SUPERUSER; --"');
+	SELECT zerobus.generator_start('mw', 'orders', rate => 100,
+	                               lifecycle_table => '$evil."t''); ALTER ROLE mallory SUPERUSER; --"');
+}, 'a lifecycle table whose names carry SQL');
+ok(su_poll(qq{SELECT count(*) FILTER (WHERE status <> 'placed') > 0 FROM $evil."t'); ALTER ROLE mallory SUPERUSER; --"}, 60),
+	'its orders are placed and moved on')
+  or diag('generator: ' . su(q{SELECT coalesce(last_error, '') FROM zerobus.generator_status() WHERE stream = 'mw'}));
+ok_as('mallory', q{SELECT zerobus.generator_stop('mw')});
 refused_as('mallory', q{SELECT zerobus.create_stream('x; ALTER ROLE mallory SUPERUSER', 'mallory.q1', 'emu', 'main.default.sec')},
 	'42602', 'a stream name carrying SQL');
 check_case('names carrying SQL');

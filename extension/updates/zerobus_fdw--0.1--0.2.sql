@@ -394,3 +394,61 @@ CREATE VIEW zb_dashboard AS
    ORDER BY m.database, m.stream;
 COMMENT ON VIEW zb_dashboard IS 'The pipeline at a glance, for \watch 1';
 GRANT SELECT ON zb_dashboard TO pg_monitor;
+
+-- 60_generator.sql (issue 11): the orders profile's lifecycle in an ordinary
+-- table (generator_create_table, generator_start(…, lifecycle_table)), and the
+-- columns of that table and of its change stream's Delta table in
+-- generator_profiles().
+ALTER TABLE zerobus.generators ADD COLUMN lifecycle_table regclass;
+COMMENT ON TABLE zerobus.generators IS
+  'Generators: each fills one stream''s queue with rows of a profile at a rate, or runs the profile''s lifecycle in an ordinary table';
+DROP FUNCTION zerobus.generator_profiles();
+CREATE FUNCTION zerobus.generator_profiles(
+    OUT profile text, OUT description text, OUT queue_columns text, OUT delta_columns text,
+    OUT lifecycle_columns text, OUT changes_delta_columns text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'zerobus_generator_profiles'
+LANGUAGE C STRICT IMMUTABLE;
+COMMENT ON FUNCTION zerobus.generator_profiles() IS
+  'The generator''s profiles, with the columns of their queue table and of the Delta table; for a profile with a lifecycle, the columns of its table and of the Delta table of that table''s change stream';
+CREATE FUNCTION zerobus.generator_create_table(profile text, name text)
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'zerobus_generator_create_table'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION zerobus.generator_create_table(text, text) IS
+  'Create a table for a generator profile''s lifecycle (orders), with the index that finds its due rows';
+CREATE FUNCTION zerobus.generator_start(stream text, profile text DEFAULT NULL,
+                                        rate double precision DEFAULT NULL,
+                                        throttle integer DEFAULT NULL,
+                                        lifecycle_table regclass DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'zerobus_generator_start'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION zerobus.generator_start(text, text, double precision, integer, regclass) IS
+  'Start filling a stream''s queue with rows of a profile, or running its lifecycle in lifecycle_table, at rate rows (changes)/s or at a throttle of 1-100';
+REVOKE ALL ON FUNCTION
+    zerobus.generator_create_table(text, text),
+    zerobus.generator_start(text, text, double precision, integer, regclass)
+  FROM PUBLIC;
+-- generator_start's new signature keeps the EXECUTE grants the old one had,
+-- then the old one goes.
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT a.grantee, a.is_grantable
+               FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+              WHERE p.oid OPERATOR(pg_catalog.=)
+                    'zerobus.generator_start(text, text, double precision, integer)'::pg_catalog.regprocedure
+                AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+                AND a.grantee OPERATOR(pg_catalog.<>) 0
+                AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO %s%s',
+                                  'zerobus.generator_start(text, text, double precision, integer, regclass)',
+                                  g.grantee::pg_catalog.regrole::pg_catalog.text,
+                                  CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END
+$$;
+DROP FUNCTION zerobus.generator_start(text, text, double precision, integer);
