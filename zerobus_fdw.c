@@ -21,6 +21,7 @@
 #include "utils/guc.h"
 
 #include "compat.h"
+#include "cdc.h"
 #include "metrics.h"
 #include "net.h"
 #include "shmem.h"
@@ -41,6 +42,7 @@ zb_shmem_request_hook(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	zb_shmem_request();
+	zb_cdc_shmem_request();
 }
 
 static void
@@ -49,6 +51,7 @@ zb_shmem_startup_hook(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	zb_shmem_startup();
+	zb_cdc_shmem_startup();
 }
 
 /* The database a statement needs to itself (no other sessions), if any. */
@@ -103,7 +106,11 @@ zb_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	{
 		dboid = zb_exclusive_database(pstmt->utilityStmt);
 		if (!OidIsValid(dboid) && zb_drops_extension(pstmt->utilityStmt))
+		{
 			zb_rescan_at_commit();
+			/* and the replication slots of its change-capture streams */
+			zb_cdc_drop_database_slots_at_commit();
+		}
 	}
 	if (OidIsValid(dboid))
 		zb_release_database(dboid);
@@ -147,6 +154,9 @@ _PG_init(void)
 
 	/* libcurl's global state is set up once, before any thread could exist */
 	zb_curl_global_init();
+
+	/* change capture: commit-time wake-ups and slot drops (every backend) */
+	zb_cdc_init();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -1,13 +1,15 @@
--- Ingestion: streams deliver the rows of queue tables to ZeroBus.
+-- Ingestion: streams deliver the rows of queue tables, or the committed
+-- changes of any table (change capture, docs/DESIGN.md), to ZeroBus.
 
 -- The stored settings of each stream.  Readers use the view zerobus.streams,
--- which adds the owner: a stream belongs to whoever owns its queue table
--- (read from pg_class each time, never copied, so that ALTER TABLE … OWNER
--- TO, REASSIGN OWNED and DROP ROLE act on streams the way they act on the
--- table's other dependents).
+-- which adds the owner: a queue stream belongs to whoever owns its queue
+-- table (read from pg_class each time, never copied, so that ALTER TABLE …
+-- OWNER TO, REASSIGN OWNED and DROP ROLE act on streams the way they act on
+-- the table's other dependents); a change-capture stream to its capture
+-- role, the role that created it.
 CREATE TABLE zerobus.stream_settings (
     name          text NOT NULL,
-    queue         regclass NOT NULL,
+    queue         regclass,
     server        name NOT NULL,
     target        text NOT NULL,
     record_format text NOT NULL DEFAULT 'proto',
@@ -20,6 +22,18 @@ CREATE TABLE zerobus.stream_settings (
     created_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
     -- a record field carrying each row's dedup key (docs/DESIGN.md), or NULL
     dedup_column  text,
+    -- change capture (docs/DESIGN.md, "Change capture"): the captured table
+    -- instead of a queue, the role that reads it, whether the rows that
+    -- exist at the start are sent first, update_preimage records, the
+    -- replication slot, the first _seq of that slot, and when its initial
+    -- copy was committed (NULL: the worker creates the slot and copies)
+    source        regclass,
+    capture_role  regrole,
+    snapshot      boolean NOT NULL DEFAULT true,
+    update_preimage boolean NOT NULL DEFAULT false,
+    slot_name     name,
+    seq_base      bigint,
+    cdc_started_at timestamptz,
     CONSTRAINT streams_pkey PRIMARY KEY (name),
     CONSTRAINT streams_queue_key UNIQUE (queue),
     CONSTRAINT streams_name_check
@@ -39,7 +53,13 @@ CREATE TABLE zerobus.stream_settings (
       CHECK (ack_timeout OPERATOR(pg_catalog.>) '0 seconds'::pg_catalog.interval),
     CONSTRAINT streams_dedup_column_check
       CHECK (dedup_column OPERATOR(pg_catalog.~) '^[A-Za-z_][A-Za-z0-9_]*$'
-             AND pg_catalog.length(dedup_column) OPERATOR(pg_catalog.<=) 255)
+             AND pg_catalog.length(dedup_column) OPERATOR(pg_catalog.<=) 255),
+    CONSTRAINT streams_queue_or_source_check
+      CHECK ((queue IS NULL) OPERATOR(pg_catalog.<>) (source IS NULL)),
+    CONSTRAINT streams_source_check
+      CHECK (source IS NULL
+             OR (capture_role IS NOT NULL AND slot_name IS NOT NULL AND seq_base IS NOT NULL
+                 AND workers OPERATOR(pg_catalog.=) 1 AND dedup_column IS NULL))
 );
 COMMENT ON TABLE zerobus.stream_settings IS
   'The stored settings of each stream; read zerobus.streams, which adds the owner';
@@ -47,14 +67,15 @@ SELECT pg_catalog.pg_extension_config_dump('zerobus.stream_settings', '');
 GRANT SELECT ON zerobus.stream_settings TO PUBLIC;
 
 CREATE VIEW zerobus.streams AS
-  SELECT s.name, s.queue, s.server, s.target,
-         c.relowner::pg_catalog.regrole AS owner,
+  SELECT s.name, s.queue, s.source, s.server, s.target,
+         COALESCE(s.capture_role, c.relowner::pg_catalog.regrole) AS owner,
          s.record_format, s.batch_rows, s.batch_bytes, s.workers, s.max_inflight,
-         s.ack_timeout, s.enabled, s.created_at, s.dedup_column
+         s.ack_timeout, s.enabled, s.created_at, s.dedup_column,
+         s.snapshot, s.update_preimage, s.slot_name, s.cdc_started_at
     FROM zerobus.stream_settings s
     LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.queue::pg_catalog.oid;
 COMMENT ON VIEW zerobus.streams IS
-  'Streams: each delivers the rows of one queue table to one Databricks table through ZeroBus; the owner is the queue table''s';
+  'Streams: each delivers the rows of one queue table (queue), or the committed changes of one table (source), to one Databricks table through ZeroBus; the owner is the queue table''s, or the role that created a change-capture stream';
 -- Nothing secret here; changes go through the functions below.
 GRANT SELECT ON zerobus.streams TO PUBLIC;
 
@@ -109,11 +130,14 @@ REVOKE ALL ON FUNCTION zerobus.queue_dropped() FROM PUBLIC;
 CREATE EVENT TRIGGER zerobus_queue_dropped ON sql_drop
   EXECUTE FUNCTION zerobus.queue_dropped();
 
+-- queue => a queue table (its rows are delivered, then deleted) or source =>
+-- any table (its committed changes are delivered, docs/DESIGN.md "Change
+-- capture"); positional (name, queue, server, target) is a queue stream.
 CREATE FUNCTION zerobus.create_stream(
     name text,
-    queue regclass,
-    server name,
-    target text,
+    queue regclass DEFAULT NULL,
+    server name DEFAULT NULL,
+    target text DEFAULT NULL,
     record_format text DEFAULT 'proto',
     batch_rows integer DEFAULT 5000,
     batch_bytes integer DEFAULT 4194304,
@@ -121,12 +145,15 @@ CREATE FUNCTION zerobus.create_stream(
     max_inflight integer DEFAULT 50000,
     ack_timeout interval DEFAULT '60 seconds',
     start boolean DEFAULT true,
-    dedup_column text DEFAULT NULL)
+    dedup_column text DEFAULT NULL,
+    source regclass DEFAULT NULL,
+    snapshot boolean DEFAULT true,
+    update_preimage boolean DEFAULT false)
 RETURNS void
 AS 'MODULE_PATHNAME', 'zerobus_create_stream'
 LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean, text) IS
-  'Deliver the rows inserted into a queue table to a Databricks table through ZeroBus';
+COMMENT ON FUNCTION zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean, text, regclass, boolean, boolean) IS
+  'Deliver the rows inserted into a queue table, or the committed changes of a table (source), to a Databricks table through ZeroBus';
 
 CREATE FUNCTION zerobus.alter_stream(
     name text,
@@ -150,7 +177,7 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'zerobus_drop_stream'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION zerobus.drop_stream(text, boolean) IS
-  'Stop delivering a queue table; rows still queued stay in it';
+  'Stop delivering a queue table (rows still queued stay in it) or a table''s changes (its replication slot is dropped at commit)';
 
 CREATE FUNCTION zerobus.start_stream(name text)
 RETURNS void
@@ -162,6 +189,37 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'zerobus_stop_stream'
 LANGUAGE C STRICT VOLATILE;
 
+CREATE FUNCTION zerobus.resync_stream(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'zerobus_resync_stream'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION zerobus.resync_stream(text) IS
+  'Start a change-capture stream over: a new replication slot and a new copy of the table, _seq continuing above';
+
+CREATE FUNCTION zerobus.peek_changes(
+    stream text,
+    max_records integer DEFAULT 100,
+    wait interval DEFAULT '0 seconds',
+    OUT seq bigint,
+    OUT change_type text,
+    OUT commit_lsn pg_lsn,
+    OUT commit_time timestamptz,
+    OUT record jsonb,
+    OUT data bytea,
+    OUT error text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'zerobus_peek_changes'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION zerobus.peek_changes(text, integer, interval) IS
+  'The records a change-capture stream would send next (data: as sent; record: as JSON), without sending or confirming anything';
+
+CREATE FUNCTION zerobus.record_descriptor(stream text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'zerobus_record_descriptor'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION zerobus.record_descriptor(text) IS
+  'The protobuf DescriptorProto of the stream''s records, as its workers send it';
+
 CREATE FUNCTION zerobus.flush(name text, timeout interval DEFAULT '5 minutes')
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'zerobus_flush'
@@ -170,7 +228,10 @@ COMMENT ON FUNCTION zerobus.flush(text, interval) IS
   'Wait until every row committed before the call has been durably acknowledged; returns how many were waited for';
 
 REVOKE ALL ON FUNCTION
-    zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean, text),
+    zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean, text, regclass, boolean, boolean),
+    zerobus.resync_stream(text),
+    zerobus.peek_changes(text, integer, interval),
+    zerobus.record_descriptor(text),
     zerobus.alter_stream(text, name, text, text, integer, integer, integer, integer, interval, text),
     zerobus.drop_stream(text, boolean),
     zerobus.start_stream(text),

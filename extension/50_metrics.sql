@@ -34,7 +34,10 @@ CREATE FUNCTION zerobus.metrics(
     OUT success_rate double precision,
     OUT last_error text,
     OUT last_error_at timestamptz,
-    OUT started_at timestamptz)
+    OUT started_at timestamptz,
+    OUT slot_lag_bytes bigint,
+    OUT slot_status text,
+    OUT oldest_unacked_age_ms double precision)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'zerobus_metrics'
 LANGUAGE C STRICT VOLATILE;
@@ -51,7 +54,7 @@ CREATE VIEW @extschema@.zb_metrics AS
   SELECT m.*, pg_catalog.now() OPERATOR(pg_catalog.-) m.started_at AS uptime
     FROM zerobus.metrics() m;
 COMMENT ON VIEW @extschema@.zb_metrics IS
-  'One row per stream: state, rows sent/acked/failed/dead-lettered, in flight, queue depth, throughput, ack latency';
+  'One row per stream: state, rows sent/acked/failed/dead-lettered, in flight, queue depth, throughput, ack latency, change capture''s slot lag';
 
 REVOKE ALL ON FUNCTION zerobus.metrics() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION zerobus.metrics() TO pg_monitor;

@@ -145,7 +145,7 @@ GRANT USAGE ON FOREIGN SERVER emu TO zb_alice, zb_bob;
 SET ROLE zb_alice;
 SELECT zerobus.create_stream('a', 'other_queue', 'emu', 'main.default.regress_events');
 RESET ROLE;
-GRANT EXECUTE ON FUNCTION zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean, text),
+GRANT EXECUTE ON FUNCTION zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean, text, regclass, boolean, boolean),
                           zerobus.stop_stream(text), zerobus.drop_stream(text, boolean)
   TO zb_alice, zb_bob;
 SET ROLE zb_alice;

@@ -20,7 +20,7 @@ GRANT USAGE ON FOREIGN SERVER emu TO zb_sec_owner, zb_sec_member;
 CREATE USER MAPPING FOR zb_sec_owner SERVER emu
     OPTIONS (client_id 'zb-test-client', client_secret 'zb-test-secret');
 GRANT EXECUTE ON FUNCTION
-    zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean, text),
+    zerobus.create_stream(text, regclass, name, text, text, integer, integer, integer, integer, interval, boolean, text, regclass, boolean, boolean),
     zerobus.alter_stream(text, name, text, text, integer, integer, integer, integer, interval, text),
     zerobus.drop_stream(text, boolean),
     zerobus.reset_metrics(text)

@@ -72,6 +72,8 @@ struct ZbBatch
 	int			ndead;
 	int			maxdead;
 	bool		probing;		/* a refusal came: send one request at a time */
+	bool		failed;			/* a zb_batch_flush() failed: abandon */
+	int			flushed;		/* rows settled by zb_batch_flush() in this run */
 };
 
 static ZbBatch B;
@@ -132,6 +134,7 @@ batch_reset(ZbWorker *w)
 	B.dead = NULL;
 	B.ndead = B.maxdead = 0;
 	B.probing = false;
+	B.failed = false;
 }
 
 /* ---------- filling: what sources call ---------- */
@@ -611,6 +614,50 @@ zb_batch_write_dead_letter(const char *stream, Oid owner, const char *error, Dat
 
 /* ---------- one batch ---------- */
 
+/* Count a settled batch (its rows' records, and those that became dead letters). */
+static void
+batch_count_settled(ZbWorker *w, int encoded_dead)
+{
+	SpinLockAcquire(&w->s->mutex);
+	w->s->c.rows_dead += encoded_dead;
+	w->s->c.batches++;
+	SpinLockRelease(&w->s->mutex);
+}
+
+/*
+ * For a source whose claim cannot stop where the batch is full (change
+ * capture replays a decoded transaction whole, and copies a table in one
+ * transaction): deliver what the batch holds now, as zb_batch_run() does
+ * (send, await every acknowledgement, let the source settle it), and go on
+ * with an empty batch.  false: the batch failed (the worker's backoff is
+ * set); the source must claim nothing more, and the engine abandons what
+ * the batch holds when claim() returns.
+ */
+bool
+zb_batch_flush(ZbBatch *b)
+{
+	ZbWorker   *w = b->w;
+	int			encoded_dead;
+	int			flushed;
+
+	Assert(b == &B);
+	if (B.failed)
+		return false;
+	batch_seal();
+	encoded_dead = B.ndead;
+	if (B.nrows > 0 && !batch_await_acks())
+	{
+		B.failed = true;
+		return false;
+	}
+	w->source->settle(w, &B);
+	batch_count_settled(w, encoded_dead);
+	flushed = B.flushed + B.nrows + encoded_dead;
+	batch_reset(w);
+	B.flushed = flushed;
+	return true;
+}
+
 /*
  * One batch of the worker's source: claim, send, await acks, settle.
  * Returns the rows that left the source (delivered or dead-lettered), 0 if
@@ -625,18 +672,29 @@ zb_batch_run(ZbWorker *w)
 	int			settled;
 
 	batch_reset(w);
+	B.flushed = 0;
 	if (!src->begin(w))
 	{
 		w->loaded = false;		/* worker_load() says why */
 		return 1;
 	}
 	src->claim(w, &B);
+	if (B.failed)
+	{
+		/* a zb_batch_flush() failed: what the batch holds goes back */
+		batch_not_in_flight();
+		SpinLockAcquire(&w->s->mutex);
+		w->s->c.rows_failed += B.nrows;
+		SpinLockRelease(&w->s->mutex);
+		src->abandon(w, &B);
+		return B.flushed;
+	}
 	batch_seal();
 	encoded_dead = B.ndead;		/* bisection counts its own */
 	if (B.nrows == 0 && B.ndead == 0)
 	{
 		src->settle(w, &B);
-		return 0;
+		return B.flushed;
 	}
 
 	if (B.nrows > 0 && !batch_await_acks())
@@ -647,15 +705,12 @@ zb_batch_run(ZbWorker *w)
 		w->s->c.rows_failed += B.nrows;
 		SpinLockRelease(&w->s->mutex);
 		src->abandon(w, &B);
-		return 0;
+		return B.flushed;
 	}
 	src->settle(w, &B);
 
-	settled = B.nrows + encoded_dead;
-	SpinLockAcquire(&w->s->mutex);
-	w->s->c.rows_dead += encoded_dead;
-	w->s->c.batches++;
-	SpinLockRelease(&w->s->mutex);
+	settled = B.flushed + B.nrows + encoded_dead;
+	batch_count_settled(w, encoded_dead);
 	return settled;
 }
 

@@ -17,10 +17,12 @@
  *	  DELETE … RETURNING by TID range, in a transaction that settles by
  *	  committing (the rows leave the queue) and gives them back by rolling
  *	  back;
- *	- a source of decoded changes (change capture, issue 11) would claim the
- *	  changes a logical slot decodes, and settle by confirming the slot's
- *	  position once they are acknowledged; it gives them back by decoding
- *	  again from the confirmed position.
+ *	- the change-capture source (cdcsource.c) claims the records a logical
+ *	  slot decodes, and settles by confirming the slot's position once they
+ *	  are acknowledged; it gives them back by decoding again from the
+ *	  confirmed position.  It cannot always stop where the batch is full
+ *	  (a decoded transaction is replayed whole): it delivers what it holds
+ *	  with zb_batch_flush() and goes on.
  *
  * See docs/DESIGN.md, "The batch engine and its sources".
  *-------------------------------------------------------------------------
@@ -47,7 +49,7 @@ typedef struct ZbBatch ZbBatch;
 typedef union ZbRowRef
 {
 	ItemPointerData tid;		/* a queue row */
-	XLogRecPtr	lsn;			/* a decoded change */
+	int64		seq;			/* a change-capture record: its _seq */
 } ZbRowRef;
 
 /* A row that will not be delivered, and why; settled with the batch. */
@@ -118,6 +120,13 @@ typedef struct ZbSource
 	void		(*abandon) (struct ZbWorker *w, ZbBatch *b);
 
 	/*
+	 * The worker leaves for good (its stream stopped, altered or dropped):
+	 * let go of what outlives the process (change capture: a slot whose
+	 * stream is gone is dropped).  Outside a transaction.  May be NULL.
+	 */
+	void		(*leave) (struct ZbWorker *w);
+
+	/*
 	 * While the worker backs off, about once a second, in a transaction:
 	 * keep what the source publishes current (the queue's depth grows while
 	 * the service is away).  May be NULL.
@@ -137,6 +146,7 @@ extern void zb_batch_add_record(ZbBatch *b, size_t start, size_t len, ZbRowRef r
 								TimestampTz committed_at);
 extern void zb_batch_add_dead(ZbBatch *b, ZbRowRef ref, const char *error);
 extern bool zb_batch_poll(ZbBatch *b);
+extern bool zb_batch_flush(ZbBatch *b);
 
 /* For sources, when they settle */
 extern int	zb_batch_records(ZbBatch *b);
@@ -146,5 +156,6 @@ extern void zb_batch_write_dead_letter(const char *stream, Oid owner, const char
 
 /* The sources */
 extern const ZbSource zb_queue_source;
+extern const ZbSource zb_cdc_source;	/* cdcsource.c */
 
 #endif							/* ZB_BATCH_H */

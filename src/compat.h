@@ -200,6 +200,55 @@ object_ownercheck(Oid classid, Oid objectid, Oid roleid)
 #endif
 
 /*
+ * Logical decoding (change capture, src/cdc*.c).
+ *
+ * 17: a decoded change's tuples are HeapTuples, no longer wrapped in a
+ * ReorderBufferTupleBuf.
+ */
+#if PG_VERSION_NUM >= 170000
+#define zb_change_tuple(tb) (tb)
+#else
+#define zb_change_tuple(tb) (&(tb)->tuple)
+#endif
+
+/* 16: attribute maps by name take missing_ok. */
+#if PG_VERSION_NUM >= 160000
+#define zb_attrmap_by_name_if_req(in, out) build_attrmap_by_name_if_req((in), (out), false)
+#else
+#define zb_attrmap_by_name_if_req(in, out) build_attrmap_by_name_if_req((in), (out))
+#endif
+
+/*
+ * Slots: 17 added failover and synced to ReplicationSlotCreate, 18
+ * error_if_invalid to ReplicationSlotAcquire (we look at invalidation
+ * ourselves, to report it as a state).
+ */
+#if PG_VERSION_NUM >= 170000
+#define zb_slot_create(name, persistency) \
+	ReplicationSlotCreate((name), true, (persistency), false, false, false)
+#else
+#define zb_slot_create(name, persistency) \
+	ReplicationSlotCreate((name), true, (persistency), false)
+#endif
+#if PG_VERSION_NUM >= 180000
+#define zb_slot_acquire(name, nowait) ReplicationSlotAcquire((name), (nowait), false)
+#else
+#define zb_slot_acquire(name, nowait) ReplicationSlotAcquire((name), (nowait))
+#endif
+
+/*
+ * 16: an invalidated slot records why (data.invalidated); 15 only the
+ * restart LSN it had (data.invalidated_at), and invalidation there is
+ * always WAL removal.
+ */
+#if PG_VERSION_NUM >= 160000
+#define zb_slot_invalidated(s) ((s)->data.invalidated != RS_INVAL_NONE)
+#else
+#define zb_slot_invalidated(s) \
+	(!XLogRecPtrIsInvalid((s)->data.invalidated_at) && XLogRecPtrIsInvalid((s)->data.restart_lsn))
+#endif
+
+/*
  * 18: the module magic block can carry the module's name and version, shown
  * by pg_get_loaded_modules().  Use as "ZB_MODULE_MAGIC;".
  */

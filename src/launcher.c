@@ -38,6 +38,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "cdc.h"
 #include "compat.h"
 #include "metrics.h"
 #include "runas.h"
@@ -441,6 +442,7 @@ typedef struct ScanRow
 	int			workers;
 	int			max_inflight;
 	bool		enabled;
+	char		slot_name[NAMEDATALEN]; /* change capture; "" for a queue */
 	bool		gen_enabled;
 	char		gen_profile[32];
 	double		gen_rate;
@@ -510,6 +512,8 @@ zerobus_scan_main(Datum arg)
 			rows[i].workers = row.workers;
 			rows[i].max_inflight = row.max_inflight;
 			rows[i].enabled = row.enabled;
+			if (row.slot_name)
+				strlcpy(rows[i].slot_name, row.slot_name, NAMEDATALEN);
 			rows[i].fingerprint = zb_stream_fingerprint(&row);
 			rows[i].gen_enabled = DatumGetBool(SPI_getbinval(t, td, g, &isnull));
 			strlcpy(rows[i].gen_profile, SPI_getvalue(t, td, g + 1), sizeof(rows[i].gen_profile));
@@ -580,6 +584,7 @@ zerobus_scan_main(Datum arg)
 		s->nworkers = rows[i].workers;
 		s->max_inflight = rows[i].max_inflight;
 		s->enabled = rows[i].enabled;
+		strlcpy(s->slot_name, rows[i].slot_name, NAMEDATALEN);
 		if (s->gen_enabled != rows[i].gen_enabled ||
 			strcmp(s->gen_profile, rows[i].gen_profile) != 0)
 			s->gen_generation++;
@@ -590,6 +595,13 @@ zerobus_scan_main(Datum arg)
 		s->gen_started_at = rows[i].gen_started_at;
 	}
 	LWLockRelease(zb_shared->lock);
+
+	/*
+	 * Change capture: the slots of this database's streams that are gone
+	 * (dropped while their worker held the slot, a resync's old slot, DROP
+	 * EXTENSION), once nobody holds them.
+	 */
+	(void) zb_cdc_sweep();
 	CommitTransactionCommand();	/* releases the scan lock */
 	zb_wake_launcher();
 	proc_exit(0);

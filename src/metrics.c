@@ -15,11 +15,14 @@
 
 #include <math.h>
 
+#include "access/xlog.h"
 #include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "port/pg_bitutils.h"
+#include "replication/slot.h"
+#include "storage/spin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
@@ -27,6 +30,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "metrics.h"
 #include "runas.h"
 #include "shmem.h"
@@ -71,12 +75,22 @@ zb_metrics_worker_depth(ZbStreamSlot *s, int widx, int64 depth)
 	SpinLockRelease(&s->mutex);
 }
 
+/* Change capture: the commit time of the oldest change not acknowledged (0: none). */
+void
+zb_metrics_worker_oldest(ZbStreamSlot *s, int widx, TimestampTz oldest)
+{
+	SpinLockAcquire(&s->mutex);
+	s->workers[widx].oldest_unacked = oldest;
+	SpinLockRelease(&s->mutex);
+}
+
 /* A worker leaves: its share is no longer watched, it is in no batch. */
 void
 zb_metrics_worker_gone(ZbStreamSlot *s, int widx)
 {
 	SpinLockAcquire(&s->mutex);
 	s->workers[widx].queue_depth = 0;
+	s->workers[widx].oldest_unacked = 0;
 	s->workers[widx].in_batch = false;
 	SpinLockRelease(&s->mutex);
 }
@@ -253,6 +267,7 @@ zb_metrics_init(ZbStreamSlot *s)
 		s->workers[w].state = ZB_STATE_STOPPED;
 		s->workers[w].in_batch = false;
 		s->workers[w].queue_depth = 0;
+		s->workers[w].oldest_unacked = 0;
 	}
 	SpinLockRelease(&s->mutex);
 	LWLockRelease(s->detail_lock);
@@ -351,6 +366,7 @@ zb_stream_report(int i, ZbStreamReport *r, bool detail)
 	r->dboid = s->dboid;
 	strlcpy(r->name, s->name, sizeof(r->name));
 	r->queue_relid = s->queue_relid;
+	strlcpy(r->slot_name, s->slot_name, sizeof(r->slot_name));
 	r->enabled = s->enabled;
 	r->nworkers = s->nworkers;
 	r->max_inflight = s->max_inflight;
@@ -382,6 +398,9 @@ zb_stream_report(int i, ZbStreamReport *r, bool detail)
 	{
 		states[w] = s->workers[w].state;
 		r->queue_depth += s->workers[w].queue_depth;
+		if (s->workers[w].oldest_unacked != 0 &&
+			(r->oldest_unacked == 0 || s->workers[w].oldest_unacked < r->oldest_unacked))
+			r->oldest_unacked = s->workers[w].oldest_unacked;
 	}
 	SpinLockRelease(&s->mutex);
 	LWLockRelease(sh->lock);
@@ -654,12 +673,71 @@ zb_metrics_sample(void)
 
 /* ---------- the views ---------- */
 
-#define METRICS_NCOLS 34
+#define METRICS_NCOLS 37
 
 static Datum
 ms_datum(double us)
 {
 	return Float8GetDatum(us / 1000.0);
+}
+
+/*
+ * Change capture: slot_lag_bytes (the WAL from the slot's confirmed
+ * position to now: what the server keeps for the stream), slot_status, and
+ * oldest_unacked_age_ms.  NULLs for a queue.
+ */
+static void
+metrics_slot(const ZbStreamReport *r, Datum *values, bool *nulls)
+{
+	ReplicationSlot *slot;
+	bool		found = false;
+	bool		invalid = false;
+	pid_t		active = 0;
+	XLogRecPtr	confirmed = InvalidXLogRecPtr;
+	const char *status;
+
+	nulls[0] = nulls[1] = nulls[2] = true;
+	if (r->slot_name[0] == '\0')
+		return;
+	if (max_replication_slots > 0)
+	{
+		LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+		slot = SearchNamedReplicationSlot(r->slot_name, false);
+		if (slot)
+		{
+			found = true;
+			SpinLockAcquire(&slot->mutex);
+			confirmed = slot->data.confirmed_flush;
+			active = slot->active_pid;
+			invalid = zb_slot_invalidated(slot);
+			SpinLockRelease(&slot->mutex);
+		}
+		LWLockRelease(ReplicationSlotControlLock);
+	}
+	if (!found)
+		status = "none (created when the stream's worker starts, or lost: see state)";
+	else if (invalid)
+		status = "invalidated: the WAL it needed was removed";
+	else if (!r->enabled)
+		status = "kept while the stream is stopped: it keeps WAL";
+	else if (active != 0)
+		status = "in use";
+	else
+		status = "idle: it keeps WAL until the worker runs";
+	if (found && !invalid && !XLogRecPtrIsInvalid(confirmed))
+	{
+		XLogRecPtr	now = GetXLogInsertRecPtr();
+
+		values[0] = Int64GetDatum(now > confirmed ? (int64) (now - confirmed) : 0);
+		nulls[0] = false;
+	}
+	values[1] = CStringGetTextDatum(status);
+	nulls[1] = false;
+	if (r->oldest_unacked != 0)
+	{
+		values[2] = ms_datum((double) Max(GetCurrentTimestamp() - r->oldest_unacked, 0));
+		nulls[2] = false;
+	}
 }
 
 PG_FUNCTION_INFO_V1(zerobus_metrics);
@@ -749,6 +827,8 @@ zerobus_metrics(PG_FUNCTION_ARGS)
 		nulls[c++] = r->last_error_at == 0;
 		values[c] = TimestampTzGetDatum(r->started_at);
 		nulls[c++] = r->started_at == 0;
+		metrics_slot(r, values + c, nulls + c);
+		c += 3;
 		Assert(c == METRICS_NCOLS);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -31,6 +31,8 @@ typedef struct ZbStreamReport
 	TimestampTz started_at;
 	TimestampTz last_ack_at;
 	int64		queue_depth;
+	char		slot_name[NAMEDATALEN]; /* change capture; "" for a queue */
+	TimestampTz oldest_unacked; /* change capture: 0 if nothing is unacknowledged */
 
 	/* detail (when asked for) */
 	ZbHistogram ack_latency;
@@ -44,6 +46,7 @@ typedef struct ZbStreamReport
 extern void zb_metrics_worker_state(ZbStreamSlot *s, int widx, ZbState state);
 extern void zb_metrics_worker_in_batch(ZbStreamSlot *s, int widx, bool in_batch);
 extern void zb_metrics_worker_depth(ZbStreamSlot *s, int widx, int64 depth);
+extern void zb_metrics_worker_oldest(ZbStreamSlot *s, int widx, TimestampTz oldest);
 extern void zb_metrics_worker_gone(ZbStreamSlot *s, int widx);
 extern void zb_metrics_error(ZbStreamSlot *s, const char *message);
 extern bool zb_metrics_error_once(ZbStreamSlot *s, const char *message, bool only_new);

@@ -20,6 +20,12 @@
  * worker derives from the row version; docs/DESIGN.md says why it is stable
  * across re-sends and unique otherwise.
  *
+ * A change-capture stream (docs/DESIGN.md, "Change capture") encodes rows
+ * decoded from the WAL with the same code: its schema reads the columns by
+ * attribute number (as heap_deform_tuple() leaves them), makes every column
+ * optional (a delete carries only the key) and appends four fields present
+ * in every record: _change_type, _commit_lsn, _commit_timestamp, _seq.
+ *
  * Type map (PostgreSQL -> proto): smallint, integer -> int32; bigint ->
  * int64; boolean -> bool; real -> float; double precision -> double; text,
  * varchar, char, name, json, jsonb, uuid -> string; numeric -> string
@@ -58,6 +64,10 @@
 
 #define PROTO_RESERVED_FIRST 19000
 #define PROTO_RESERVED_LAST 19999
+
+const char *const zb_cdc_field_names[ZB_CDC_NFIELDS] = {
+	"_change_type", "_commit_lsn", "_commit_timestamp", "_seq"
+};
 
 static const char *const supported_types =
 "smallint, integer, bigint, boolean, real, double precision, numeric, text, varchar, char, "
@@ -325,25 +335,41 @@ zb_record_fingerprint(TupleDesc tupdesc)
 	return h;
 }
 
+/* Fill one field's descriptor entry. */
+static void
+record_field(Google__Protobuf__FieldDescriptorProto *f, const char *name, int number,
+			 int type, int label)
+{
+	google__protobuf__field_descriptor_proto__init(f);
+	f->name = (char *) name;
+	f->has_number = f->has_label = f->has_type = true;
+	f->number = number;
+	f->type = type;
+	f->label = label;
+}
+
 /*
- * The record schema of a table.  Column k (k-th non-dropped column) is read
- * from values[first_index + k].  The table must pass zb_record_check_columns()
- * (and zb_record_check_key() for a key_name, or NULL for no key field).
+ * Build a record schema.  Table column k (k-th non-dropped column) is read
+ * from values[first_index + k], or, with by_attnum, from values[attnum - 1];
+ * with cdc, every table column is optional (a delete carries only the key)
+ * and the change-capture fields follow the columns, read from
+ * values[natts + i].
  */
-ZbRecordSchema *
-zb_record_schema(TupleDesc tupdesc, const char *message_name, int first_index,
-				 const char *key_name)
+static ZbRecordSchema *
+record_build_schema(TupleDesc tupdesc, const char *message_name, int first_index,
+					const char *key_name, bool cdc)
 {
 	ZbRecordSchema *schema = palloc0(sizeof(ZbRecordSchema));
 	Google__Protobuf__DescriptorProto desc = GOOGLE__PROTOBUF__DESCRIPTOR_PROTO__INIT;
 	Google__Protobuf__FieldDescriptorProto *fields;
 	Google__Protobuf__FieldDescriptorProto **fieldp;
+	int			maxfields = tupdesc->natts + 1 + ZB_CDC_NFIELDS;
 	int			field = 0;
 	int			i;
 
-	schema->cols = palloc0(sizeof(ZbRecordCol) * tupdesc->natts);
-	fields = palloc0(sizeof(Google__Protobuf__FieldDescriptorProto) * (tupdesc->natts + 1));
-	fieldp = palloc0(sizeof(Google__Protobuf__FieldDescriptorProto *) * (tupdesc->natts + 1));
+	schema->cols = palloc0(sizeof(ZbRecordCol) * maxfields);
+	fields = palloc0(sizeof(Google__Protobuf__FieldDescriptorProto) * maxfields);
+	fieldp = palloc0(sizeof(Google__Protobuf__FieldDescriptorProto *) * maxfields);
 
 	for (i = 0; i < tupdesc->natts; i++)
 	{
@@ -358,9 +384,9 @@ zb_record_schema(TupleDesc tupdesc, const char *message_name, int first_index,
 		if (++field == PROTO_RESERVED_FIRST)
 			field = PROTO_RESERVED_LAST + 1;
 		col->name = pstrdup(NameStr(att->attname));
-		col->index = first_index + schema->ncols;
+		col->index = cdc ? i : first_index + schema->ncols;
 		col->field = field;
-		col->not_null = att->attnotnull;
+		col->not_null = att->attnotnull && !cdc;
 		if (col->is_array)
 			get_typlenbyvalalign(col->typid, &col->elmlen, &col->elmbyval, &col->elmalign);
 		if (col->kind == ZB_COL_NUMERIC || col->kind == ZB_COL_OUTPUT)
@@ -371,18 +397,42 @@ zb_record_schema(TupleDesc tupdesc, const char *message_name, int first_index,
 			getTypeOutputInfo(col->typid, &outfn, &varlena);
 			fmgr_info(outfn, &col->outfunc);
 		}
-
-		google__protobuf__field_descriptor_proto__init(f);
-		f->name = col->name;
-		f->has_number = f->has_label = f->has_type = true;
-		f->number = col->field;
-		f->type = record_proto_type(col->kind);
-		f->label = col->is_array ? GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED
-			: col->not_null ? GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REQUIRED
-			: GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_OPTIONAL;
+		record_field(f, col->name, col->field, record_proto_type(col->kind),
+					 col->is_array ? GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED
+					 : col->not_null ? GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REQUIRED
+					 : GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_OPTIONAL);
 		fieldp[schema->ncols] = f;
 		schema->ncols++;
 	}
+	schema->ntablecols = schema->ncols;
+
+	if (cdc)
+	{
+		/* _change_type, _commit_lsn, _commit_timestamp, _seq: in every record */
+		static const Oid types[ZB_CDC_NFIELDS] = {TEXTOID, INT8OID, TIMESTAMPTZOID, INT8OID};
+
+		for (i = 0; i < ZB_CDC_NFIELDS; i++)
+		{
+			ZbRecordCol *col = &schema->cols[schema->ncols];
+			Google__Protobuf__FieldDescriptorProto *f = &fields[schema->ncols];
+
+			if (++field == PROTO_RESERVED_FIRST)
+				field = PROTO_RESERVED_LAST + 1;
+			col->name = pstrdup(zb_cdc_field_names[i]);
+			col->index = tupdesc->natts + i;
+			col->field = field;
+			col->not_null = true;
+			col->typid = types[i];
+			(void) record_kind(col->typid, &col->kind);
+			record_field(f, col->name, col->field, record_proto_type(col->kind),
+						 GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REQUIRED);
+			fieldp[schema->ncols] = f;
+			schema->ncols++;
+		}
+		schema->nvalues = tupdesc->natts + ZB_CDC_NFIELDS;
+	}
+	else
+		schema->nvalues = first_index + schema->ncols;
 	desc.n_field = schema->ncols;
 
 	if (key_name)
@@ -394,12 +444,9 @@ zb_record_schema(TupleDesc tupdesc, const char *message_name, int first_index,
 			field = PROTO_RESERVED_LAST + 1;
 		schema->key_name = pstrdup(key_name);
 		schema->key_field = field;
-		google__protobuf__field_descriptor_proto__init(f);
-		f->name = schema->key_name;
-		f->has_number = f->has_label = f->has_type = true;
-		f->number = field;
-		f->type = GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_STRING;
-		f->label = GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_OPTIONAL;
+		record_field(f, schema->key_name, field,
+					 GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_STRING,
+					 GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_OPTIONAL);
 		fieldp[desc.n_field++] = f;
 	}
 
@@ -410,6 +457,77 @@ zb_record_schema(TupleDesc tupdesc, const char *message_name, int first_index,
 	google__protobuf__descriptor_proto__pack(&desc, schema->descriptor);
 	schema->fingerprint = zb_record_fingerprint(tupdesc);
 	return schema;
+}
+
+/*
+ * The record schema of a queue table.  Column k (k-th non-dropped column) is
+ * read from values[first_index + k].  The table must pass
+ * zb_record_check_columns() (and zb_record_check_key() for a key_name, or
+ * NULL for no key field).
+ */
+ZbRecordSchema *
+zb_record_schema(TupleDesc tupdesc, const char *message_name, int first_index,
+				 const char *key_name)
+{
+	return record_build_schema(tupdesc, message_name, first_index, key_name, false);
+}
+
+/*
+ * The record schema of a change-capture stream (docs/DESIGN.md, "Change
+ * capture"): the table's columns, read from values[attnum - 1] as
+ * heap_deform_tuple() leaves them, all optional, then the change-capture
+ * fields from values[natts + i] (ZB_CDC_*): _change_type (text),
+ * _commit_lsn (int8), _commit_timestamp (timestamptz), _seq (int8).  The
+ * table must pass zb_record_cdc_problem().
+ */
+ZbRecordSchema *
+zb_record_schema_cdc(TupleDesc tupdesc, const char *message_name)
+{
+	return record_build_schema(tupdesc, message_name, 0, NULL, true);
+}
+
+/*
+ * Can change-capture records carry this table?  Its columns as for a queue,
+ * none named like a change-capture field (ignoring case, as Delta does), and
+ * room for the four fields.  NULL, or the problem with *hint and *sqlstate.
+ */
+char *
+zb_record_cdc_problem(TupleDesc tupdesc, const char *relname, char **hint, int *sqlstate)
+{
+	char	   *problem = zb_record_columns_problem(tupdesc, relname, hint, sqlstate);
+	int			ncols = 0;
+	int			i;
+	int			j;
+
+	if (problem)
+		return problem;
+	for (i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+
+		if (att->attisdropped)
+			continue;
+		ncols++;
+		for (j = 0; j < ZB_CDC_NFIELDS; j++)
+		{
+			if (pg_strcasecmp(NameStr(att->attname), zb_cdc_field_names[j]) == 0)
+			{
+				*sqlstate = ERRCODE_DUPLICATE_COLUMN;
+				*hint = psprintf("Rename the column, for example: ALTER TABLE %s RENAME COLUMN %s TO <new name>; change-capture records add the fields _change_type, _commit_lsn, _commit_timestamp and _seq.",
+								 relname, quote_identifier(NameStr(att->attname)));
+				return psprintf("column \"%s\" of table \"%s\" has the name of a change-capture field",
+								NameStr(att->attname), relname);
+			}
+		}
+	}
+	if (ncols + ZB_CDC_NFIELDS > ZB_MAX_COLUMNS)
+	{
+		*sqlstate = ERRCODE_TOO_MANY_COLUMNS;
+		*hint = NULL;
+		return psprintf("table \"%s\" has %d columns; change-capture records add %d and ZeroBus accepts at most %d",
+						relname, ncols, ZB_CDC_NFIELDS, ZB_MAX_COLUMNS);
+	}
+	return NULL;
 }
 
 /* ---------- PROTO encoding ---------- */

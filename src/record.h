@@ -45,7 +45,9 @@ typedef struct ZbRecordCol
 
 typedef struct ZbRecordSchema
 {
-	int			ncols;
+	int			ncols;			/* fields: table columns, then change-capture fields */
+	int			ntablecols;		/* of which table columns */
+	int			nvalues;		/* size of the values/isnull arrays it reads */
 	ZbRecordCol *cols;
 	char	   *key_name;		/* the dedup key's field, or NULL (no key) */
 	int			key_field;		/* its protobuf field number */
@@ -57,6 +59,20 @@ typedef struct ZbRecordSchema
 /* The largest number of columns ZeroBus accepts. */
 #define ZB_MAX_COLUMNS 2000
 
+/*
+ * Change capture: the fields each record adds after the table's columns, in
+ * this order, read from values[natts + ZB_CDC_*].
+ */
+#define ZB_CDC_NFIELDS 4
+#define ZB_CDC_CHANGE_TYPE 0	/* text */
+#define ZB_CDC_COMMIT_LSN 1		/* int8 */
+#define ZB_CDC_COMMIT_TIME 2	/* timestamptz */
+#define ZB_CDC_SEQ 3			/* int8 */
+extern const char *const zb_cdc_field_names[ZB_CDC_NFIELDS];
+
+extern ZbRecordSchema *zb_record_schema_cdc(TupleDesc tupdesc, const char *message_name);
+extern char *zb_record_cdc_problem(TupleDesc tupdesc, const char *relname, char **hint,
+								   int *sqlstate);
 extern ZbRecordSchema *zb_record_schema(TupleDesc tupdesc, const char *message_name,
 										int first_index, const char *key_name);
 extern uint32 zb_record_fingerprint(TupleDesc tupdesc);

@@ -69,6 +69,8 @@ typedef struct ZbWorkerSlot
 	int			state;			/* ZbState: what it last reported, kept after it exits */
 	bool		in_batch;		/* a batch's transaction is open */
 	int64		queue_depth;	/* rows waiting in its share of the queue; 0 once it exits */
+	TimestampTz oldest_unacked; /* change capture: the commit time of the oldest
+								 * change sent and not acknowledged; 0 if none */
 } ZbWorkerSlot;
 
 typedef struct ZbCounters
@@ -109,6 +111,7 @@ typedef struct ZbStreamSlot
 	int			nworkers;
 	int			max_inflight;	/* rows per worker transaction */
 	bool		enabled;
+	char		slot_name[NAMEDATALEN]; /* change capture: its replication slot; "" for a queue */
 	uint32		fingerprint;	/* zb_stream_fingerprint() of all the settings */
 	uint32		generation;		/* bumped when enabled or the fingerprint changes */
 	ZbWorkerSlot workers[ZB_MAX_STREAM_WORKERS];	/* see ZbWorkerSlot */
@@ -130,7 +133,7 @@ typedef struct ZbStreamSlot
 	char		last_error[ZB_ERRLEN];
 	char		gen_last_error[ZB_ERRLEN];	/* why the generator makes no rows, or "" */
 
-	/* mutex: the counters, and workers[].state, in_batch, queue_depth */
+	/* mutex: the counters, and workers[].state, in_batch, queue_depth, oldest_unacked */
 	slock_t		mutex;
 	ZbCounters	c;
 	double		rate_ema;		/* acked rows/s, exponential moving average */

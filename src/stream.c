@@ -33,6 +33,7 @@
 #include "catalog/catalog.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
@@ -59,6 +60,7 @@
 #include "utils/wait_event.h"
 
 #include "compat.h"
+#include "cdc.h"
 #include "metrics.h"
 #include "option.h"
 #include "record.h"
@@ -217,6 +219,8 @@ Datum
 zerobus_queue_dropped(PG_FUNCTION_ARGS)
 {
 	uint64		i;
+	Oid			catalog;
+	bool		has_source;
 
 	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
 		elog(ERROR, "zerobus.queue_dropped() must be called as an event trigger");
@@ -224,20 +228,45 @@ zerobus_queue_dropped(PG_FUNCTION_ARGS)
 	if (!OidIsValid(zb_catalog_relid("stream_settings", true)))
 		PG_RETURN_VOID();
 
+	/*
+	 * An update script that drops something runs this before it has added
+	 * the change-capture columns: the catalog is then one without them.
+	 */
+	catalog = zb_catalog_relid("stream_settings", false);
+	has_source = get_attnum(catalog, "source") != InvalidAttrNumber;
+
 	SPI_connect();
 	(void) zb_spi_as(zb_catalog_owner(),
-					 "DELETE FROM zerobus.stream_settings s"
+					 has_source
+					 ? "DELETE FROM zerobus.stream_settings s"
+					 " USING pg_catalog.pg_event_trigger_dropped_objects() d"
+					 " WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
+					 "   AND d.objsubid OPERATOR(pg_catalog.=) 0"
+					 "   AND d.objid OPERATOR(pg_catalog.=) ANY (ARRAY[s.queue::pg_catalog.oid,"
+					 "                                              s.source::pg_catalog.oid])"
+					 " RETURNING s.name, s.slot_name::pg_catalog.text, s.source IS NOT NULL"
+					 : "DELETE FROM zerobus.stream_settings s"
 					 " USING pg_catalog.pg_event_trigger_dropped_objects() d"
 					 " WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass"
 					 "   AND d.objsubid OPERATOR(pg_catalog.=) 0"
 					 "   AND d.objid OPERATOR(pg_catalog.=) s.queue::pg_catalog.oid"
-					 " RETURNING s.name",
+					 " RETURNING s.name, NULL::pg_catalog.text, false",
 					 0, NULL, NULL, NULL, false, 0);
 	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *slot = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		bool		isnull;
+		bool		cdc = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3,
+												   &isnull));
+
 		ereport(NOTICE,
 				(errmsg("drop cascades to stream \"%s\"",
 						SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1)),
-				 errdetail("A stream is dropped with its queue table; rows not yet delivered are gone with the table.")));
+				 cdc ? errdetail("A change-capture stream is dropped with its table, and its replication slot when the transaction commits.")
+				 : errdetail("A stream is dropped with its queue table; rows not yet delivered are gone with the table.")));
+		if (slot)
+			zb_cdc_drop_at_commit(slot);
+	}
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -369,8 +398,11 @@ zb_stream_row_decode(HeapTuple tup, TupleDesc td, int first, const char *name, Z
 {
 	bool		isnull;
 
+	memset(row, 0, sizeof(*row));
 	row->name = pstrdup(name);
 	row->queue = DatumGetObjectId(SPI_getbinval(tup, td, first, &isnull));
+	if (isnull)
+		row->queue = InvalidOid;
 	row->server = pstrdup(SPI_getvalue(tup, td, first + 1));
 	row->target = pstrdup(SPI_getvalue(tup, td, first + 2));
 	row->record_format = pstrdup(SPI_getvalue(tup, td, first + 3));
@@ -381,7 +413,23 @@ zb_stream_row_decode(HeapTuple tup, TupleDesc td, int first, const char *name, Z
 	row->ack_timeout_ms = zb_interval_ms(DatumGetIntervalP(SPI_getbinval(tup, td, first + 8, &isnull)));
 	row->enabled = DatumGetBool(SPI_getbinval(tup, td, first + 9, &isnull));
 	row->dedup_column = SPI_getvalue(tup, td, first + 10);	/* NULL if none */
-	row->owner = zb_queue_owner(row->queue);
+	row->source = DatumGetObjectId(SPI_getbinval(tup, td, first + 11, &isnull));
+	if (isnull)
+		row->source = InvalidOid;
+	if (OidIsValid(row->source))
+	{
+		/* a change-capture stream belongs to its capture role while it exists */
+		row->capture_role = DatumGetObjectId(SPI_getbinval(tup, td, first + 12, &isnull));
+		row->owner = SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(row->capture_role))
+			? row->capture_role : InvalidOid;
+		row->snapshot = DatumGetBool(SPI_getbinval(tup, td, first + 13, &isnull));
+		row->update_preimage = DatumGetBool(SPI_getbinval(tup, td, first + 14, &isnull));
+		row->slot_name = SPI_getvalue(tup, td, first + 15);
+		row->seq_base = DatumGetInt64(SPI_getbinval(tup, td, first + 16, &isnull));
+		row->cdc_started = DatumGetBool(SPI_getbinval(tup, td, first + 17, &isnull));
+	}
+	else
+		row->owner = zb_queue_owner(row->queue);
 }
 
 /*
@@ -389,17 +437,22 @@ zb_stream_row_decode(HeapTuple tup, TupleDesc td, int first, const char *name, Z
  * worker publishes it with the stream (a change restarts the workers), and
  * a worker checks that the row it loaded is the one it was started for.
  * 'enabled' is not in it (it decides whether workers run at all), nor the
- * owner (read from pg_class, never stored).
+ * owner (read from pg_class, never stored), nor whether a change-capture
+ * stream is established (its worker marks it so, and goes on); its slot is
+ * (resync_stream gives it a new one, and new workers).
  */
 uint32
 zb_stream_fingerprint(const ZbStreamRow *row)
 {
-	char	   *text = psprintf("%u|%s|%s|%s|%d|%d|%d|%d|" INT64_FORMAT "|%s%s",
+	char	   *text = psprintf("%u|%s|%s|%s|%d|%d|%d|%d|" INT64_FORMAT "|%s%s|%u|%u|%d|%d|%s|" INT64_FORMAT,
 								row->queue, row->server, row->target, row->record_format,
 								row->batch_rows, row->batch_bytes, row->workers,
 								row->max_inflight, row->ack_timeout_ms,
 								row->dedup_column ? "=" : "-",
-								row->dedup_column ? row->dedup_column : "");
+								row->dedup_column ? row->dedup_column : "",
+								row->source, row->capture_role, row->snapshot,
+								row->update_preimage, row->slot_name ? row->slot_name : "",
+								row->seq_base);
 	uint32		h = hash_bytes((const unsigned char *) text, strlen(text));
 
 	pfree(text);
@@ -456,6 +509,8 @@ zb_stream_problem(const ZbStreamRow *row, AclMode need, bool need_server, Oid *o
 	ForeignServer *server;
 	int			bit;
 
+	if (OidIsValid(row->source))
+		return zb_cdc_stream_problem(row, owner);
 	*owner = zb_queue_owner(row->queue);
 	if (!OidIsValid(*owner))
 		return psprintf("the queue table (OID %u) no longer exists: SELECT zerobus.drop_stream('%s');",
@@ -511,16 +566,25 @@ zb_stream_require(const char *name, bool for_update, ZbStreamRow *row)
 				 errmsg("stream \"%s\" does not exist", name),
 				 errhint("SELECT name FROM zerobus.streams; lists the streams of this database.")));
 	if (!OidIsValid(row->owner) && !superuser())
+	{
+		if (OidIsValid(row->source))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("the capture role of stream \"%s\" no longer exists", name),
+					 errdetail("A change-capture stream belongs to its capture role; without the role only a superuser can change or drop it.")));
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("the queue table of stream \"%s\" no longer exists", name),
 				 errdetail("A stream belongs to its queue table's owner; without the table only a superuser can change or drop it.")));
+	}
 	if (OidIsValid(row->owner) && !has_privs_of_role(GetUserId(), row->owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be a member of role \"%s\" to change stream \"%s\"",
 						GetUserNameFromId(row->owner, false), name),
-				 errdetail("A stream belongs to the owner of its queue table.")));
+				 OidIsValid(row->source)
+				 ? errdetail("A change-capture stream belongs to the role that created it.")
+				 : errdetail("A stream belongs to the owner of its queue table.")));
 }
 
 /* Add (or re-add) the wake-up trigger, dropped with the extension. */
@@ -560,9 +624,16 @@ stream_detach_queue(Oid queue)
 
 PG_FUNCTION_INFO_V1(zerobus_create_stream);
 
-static const char *const create_args[] = {
-	"name", "queue", "server", "target", "record_format", "batch_rows", "batch_bytes",
-	"workers", "max_inflight", "ack_timeout", "start"
+/* Arguments of create_stream that must not be NULL (queue and source are checked apart). */
+static const struct
+{
+	int			argno;
+	const char *name;
+}			create_args[] =
+{
+	{0, "name"}, {2, "server"}, {3, "target"}, {4, "record_format"}, {5, "batch_rows"},
+	{6, "batch_bytes"}, {7, "workers"}, {8, "max_inflight"}, {9, "ack_timeout"}, {10, "start"},
+	{13, "snapshot"}, {14, "update_preimage"}
 };
 
 /*
@@ -580,43 +651,122 @@ stream_check_dedup_column(FunctionCallInfo fcinfo, int argno, Oid queue)
 	key = text_to_cstring(PG_GETARG_TEXT_PP(argno));
 	if (key[0] == '\0')
 		return NULL;
+	if (!OidIsValid(queue))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a change-capture stream takes no dedup_column"),
+				 errdetail("Its records carry _seq, the same in every copy of a change and different for every other.")));
 	rel = table_open(queue, AccessShareLock);
 	zb_record_check_key(RelationGetDescr(rel), RelationGetRelationName(rel), key);
 	table_close(rel, AccessShareLock);
 	return key;
 }
 
+/*
+ * The source table of a change-capture stream (docs/DESIGN.md, "Change
+ * capture"): capturable, and the caller (who becomes the capture role) may
+ * capture it.
+ */
+static void
+stream_check_source(Oid source, bool preimage)
+{
+	char	   *problem;
+	char	   *hint;
+	char	   *warning;
+	int			sqlstate;
+
+	/* does it exist (a dropped table's OID in a regclass argument)? */
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(source)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", source)));
+	problem = zb_cdc_source_problem(source, preimage, true, true, &sqlstate, &hint, &warning);
+	if (problem)
+		ereport(ERROR,
+				(errcode(sqlstate),
+				 errmsg_internal("%s", problem),
+				 hint ? errhint("%s", hint) : 0));
+	problem = zb_cdc_capture_problem(source, GetUserId(), &sqlstate, &hint);
+	if (problem)
+		ereport(ERROR,
+				(errcode(sqlstate),
+				 errmsg_internal("%s", problem),
+				 errdetail("A change-capture stream reads every row of its table as the role that creates it: the table's owner, or a role with REPLICATION and SELECT, to which no row-level security applies."),
+				 hint ? errhint("%s", hint) : 0));
+	if (warning)
+	{
+		char	   *nl = strchr(warning, '\n');
+
+		if (nl)
+			*nl++ = '\0';
+		ereport(WARNING,
+				(errmsg_internal("%s", warning),
+				 nl ? errhint("%s", nl) : 0));
+	}
+}
+
 Datum
 zerobus_create_stream(PG_FUNCTION_ARGS)
 {
 	char	   *name;
-	Oid			queue;
+	Oid			queue = InvalidOid;
+	Oid			source = InvalidOid;
 	char	   *server;
 	char	   *target;
 	char	   *format;
 	Interval   *ack_timeout;
 	char	   *dedup_column;
+	bool		snapshot;
+	bool		preimage;
 	ZbStreamRow existing;
-	Oid			types[12] = {TEXTOID, OIDOID, NAMEOID, TEXTOID, TEXTOID,
-	INT4OID, INT4OID, INT4OID, INT4OID, INTERVALOID, BOOLOID, TEXTOID};
-	Datum		values[12];
-	char		nulls[12];
+	Oid			types[18] = {TEXTOID, OIDOID, NAMEOID, TEXTOID, TEXTOID,
+		INT4OID, INT4OID, INT4OID, INT4OID, INTERVALOID, BOOLOID, TEXTOID,
+	OIDOID, OIDOID, BOOLOID, BOOLOID, TEXTOID, INT8OID};
+	Datum		values[18];
+	char		nulls[18];
 	int			i;
 
 	(void) zb_shmem();
 	for (i = 0; i < lengthof(create_args); i++)
-		stream_check_arg(fcinfo, i, create_args[i]);
+		stream_check_arg(fcinfo, create_args[i].argno, create_args[i].name);
+	if (PG_ARGISNULL(1) == PG_ARGISNULL(12))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg(PG_ARGISNULL(1) ? "a stream needs a queue or a source"
+						: "queue and source are mutually exclusive"),
+				 errhint("queue => a queue table: its rows are delivered and deleted; source => any table: its committed changes are delivered, nothing is deleted.")));
 
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	queue = PG_GETARG_OID(1);
 	server = NameStr(*PG_GETARG_NAME(2));
 	target = text_to_cstring(PG_GETARG_TEXT_PP(3));
 	format = text_to_cstring(PG_GETARG_TEXT_PP(4));
 	ack_timeout = PG_GETARG_INTERVAL_P(9);
+	snapshot = PG_GETARG_BOOL(13);
+	preimage = PG_GETARG_BOOL(14);
 
 	stream_check_name(name);
-	stream_check_queue(queue);
-	stream_check_server(server, zb_queue_owner(queue));
+	if (!PG_ARGISNULL(1))
+	{
+		queue = PG_GETARG_OID(1);
+		if (!snapshot || preimage)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s applies only to change-capture streams (source => <table>)",
+							preimage ? "update_preimage" : "snapshot")));
+		stream_check_queue(queue);
+		stream_check_server(server, zb_queue_owner(queue));
+	}
+	else
+	{
+		source = PG_GETARG_OID(12);
+		stream_check_source(source, preimage);
+		stream_check_server(server, GetUserId());
+		if (PG_GETARG_INT32(7) != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a change-capture stream has one worker"),
+					 errdetail("Its changes are decoded from one replication slot, in commit order.")));
+	}
 	zb_check_table_name(target, "target table");
 	stream_check_format(format);
 	stream_check_range("batch_rows", PG_GETARG_INT32(5), 1, 100000);
@@ -630,6 +780,7 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("stream \"%s\" already exists", name)));
+	if (OidIsValid(queue))
 	{
 		Oid			qtypes[1] = {OIDOID};
 		Datum		qvalues[1] = {ObjectIdGetDatum(queue)};
@@ -643,9 +794,16 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 							get_rel_name(queue)),
 					 errhint("A queue table feeds one stream; see zerobus.streams.")));
 	}
+	else if (!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+	{
+		/* slots whose streams are gone (this transaction has dropped none) */
+		(void) zb_cdc_sweep();
+	}
 
+	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(name);
 	values[1] = ObjectIdGetDatum(queue);
+	nulls[1] = OidIsValid(queue) ? ' ' : 'n';
 	values[2] = PG_GETARG_DATUM(2);
 	values[3] = CStringGetTextDatum(target);
 	values[4] = CStringGetTextDatum(format);
@@ -654,15 +812,33 @@ zerobus_create_stream(PG_FUNCTION_ARGS)
 	values[9] = IntervalPGetDatum(ack_timeout);
 	values[10] = PG_GETARG_DATUM(10);
 	values[11] = dedup_column ? CStringGetTextDatum(dedup_column) : (Datum) 0;
-	memset(nulls, ' ', sizeof(nulls));
 	nulls[11] = dedup_column ? ' ' : 'n';
+	values[12] = ObjectIdGetDatum(source);
+	values[13] = ObjectIdGetDatum(GetUserId());
+	values[14] = BoolGetDatum(snapshot);
+	values[15] = BoolGetDatum(preimage);
+	if (OidIsValid(source))
+	{
+		/* named after this transaction's 64-bit id: never used again */
+		values[16] = CStringGetTextDatum(zb_cdc_slot_name(MyDatabaseId, GetTopFullTransactionId()));
+		values[17] = Int64GetDatum(zb_cdc_seq_base(NULL));
+	}
+	else
+	{
+		for (i = 12; i <= 17; i++)
+			if (i != 14 && i != 15)
+				nulls[i] = 'n';
+	}
 	zb_catalog_write("INSERT INTO zerobus.stream_settings (name, queue, server, target,"
 					 " record_format, batch_rows, batch_bytes, workers, max_inflight,"
-					 " ack_timeout, enabled, dedup_column)"
+					 " ack_timeout, enabled, dedup_column, source, capture_role, snapshot,"
+					 " update_preimage, slot_name, seq_base)"
 					 " VALUES ($1, $2::pg_catalog.regclass, $3, $4, $5, $6,"
-					 " $7, $8, $9, $10, $11, $12)",
-					 12, types, values, nulls);
-	stream_attach_queue(queue);
+					 " $7, $8, $9, $10, $11, $12, $13::pg_catalog.regclass,"
+					 " $14::pg_catalog.regrole, $15, $16, $17::pg_catalog.name, $18)",
+					 18, types, values, nulls);
+	if (OidIsValid(queue))
+		stream_attach_queue(queue);
 	PG_RETURN_VOID();
 }
 
@@ -719,6 +895,11 @@ zerobus_alter_stream(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(6))
 	{
 		stream_check_range("workers", PG_GETARG_INT32(6), 1, ZB_MAX_STREAM_WORKERS);
+		if (OidIsValid(row.source) && PG_GETARG_INT32(6) != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a change-capture stream has one worker"),
+					 errdetail("Its changes are decoded from one replication slot, in commit order.")));
 		SET_COL("workers", INT4OID, PG_GETARG_DATUM(6));
 	}
 	if (!PG_ARGISNULL(7))
@@ -779,7 +960,10 @@ zerobus_drop_stream(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(name);
 	zb_catalog_write("DELETE FROM zerobus.stream_settings WHERE name OPERATOR(pg_catalog.=) $1",
 					 1, types, values, NULL);
-	stream_detach_queue(row.queue);
+	if (OidIsValid(row.queue))
+		stream_detach_queue(row.queue);
+	if (row.slot_name)
+		zb_cdc_drop_at_commit(row.slot_name);
 	PG_RETURN_VOID();
 }
 
@@ -813,6 +997,57 @@ zerobus_stop_stream(PG_FUNCTION_ARGS)
 {
 	stream_set_enabled(text_to_cstring(PG_GETARG_TEXT_PP(0)), false);
 	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(zerobus_record_descriptor);
+
+/*
+ * The DescriptorProto a stream's records are encoded with (PROTO records;
+ * JSON ones have the same fields), as its workers would send it now: to
+ * decode records, or to compare with a Delta table.  For the stream's owner.
+ */
+Datum
+zerobus_record_descriptor(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	ZbStreamRow row;
+	Oid			relid;
+	Relation	rel;
+	ZbRecordSchema *schema;
+	bytea	   *result;
+	char	   *hint;
+	int			sqlstate;
+	char	   *problem;
+
+	stream_check_arg(fcinfo, 0, "name");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (!zb_stream_lookup(name, false, &row))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("stream \"%s\" does not exist", name)));
+	if (!OidIsValid(row.owner) || !has_privs_of_role(GetUserId(), row.owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for the record descriptor of stream \"%s\"", name)));
+	relid = OidIsValid(row.source) ? row.source : row.queue;
+	rel = table_open(relid, AccessShareLock);
+	problem = OidIsValid(row.source)
+		? zb_record_cdc_problem(RelationGetDescr(rel), RelationGetRelationName(rel), &hint, &sqlstate)
+		: zb_record_columns_problem(RelationGetDescr(rel), RelationGetRelationName(rel), &hint,
+									&sqlstate);
+	if (problem)
+		ereport(ERROR,
+				(errcode(sqlstate), errmsg_internal("%s", problem),
+				 hint ? errhint("%s", hint) : 0));
+	schema = OidIsValid(row.source)
+		? zb_record_schema_cdc(RelationGetDescr(rel), RelationGetRelationName(rel))
+		: zb_record_schema(RelationGetDescr(rel), RelationGetRelationName(rel), 0,
+						   row.dedup_column);
+	table_close(rel, AccessShareLock);
+	result = palloc(VARHDRSZ + schema->descriptor_len);
+	SET_VARSIZE(result, VARHDRSZ + schema->descriptor_len);
+	memcpy(VARDATA(result), schema->descriptor, schema->descriptor_len);
+	PG_RETURN_BYTEA_P(result);
 }
 
 /* ---------- flush ---------- */
@@ -885,6 +1120,8 @@ zerobus_flush(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("stream \"%s\" does not exist", name)));
+	if (OidIsValid(row.source))
+		PG_RETURN_INT64(zb_cdc_flush(name, &row, iv));
 	if (pg_class_aclcheck(row.queue, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(row.queue));
 	if (!row.enabled)

@@ -13,7 +13,7 @@
 typedef struct ZbStreamRow
 {
 	char	   *name;
-	Oid			queue;
+	Oid			queue;			/* InvalidOid for a change-capture stream */
 	char	   *server;
 	char	   *target;
 	Oid			owner;			/* the queue table's owner; InvalidOid if it is gone */
@@ -25,6 +25,15 @@ typedef struct ZbStreamRow
 	int64		ack_timeout_ms;
 	bool		enabled;
 	char	   *dedup_column;	/* NULL: records carry no dedup key */
+
+	/* change capture (docs/DESIGN.md): all unset for a queue stream */
+	Oid			source;			/* the captured table, or InvalidOid */
+	Oid			capture_role;	/* stored; the owner while it exists */
+	bool		snapshot;		/* the initial copy is wanted */
+	bool		update_preimage;
+	char	   *slot_name;
+	int64		seq_base;
+	bool		cdc_started;	/* established: the initial copy committed */
 } ZbStreamRow;
 
 typedef struct ZbStreamSnapshot
@@ -36,8 +45,10 @@ typedef struct ZbStreamSnapshot
 /* The columns zb_stream_row_decode() reads, in its order. */
 #define ZB_STREAM_COLUMNS \
 	"queue::pg_catalog.oid, server, target, record_format, batch_rows, batch_bytes," \
-	" workers, max_inflight, ack_timeout, enabled, dedup_column"
-#define ZB_STREAM_NCOLUMNS 11
+	" workers, max_inflight, ack_timeout, enabled, dedup_column," \
+	" source::pg_catalog.oid, capture_role::pg_catalog.oid, snapshot, update_preimage," \
+	" slot_name::pg_catalog.text, seq_base, cdc_started_at IS NOT NULL"
+#define ZB_STREAM_NCOLUMNS 18
 
 extern void zb_stream_row_decode(HeapTuple tup, TupleDesc td, int first, const char *name,
 								 ZbStreamRow *row);

@@ -171,7 +171,7 @@ worker_catalog_changed(Datum arg, int cacheid, uint32 hashvalue)
 static void
 worker_relation_changed(Datum arg, Oid relid)
 {
-	if (!OidIsValid(relid) || relid == W.row.queue)
+	if (!OidIsValid(relid) || relid == W.row.queue || relid == W.row.source)
 		catalog_changed = true;
 }
 
@@ -211,9 +211,12 @@ worker_detach(int code, Datum arg)
 	zb_batch_release(&W);
 }
 
-/* Still wanted: same slot identity and generation, enabled. */
-static bool
-worker_wanted(void)
+/*
+ * Still wanted: same slot identity and generation, enabled.  Also for a
+ * source in the middle of a long claim (change capture's initial copy).
+ */
+bool
+zb_worker_wanted(void)
 {
 	bool		ok;
 
@@ -313,16 +316,23 @@ worker_load(void)
 	old = MemoryContextSwitchTo(W.cfg_cxt);
 	if (!zb_stream_lookup(W.name, false, &W.row))
 		result = LOAD_GONE;
-	else if (!worker_settings_current())
-		result = LOAD_WAIT;
-	else if ((W.problem = zb_stream_problem(&W.row, W.source->privileges, true, &W.owner)) != NULL)
-		result = LOAD_PROBLEM;
 	else
 	{
-		W.session = zb_session_get(zb_server_oid(W.row.server), W.owner);
-		zb_session_require(W.session, ZB_NEED_ZEROBUS);
-		W.json = strcmp(W.row.record_format, "json") == 0;
-		W.source->load(&W);		/* the record schema, or why the stream is paused */
+		/* the stream's kind picks where its rows come from */
+		W.source = OidIsValid(W.row.source) ? &zb_cdc_source : &zb_queue_source;
+		if (!worker_settings_current())
+			result = LOAD_WAIT;
+		else if ((W.problem = zb_stream_problem(&W.row, W.source->privileges, true, &W.owner)) != NULL)
+			result = LOAD_PROBLEM;
+		else
+		{
+			W.session = zb_session_get(zb_server_oid(W.row.server), W.owner);
+			zb_session_require(W.session, ZB_NEED_ZEROBUS);
+			W.json = strcmp(W.row.record_format, "json") == 0;
+			W.source->load(&W); /* the record schema, or why the stream is paused */
+			if (W.problem)
+				result = LOAD_PROBLEM;	/* found by the source (change capture: a lost slot) */
+		}
 	}
 	MemoryContextSwitchTo(old);
 	PopActiveSnapshot();
@@ -541,7 +551,7 @@ zerobus_stream_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (!worker_wanted())
+		if (!zb_worker_wanted())
 			break;
 		if (W.retry_at > GetCurrentTimestamp())
 		{
@@ -618,5 +628,7 @@ zerobus_stream_main(Datum arg)
 	}
 done:
 	zb_worker_close_stream();
+	if (W.source->leave)
+		W.source->leave(&W);
 	proc_exit(0);
 }

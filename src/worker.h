@@ -66,6 +66,7 @@ typedef struct ZbWorker
 	bool		woken;			/* a latch wake-up arrived during the batch */
 } ZbWorker;
 
+extern bool zb_worker_wanted(void);
 extern void zb_worker_state(ZbState state);
 extern void zb_worker_error(const char *msg);
 extern void zb_worker_backoff(bool retryable);

@@ -44,4 +44,21 @@ sub add_server
 	});
 }
 
+# Change capture needs wal_level = logical (pass it in conf); minor releases
+# from 2026 on also load only the output plugins output_plugin_libraries
+# names.  Add zerobus_fdw there when the server has the setting.
+sub enable_cdc
+{
+	my ($node) = @_;
+	return
+	  if $node->safe_psql('postgres',
+		q{SELECT count(*) FROM pg_settings WHERE name = 'output_plugin_libraries'}) eq '0';
+	$node->safe_psql('postgres',
+		q{ALTER SYSTEM SET output_plugin_libraries = pgoutput, test_decoding, zerobus_fdw});
+	$node->reload;
+	$node->poll_query_until('postgres',
+		q{SELECT current_setting('output_plugin_libraries') LIKE '%zerobus_fdw%'})
+	  or die 'output_plugin_libraries was not reloaded';
+}
+
 1;
