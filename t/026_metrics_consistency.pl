@@ -18,7 +18,7 @@
 # with (it runs for the life of the cluster: a leak of each round of its
 # loop would grow without bound).
 # The views are also checked in a database where the extension was created
-# in a schema of its own (docs: README, "Where the objects are").
+# in a schema of its own (docs: README, "Metrics": "Where the views are").
 use strict;
 use warnings;
 
